@@ -1,0 +1,153 @@
+/*
+ * Authentication data: token lookup by secret hash (with the user and its grants), the
+ * first-start admin bootstrap, and the generation counter that invalidates auth caches.
+ */
+#include "dh_db.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_ulong auth_generation = 1;
+
+unsigned long dh_db_auth_generation(void)
+{
+	return atomic_load(&auth_generation);
+}
+
+void dh_db_auth_changed(void)
+{
+	atomic_fetch_add(&auth_generation, 1);
+}
+
+static const char sql_token[] =
+	"SELECT t.id, t.expire_time, t.revoked, u.id, u.name, u.is_active"
+	" FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_hash = ?1";
+static const char sql_grants[] =
+	"SELECT a.action, coalesce(a.product_id, m.product_id, ''), coalesce(a.model_id, ''),"
+	" coalesce(a.channel_id, '') FROM access_rights a LEFT JOIN models m ON m.id = a.model_id"
+	" WHERE a.user_id = ?1";
+
+enum dh_err dh_db_auth_lookup(struct dh_db *db, const char hash_hex[DH_SHA256_HEX],
+			      struct dh_principal *p, int64_t *expire_us, bool *revoked)
+{
+	sqlite3_stmt *st = dh_db_prep(db, sql_token);
+	enum dh_err rc = DH_OK;
+	size_t cap = 0;
+
+	memset(p, 0, sizeof(*p));
+	*expire_us = 0;
+	*revoked = false;
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_int(st, 5)) {
+		sqlite3_reset(st);
+		return DH_E_UNAUTHORIZED;
+	}
+	dh_db_col_copy(st, 0, p->token_id, sizeof(p->token_id));
+	if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
+	    !dh_time_parse((const char *)sqlite3_column_text(st, 1), expire_us))
+		*expire_us = 1; /* unreadable expiry: treat as long expired */
+	*revoked = sqlite3_column_int(st, 2) != 0;
+	dh_db_col_copy(st, 3, p->user_id, sizeof(p->user_id));
+	dh_db_col_copy(st, 4, p->user_name, sizeof(p->user_name));
+	sqlite3_reset(st);
+
+	st = dh_db_prep(db, sql_grants);
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, p->user_id, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct dh_grant *g;
+		if (p->ngrants == cap) {
+			size_t ncap = cap ? cap * 2 : 4;
+			struct dh_grant *n = realloc(p->grants, ncap * sizeof(*n));
+			if (!n) {
+				rc = DH_E_NOMEM;
+				break;
+			}
+			p->grants = n;
+			cap = ncap;
+		}
+		g = &p->grants[p->ngrants++];
+		g->action = dh_action_parse((const char *)sqlite3_column_text(st, 0));
+		dh_db_col_copy(st, 1, g->product, sizeof(g->product));
+		dh_db_col_copy(st, 2, g->model, sizeof(g->model));
+		dh_db_col_copy(st, 3, g->channel, sizeof(g->channel));
+	}
+	sqlite3_reset(st);
+	if (rc != DH_OK)
+		dh_principal_release(p);
+	return rc;
+}
+
+enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA256_HEX],
+				  bool *created, struct dh_error *err)
+{
+	sqlite3_stmt *st;
+	char uid[DH_UUID_LEN], tid[DH_UUID_LEN], gid[DH_UUID_LEN], now[DH_TIME_LEN];
+	enum dh_err rc;
+	int r;
+
+	*created = false;
+	rc = dh_db_begin(db);
+	if (rc != DH_OK)
+		return dh_error_set(err, rc, "Cannot begin the admin bootstrap");
+	st = dh_db_prep(db, "SELECT count(*) FROM users");
+	if (!st || sqlite3_step(st) != SQLITE_ROW) {
+		rc = dh_error_set(err, DH_E_DB, "Cannot count users");
+		goto out;
+	}
+	r = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	if (r > 0)
+		goto out;
+	dh_uuid_new(uid);
+	dh_uuid_new(tid);
+	dh_uuid_new(gid);
+	dh_time_format(dh_now_us(), now);
+	st = dh_db_prep(db, "INSERT INTO users (id, tid, name, create_time)"
+			    " VALUES (?1, 'admin', 'admin', ?2)");
+	if (!st)
+		goto db_fail;
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto db_fail;
+	st = dh_db_prep(db, "INSERT INTO tokens (id, tid, user_id, name, secret_hash, prefix,"
+			    " create_time) VALUES (?1, 'admin-initial', ?2, 'initial admin token',"
+			    " ?3, ?4, ?5)");
+	if (!st)
+		goto db_fail;
+	sqlite3_bind_text(st, 1, tid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hash_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto db_fail;
+	st = dh_db_prep(db, "INSERT INTO access_rights (id, tid, user_id, action, create_time)"
+			    " VALUES (?1, 'admin-all', ?2, 'admin', ?3)");
+	if (!st)
+		goto db_fail;
+	sqlite3_bind_text(st, 1, gid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto db_fail;
+	*created = true;
+	goto out;
+db_fail:
+	rc = dh_error_set(err, DH_E_DB, "Admin bootstrap failed: %s",
+			  sqlite3_errmsg(dh_db_handle(db)));
+out:
+	if (st)
+		sqlite3_reset(st);
+	if (rc == DH_OK)
+		rc = dh_db_commit(db);
+	else
+		dh_db_rollback(db);
+	dh_db_auth_changed();
+	return rc;
+}

@@ -1,0 +1,279 @@
+/*
+ * The generic object store for configuration objects: get, resolve, insert, update, delete
+ * and list over one table, with rows as JSON objects keyed by column name. Table and column
+ * names come from the API layer's static resource tables and are checked to be plain
+ * identifiers; values are always bound, never spliced into SQL.
+ */
+#include "dh_db.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest SQL text the store builds (a few dozen columns of short names). */
+#define OBJ_SQL_MAX 4096
+
+static bool ident_ok(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || *s == '_' || (*s >= '0' && *s <= '9')))
+			return false;
+	}
+	return true;
+}
+
+static sqlite3_stmt *prepare(struct dh_db *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(dh_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
+		dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(dh_db_handle(db)));
+		return NULL;
+	}
+	return st;
+}
+
+enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, bool has_tid,
+			  json_t **out)
+{
+	char sql[OBJ_SQL_MAX];
+	sqlite3_stmt *st;
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int n;
+
+	*out = NULL;
+	if (!ident_ok(table) || !key)
+		return DH_E_INTERNAL;
+	n = snprintf(sql, sizeof(sql), "SELECT * FROM %s WHERE id = ?1%s LIMIT 1", table,
+		     has_tid ? " OR tid = ?1" : "");
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = dh_db_row_to_json(st);
+		rc = *out ? DH_OK : DH_E_NOMEM;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum dh_err dh_db_obj_resolve(struct dh_db *db, const char *table, const char *key, bool has_tid,
+			      char id[DH_UUID_LEN])
+{
+	char sql[OBJ_SQL_MAX];
+	sqlite3_stmt *st;
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int n;
+
+	if (!ident_ok(table) || !key)
+		return DH_E_INTERNAL;
+	n = snprintf(sql, sizeof(sql), "SELECT id FROM %s WHERE id = ?1%s LIMIT 1", table,
+		     has_tid ? " OR tid = ?1" : "");
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, id, DH_UUID_LEN);
+		rc = DH_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Appends s to sql at *o; false when it would not fit. */
+static bool put(char *sql, size_t *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*o + n + 1 > OBJ_SQL_MAX)
+		return false;
+	memcpy(sql + *o, s, n + 1);
+	*o += n;
+	return true;
+}
+
+enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row, struct dh_error *err)
+{
+	char sql[OBJ_SQL_MAX];
+	size_t o = 0, i = 0;
+	const char *k;
+	json_t *v;
+	sqlite3_stmt *st;
+	enum dh_err rc = DH_OK;
+	int r;
+
+	if (!ident_ok(table) || !put(sql, &o, "INSERT INTO ") || !put(sql, &o, table) ||
+	    !put(sql, &o, " ("))
+		return DH_E_INTERNAL;
+	json_object_foreach(row, k, v)
+	{
+		if (!ident_ok(k) || (i++ && !put(sql, &o, ", ")) || !put(sql, &o, k))
+			return DH_E_INTERNAL;
+	}
+	if (!put(sql, &o, ") VALUES ("))
+		return DH_E_INTERNAL;
+	for (size_t j = 0; j < i; j++) {
+		if (!put(sql, &o, j ? ", ?" : "?"))
+			return DH_E_INTERNAL;
+	}
+	if (!put(sql, &o, ")"))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return dh_error_set(err, DH_E_DB, NULL);
+	i = 0;
+	json_object_foreach(row, k, v)
+	{
+		dh_db_bind_json(st, (int)++i, v);
+	}
+	r = sqlite3_step(st);
+	if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id, json_t *cols,
+			     struct dh_error *err)
+{
+	char sql[OBJ_SQL_MAX];
+	size_t o = 0, i = 0;
+	const char *k;
+	json_t *v;
+	sqlite3_stmt *st;
+	enum dh_err rc = DH_OK;
+	int r;
+
+	if (json_object_size(cols) == 0) {
+		char dummy[DH_UUID_LEN];
+		return dh_db_obj_resolve(db, table, id, false, dummy);
+	}
+	if (!ident_ok(table) || !put(sql, &o, "UPDATE ") || !put(sql, &o, table) ||
+	    !put(sql, &o, " SET "))
+		return DH_E_INTERNAL;
+	json_object_foreach(cols, k, v)
+	{
+		if (!ident_ok(k) || (i++ && !put(sql, &o, ", ")) || !put(sql, &o, k) ||
+		    !put(sql, &o, " = ?"))
+			return DH_E_INTERNAL;
+	}
+	if (!put(sql, &o, " WHERE id = ?"))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return dh_error_set(err, DH_E_DB, NULL);
+	i = 0;
+	json_object_foreach(cols, k, v)
+	{
+		dh_db_bind_json(st, (int)++i, v);
+	}
+	sqlite3_bind_text(st, (int)i + 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, err);
+	else if (sqlite3_changes(dh_db_handle(db)) == 0)
+		rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id,
+			     struct dh_error *err)
+{
+	char sql[OBJ_SQL_MAX];
+	sqlite3_stmt *st;
+	enum dh_err rc = DH_OK;
+	int r, n;
+
+	if (!ident_ok(table))
+		return DH_E_INTERNAL;
+	n = snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = ?1", table);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return dh_error_set(err, DH_E_DB, NULL);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, err);
+		if (rc == DH_E_REFERENCED)
+			dh_error_set(err, DH_E_REFERENCED,
+				     "The object is still referenced by other objects; delete or"
+				     " change those first.");
+	} else if (sqlite3_changes(dh_db_handle(db)) == 0) {
+		rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_db_where *w,
+			   size_t nw, int64_t limit, int64_t offset, json_t **rows, int64_t *count)
+{
+	char where[OBJ_SQL_MAX], sql[OBJ_SQL_MAX];
+	size_t o = 0;
+	sqlite3_stmt *st = NULL;
+	enum dh_err rc = DH_OK;
+	int n;
+
+	*rows = NULL;
+	*count = 0;
+	where[0] = 0;
+	if (!ident_ok(table))
+		return DH_E_INTERNAL;
+	for (size_t i = 0; i < nw; i++) {
+		if (!ident_ok(w[i].column) || !put(where, &o, i ? " AND " : " WHERE ") ||
+		    !put(where, &o, w[i].column) ||
+		    !put(where, &o, json_is_null(w[i].value) ? " IS ?" : " = ?"))
+			return DH_E_INTERNAL;
+	}
+	n = snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", table, where);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return DH_E_DB;
+	for (size_t i = 0; i < nw; i++)
+		dh_db_bind_json(st, (int)i + 1, w[i].value);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*count = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	n = snprintf(sql, sizeof(sql),
+		     "SELECT * FROM %s%s ORDER BY create_time, id LIMIT %lld OFFSET %lld", table,
+		     where, (long long)limit, (long long)offset);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	st = prepare(db, sql);
+	if (!st)
+		return DH_E_DB;
+	for (size_t i = 0; i < nw; i++)
+		dh_db_bind_json(st, (int)i + 1, w[i].value);
+	*rows = json_array();
+	while (*rows && (n = sqlite3_step(st)) == SQLITE_ROW) {
+		if (json_array_append_new(*rows, dh_db_row_to_json(st)) != 0) {
+			rc = DH_E_NOMEM;
+			break;
+		}
+	}
+	if (!*rows)
+		rc = DH_E_NOMEM;
+	else if (rc == DH_OK && n != SQLITE_DONE)
+		rc = dh_db_error(db, n, NULL);
+	sqlite3_finalize(st);
+	if (rc != DH_OK) {
+		json_decref(*rows);
+		*rows = NULL;
+	}
+	return rc;
+}

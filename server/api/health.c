@@ -1,0 +1,46 @@
+/*
+ * Service endpoints without authentication: /healthz answers while the database is
+ * reachable; /metrics gives request counters in the Prometheus text format.
+ */
+#include "api/api.h"
+
+#include "dh_db.h"
+#include "http/server.h"
+
+#include <stdio.h>
+
+enum dh_err dh_api_healthz(struct dh_req *req)
+{
+	struct dh_error e = { 0 };
+
+	if (dh_db_exec(req->db, "SELECT 1", &e) != DH_OK) {
+		dh_error_release(&e);
+		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
+	}
+	return dh_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+enum dh_err dh_api_metrics(struct dh_req *req)
+{
+	struct dh_http_stats st;
+	char text[2048];
+	int n;
+
+	dh_http_stats_get(&st);
+	n = snprintf(
+		text, sizeof(text),
+		"# HELP devicehub_http_requests_total HTTP requests answered, by status class.\n"
+		"# TYPE devicehub_http_requests_total counter\n"
+		"devicehub_http_requests_total{class=\"2xx\"} %llu\n"
+		"devicehub_http_requests_total{class=\"3xx\"} %llu\n"
+		"devicehub_http_requests_total{class=\"4xx\"} %llu\n"
+		"devicehub_http_requests_total{class=\"5xx\"} %llu\n"
+		"# HELP devicehub_http_upload_bytes_total Request body bytes received.\n"
+		"# TYPE devicehub_http_upload_bytes_total counter\n"
+		"devicehub_http_upload_bytes_total %llu\n",
+		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return DH_E_INTERNAL;
+	return dh_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+				  (size_t)n);
+}

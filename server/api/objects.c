@@ -1,0 +1,552 @@
+/*
+ * The CRUD engine for configuration objects (see objects.h). Input is checked field by
+ * field and every problem is reported in "fields" at once; nothing is written unless the
+ * whole input is valid, and each write runs in one short transaction.
+ */
+#include "api/objects.h"
+
+#include "core/semver.h"
+#include "core/util.h"
+#include "dh_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Lists never return more than this many objects per page (API.md). */
+#define DH_PAGE_MAX     1000
+#define DH_PAGE_DEFAULT 50
+/* Rows a scoped caller's list is filtered from in memory; configuration stays small. */
+#define DH_SCOPED_LIST_MAX 100000
+
+static const struct dh_field *find_field(const struct dh_resource *res, const char *name)
+{
+	for (size_t i = 0; i < res->nfields; i++) {
+		if (strcmp(res->fields[i].name, name) == 0)
+			return &res->fields[i];
+	}
+	return NULL;
+}
+
+enum dh_err dh_api_resolve_ref(struct dh_req *req, const char *name, const char *table,
+			       bool has_tid, json_t *value, char id[DH_UUID_LEN])
+{
+	const char *key = json_string_value(value);
+	enum dh_err rc;
+	char what[160];
+
+	if (!key || !*key || strlen(key) > 64)
+		return dh_error_field(&req->err, name, "must be a uuid or tid");
+	rc = dh_db_obj_resolve(req->db, table, key, has_tid, id);
+	if (rc == DH_E_NOT_FOUND) {
+		snprintf(what, sizeof(what), "no such object: '%s'", key);
+		return dh_error_field(&req->err, name, what);
+	}
+	return rc;
+}
+
+/* Checks one input value and converts it to its column value (new reference in *out). */
+static enum dh_err convert(struct dh_req *req, const struct dh_field *f, json_t *v, json_t **out)
+{
+	char what[160], id[DH_UUID_LEN];
+	const char *s;
+	size_t len;
+	long long n;
+	int64_t t;
+	struct dh_semver sv;
+
+	*out = NULL;
+	if (json_is_null(v)) {
+		if (!(f->flags & DH_F_NULLABLE))
+			return dh_error_field(&req->err, f->name, "may not be null");
+		*out = json_null();
+		return DH_OK;
+	}
+	switch (f->type) {
+	case DH_F_TEXT:
+		if (!json_is_string(v))
+			return dh_error_field(&req->err, f->name, "must be a string");
+		len = json_string_length(v);
+		if ((long long)len < f->min || (f->max && (long long)len > f->max)) {
+			snprintf(what, sizeof(what), "must be %lld to %lld characters long", f->min,
+				 f->max);
+			return dh_error_field(&req->err, f->name, what);
+		}
+		if (strlen(json_string_value(v)) != len)
+			return dh_error_field(&req->err, f->name, "may not contain NUL characters");
+		*out = json_incref(v);
+		return DH_OK;
+	case DH_F_TID:
+		if (!json_is_string(v) || !dh_tid_valid(json_string_value(v)))
+			return dh_error_field(&req->err, f->name,
+					      "must match [A-Za-z0-9._-]{1,64}");
+		*out = json_incref(v);
+		return DH_OK;
+	case DH_F_INT:
+		if (!json_is_integer(v))
+			return dh_error_field(&req->err, f->name, "must be an integer");
+		n = json_integer_value(v);
+		if (n < f->min || n > f->max) {
+			snprintf(what, sizeof(what), "must be between %lld and %lld", f->min,
+				 f->max);
+			return dh_error_field(&req->err, f->name, what);
+		}
+		*out = json_incref(v);
+		return DH_OK;
+	case DH_F_BOOL:
+		if (!json_is_boolean(v))
+			return dh_error_field(&req->err, f->name, "must be true or false");
+		*out = json_integer(json_is_true(v));
+		return DH_OK;
+	case DH_F_ARRAY:
+		if (!json_is_array(v))
+			return dh_error_field(&req->err, f->name, "must be a list");
+		*out = json_incref(v);
+		return DH_OK;
+	case DH_F_OBJECT:
+		if (!json_is_object(v))
+			return dh_error_field(&req->err, f->name, "must be an object");
+		*out = json_incref(v);
+		return DH_OK;
+	case DH_F_REF:
+		if (!json_is_string(v))
+			return dh_error_field(&req->err, f->name, "must be a uuid or tid string");
+		if (dh_api_resolve_ref(req, f->name, f->ref_table, f->ref_has_tid, v, id) != DH_OK)
+			return req->err.code;
+		*out = json_string(id);
+		return DH_OK;
+	case DH_F_ENUM:
+		s = json_string_value(v);
+		for (size_t i = 0; s && f->enum_values[i]; i++) {
+			if (strcmp(s, f->enum_values[i]) == 0) {
+				*out = json_incref(v);
+				return DH_OK;
+			}
+		}
+		len = 0;
+		what[0] = 0;
+		for (size_t i = 0; f->enum_values[i]; i++) {
+			int k = snprintf(what + len, sizeof(what) - len, "%s%s",
+					 i ? ", " : "one of ", f->enum_values[i]);
+			if (k < 0 || (size_t)k >= sizeof(what) - len)
+				break;
+			len += (size_t)k;
+		}
+		return dh_error_field(&req->err, f->name, what);
+	case DH_F_TIME:
+		if (!json_is_string(v) || !dh_time_parse(json_string_value(v), &t))
+			return dh_error_field(&req->err, f->name,
+					      "must be an RFC 3339 time with offset");
+		dh_time_format(t, what);
+		*out = json_string(what);
+		return DH_OK;
+	case DH_F_SEMVER:
+		if (!json_is_string(v) || !dh_semver_parse(json_string_value(v), &sv))
+			return dh_error_field(&req->err, f->name, "must be a SemVer 2.0 version");
+		*out = json_incref(v);
+		return DH_OK;
+	}
+	return DH_E_INTERNAL;
+}
+
+/* Builds the column row from the request body. creating: required fields enforced. */
+static enum dh_err body_to_row(struct dh_req *req, const struct dh_resource *res, bool creating,
+			       json_t **row_out)
+{
+	json_t *row = NULL, *v, *cv;
+	const char *k;
+	enum dh_err rc = DH_OK;
+
+	*row_out = NULL;
+	if (!req->json)
+		return dh_error_set(
+			&req->err, DH_E_INVALID,
+			"A JSON object body is required (Content-Type: application/json).");
+	if (!json_is_object(req->json))
+		return dh_error_set(&req->err, DH_E_INVALID, "The body must be a JSON object.");
+	row = json_object();
+	if (!row)
+		return DH_E_NOMEM;
+	json_object_foreach(req->json, k, v)
+	{
+		const struct dh_field *f = find_field(res, k);
+		if (!f) {
+			if (strcmp(k, "id") == 0 || strcmp(k, "create_time") == 0)
+				continue; /* echoing an object back is harmless */
+			dh_error_field(&req->err, k, "unknown field");
+			continue;
+		}
+		if (f->flags & DH_F_READONLY)
+			continue;
+		if (!creating && (f->flags & DH_F_IMMUTABLE)) {
+			dh_error_field(&req->err, k, "cannot be changed after creation");
+			continue;
+		}
+		if (convert(req, f, v, &cv) != DH_OK) {
+			if (req->err.code != DH_E_INVALID) {
+				rc = req->err.code;
+				goto out;
+			}
+			continue;
+		}
+		json_object_set_new(row, f->column, cv);
+	}
+	if (creating) {
+		for (size_t i = 0; i < res->nfields; i++) {
+			const struct dh_field *f = &res->fields[i];
+			if ((f->flags & DH_F_REQUIRED) && !json_object_get(req->json, f->name))
+				dh_error_field(&req->err, f->name, "required");
+		}
+	}
+	if (req->err.code != DH_OK)
+		rc = req->err.code;
+out:
+	if (rc == DH_OK)
+		*row_out = row;
+	else
+		json_decref(row);
+	return rc;
+}
+
+json_t *dh_api_obj_to_json(struct dh_req *req, const struct dh_resource *res, json_t *row)
+{
+	json_t *out = json_object();
+
+	if (!out)
+		return NULL;
+	json_object_set(out, "id", json_object_get(row, "id"));
+	for (size_t i = 0; i < res->nfields; i++) {
+		const struct dh_field *f = &res->fields[i];
+		json_t *v = json_object_get(row, f->column), *o;
+		if (f->flags & DH_F_HIDDEN)
+			continue;
+		if (!v || json_is_null(v)) {
+			o = json_null();
+		} else if (f->type == DH_F_BOOL) {
+			o = json_boolean(json_integer_value(v) != 0);
+		} else if (f->type == DH_F_ARRAY || f->type == DH_F_OBJECT) {
+			o = json_loads(json_string_value(v), 0, NULL);
+			if (!o)
+				o = f->type == DH_F_ARRAY ? json_array() : json_object();
+		} else {
+			o = json_incref(v);
+		}
+		json_object_set_new(out, f->name, o);
+	}
+	json_object_set(out, "create_time", json_object_get(row, "create_time"));
+	if (res->hooks.decorate && res->hooks.decorate(req, row, out) != DH_OK) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+static enum dh_err check_scope(struct dh_req *req, const struct dh_resource *res, json_t *row,
+			       enum dh_action act, bool hide)
+{
+	struct dh_scope s = { 0 };
+	char ids[3][DH_UUID_LEN] = { { 0 } };
+	enum dh_err rc;
+
+	if (!res->hooks.scope) {
+		if (!dh_rights_allow(&req->who, act, NULL))
+			return dh_error_set(&req->err, DH_E_FORBIDDEN,
+					    "Your access rights do not cover %ss.", res->name);
+		return res->hooks.access ? res->hooks.access(req, row) : DH_OK;
+	}
+	rc = res->hooks.scope(req, row, &s, ids);
+	if (rc != DH_OK)
+		return rc;
+	if (hide && !dh_rights_sees(&req->who, &s))
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such %s.", res->name);
+	if (!dh_rights_allow(&req->who, act, &s))
+		return dh_error_set(&req->err, DH_E_FORBIDDEN,
+				    "Your access rights do not cover this %s.", res->name);
+	return res->hooks.access ? res->hooks.access(req, row) : DH_OK;
+}
+
+enum dh_err dh_api_obj_load(struct dh_req *req, const struct dh_resource *res, const char *key,
+			    enum dh_action act, json_t **row)
+{
+	enum dh_err rc;
+
+	*row = NULL;
+	if (!key || strlen(key) > 64)
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such %s.", res->name);
+	rc = dh_db_obj_get(req->db, res->table, key, res->has_tid, row);
+	if (rc == DH_E_NOT_FOUND)
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such %s: '%s'.", res->name, key);
+	if (rc != DH_OK)
+		return rc;
+	rc = check_scope(req, res, *row, act, true);
+	if (rc != DH_OK) {
+		json_decref(*row);
+		*row = NULL;
+	}
+	return rc;
+}
+
+enum dh_err dh_api_page(struct dh_req *req, int64_t *limit, int64_t *offset)
+{
+	const char *l = dh_req_query(req, "limit"), *o = dh_req_query(req, "offset");
+	uint64_t v;
+
+	*limit = DH_PAGE_DEFAULT;
+	*offset = 0;
+	if (l) {
+		if (!dh_parse_u64(l, &v) || v < 1 || v > DH_PAGE_MAX)
+			return dh_error_field(&req->err, "limit",
+					      "must be an integer from 1 to 1000");
+		*limit = (int64_t)v;
+	}
+	if (o) {
+		if (!dh_parse_u64(o, &v) || v > INT64_MAX / 2)
+			return dh_error_field(&req->err, "offset",
+					      "must be a non-negative integer");
+		*offset = (int64_t)v;
+	}
+	return DH_OK;
+}
+
+json_t *dh_api_list_envelope(struct dh_req *req, int64_t count, int64_t limit, int64_t offset,
+			     json_t *results)
+{
+	json_t *out;
+	char next[2048];
+
+	if (!results)
+		return NULL;
+	if (offset + limit < count) {
+		dh_req_page_url(req, limit, offset + limit, next, sizeof(next));
+		out = json_pack("{s:I, s:s, s:o}", "count", (json_int_t)count, "next", next,
+				"results", results);
+	} else {
+		out = json_pack("{s:I, s:n, s:o}", "count", (json_int_t)count, "next", "results",
+				results);
+	}
+	return out;
+}
+
+/* Does the caller hold the resource's right unscoped, so that lists need no filtering? */
+static bool sees_all(struct dh_req *req, const struct dh_resource *res)
+{
+	return !res->hooks.scope || dh_rights_allow(&req->who, res->right, NULL);
+}
+
+enum dh_err dh_api_obj_list(struct dh_req *req, const struct dh_resource *res)
+{
+	struct dh_db_where w[16];
+	size_t nw = 0;
+	int64_t limit, offset, count = 0;
+	json_t *rows = NULL, *results = NULL, *row;
+	enum dh_err rc;
+	bool empty = false, filter_scope;
+	size_t i;
+
+	rc = dh_api_page(req, &limit, &offset);
+	if (rc != DH_OK)
+		return rc;
+	for (i = 0; i < res->nfields && nw < 12; i++) {
+		const struct dh_field *f = &res->fields[i];
+		const char *q;
+		json_t *v = NULL;
+		char id[DH_UUID_LEN];
+		if (!(f->flags & DH_F_FILTER) || !(q = dh_req_query(req, f->name)))
+			continue;
+		if (f->type == DH_F_BOOL) {
+			if (strcmp(q, "true") && strcmp(q, "false")) {
+				rc = dh_error_field(&req->err, f->name, "must be true or false");
+				goto out;
+			}
+			v = json_integer(strcmp(q, "true") == 0);
+		} else if (f->type == DH_F_REF) {
+			if (strcmp(q, "null") == 0) {
+				v = json_null();
+			} else if (dh_db_obj_resolve(req->db, f->ref_table, q, f->ref_has_tid,
+						     id) == DH_OK) {
+				v = json_string(id);
+			} else {
+				empty = true;
+				continue;
+			}
+		} else {
+			v = json_string(q);
+		}
+		w[nw].column = f->column;
+		w[nw].value = v;
+		nw++;
+	}
+	if (res->hooks.list_filter)
+		nw += res->hooks.list_filter(req, w + nw, sizeof(w) / sizeof(w[0]) - nw);
+	results = json_array();
+	if (!results) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	if (empty)
+		goto reply;
+	filter_scope = !sees_all(req, res);
+	rc = dh_db_obj_list(req->db, res->table, w, nw, filter_scope ? DH_SCOPED_LIST_MAX : limit,
+			    filter_scope ? 0 : offset, &rows, &count);
+	if (rc != DH_OK)
+		goto out;
+	if (filter_scope)
+		count = 0;
+	json_array_foreach(rows, i, row)
+	{
+		if (filter_scope) {
+			if (check_scope(req, res, row, res->right, false) != DH_OK) {
+				dh_error_release(&req->err);
+				continue;
+			}
+			count++;
+			if (count <= offset || count > offset + limit)
+				continue;
+		}
+		if (json_array_append_new(results, dh_api_obj_to_json(req, res, row)) != 0) {
+			rc = DH_E_NOMEM;
+			goto out;
+		}
+	}
+reply:
+	rc = dh_http_reply_json(req, 200, dh_api_list_envelope(req, count, limit, offset, results));
+	results = NULL;
+out:
+	for (i = 0; i < nw; i++)
+		json_decref(w[i].value);
+	json_decref(rows);
+	json_decref(results);
+	return rc;
+}
+
+enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
+{
+	json_t *row = NULL, *stored = NULL, *out;
+	char id[DH_UUID_LEN], now[DH_TIME_LEN];
+	enum dh_err rc;
+
+	rc = body_to_row(req, res, true, &row);
+	if (rc != DH_OK)
+		goto out;
+	dh_uuid_new(id);
+	dh_time_format(dh_now_us(), now);
+	json_object_set_new(row, "id", json_string(id));
+	json_object_set_new(row, "create_time", json_string(now));
+	if (res->hooks.validate && (rc = res->hooks.validate(req, res, row, true)) != DH_OK)
+		goto out;
+	rc = check_scope(req, res, row, res->right, false);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_obj_insert(req->db, res->table, row, &req->err);
+	if (rc == DH_OK && res->hooks.after_write)
+		rc = res->hooks.after_write(req, id, row);
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
+	if (rc != DH_OK)
+		goto out;
+	out = dh_api_obj_to_json(req, res, stored);
+	rc = dh_http_reply_json(req, 201, out);
+out:
+	json_decref(row);
+	json_decref(stored);
+	return rc;
+}
+
+enum dh_err dh_api_obj_get(struct dh_req *req, const struct dh_resource *res)
+{
+	json_t *row = NULL;
+	enum dh_err rc;
+
+	rc = dh_api_obj_load(req, res, req->args[0], res->right, &row);
+	if (rc == DH_OK)
+		rc = dh_http_reply_json(req, 200, dh_api_obj_to_json(req, res, row));
+	json_decref(row);
+	return rc;
+}
+
+enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
+{
+	json_t *row = NULL, *cols = NULL, *merged = NULL, *stored = NULL;
+	const char *id;
+	enum dh_err rc;
+
+	rc = dh_api_obj_load(req, res, req->args[0], res->right, &row);
+	if (rc != DH_OK)
+		goto out;
+	rc = body_to_row(req, res, false, &cols);
+	if (rc != DH_OK)
+		goto out;
+	merged = json_deep_copy(row);
+	if (!merged || json_object_update(merged, cols) != 0) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	if (res->hooks.validate && (rc = res->hooks.validate(req, res, merged, false)) != DH_OK)
+		goto out;
+	/* a change of scope (e.g. moving a model) needs the right over the new scope too */
+	rc = check_scope(req, res, merged, res->right, false);
+	if (rc != DH_OK)
+		goto out;
+	id = json_string_value(json_object_get(row, "id"));
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_obj_update(req->db, res->table, id, cols, &req->err);
+	if (rc == DH_OK && res->hooks.after_write)
+		rc = res->hooks.after_write(req, id, merged);
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
+	if (rc == DH_OK)
+		rc = dh_http_reply_json(req, 200, dh_api_obj_to_json(req, res, stored));
+out:
+	json_decref(row);
+	json_decref(cols);
+	json_decref(merged);
+	json_decref(stored);
+	return rc;
+}
+
+enum dh_err dh_api_obj_delete(struct dh_req *req, const struct dh_resource *res)
+{
+	json_t *row = NULL;
+	const char *id;
+	enum dh_err rc;
+
+	rc = dh_api_obj_load(req, res, req->args[0], res->right, &row);
+	if (rc != DH_OK)
+		goto out;
+	id = json_string_value(json_object_get(row, "id"));
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_obj_delete(req->db, res->table, id, &req->err);
+	if (rc == DH_OK && res->hooks.after_write)
+		rc = res->hooks.after_write(req, id, NULL);
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc == DH_E_REFERENCED)
+		dh_error_set(&req->err, DH_E_REFERENCED,
+			     "This %s is still referenced by other objects; delete or change those"
+			     " first.",
+			     res->name);
+	if (rc == DH_OK)
+		rc = dh_http_reply_empty(req, 204);
+out:
+	json_decref(row);
+	return rc;
+}

@@ -1,0 +1,175 @@
+/*
+ * The flag table and its parser. Every flag has an environment twin (DEVICEHUB_<NAME>);
+ * precedence is default < environment < flag. --help prints the table as it is.
+ */
+#include "config.h"
+
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct dh_config dh_cfg;
+
+enum opt_type {
+	OPT_STR,
+	OPT_UINT,
+	OPT_U64,
+};
+
+struct opt {
+	const char *flag;
+	const char *env;
+	enum opt_type type;
+	size_t offset;
+	const char *def;
+	uint64_t min, max;
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct dh_config, f)
+
+static const struct opt opts[] = {
+	{ "listen", "DEVICEHUB_LISTEN", OPT_STR, OFF(listen), "0.0.0.0", 0, 0,
+	  "address to listen on (IPv4 or IPv6 literal)" },
+	{ "port", "DEVICEHUB_PORT", OPT_UINT, OFF(port), "8080", 0, 65535,
+	  "TCP port; 0 picks a free one (logged as http.listening)" },
+	{ "data-dir", "DEVICEHUB_DATA_DIR", OPT_STR, OFF(data_dir), "./var", 0, 0,
+	  "directory of the SQLite database and the blob store" },
+	{ "workers", "DEVICEHUB_WORKERS", OPT_UINT, OFF(workers), "0", 0, 256,
+	  "delivery worker threads; 0 means the number of cores" },
+	{ "http-threads", "DEVICEHUB_HTTP_THREADS", OPT_UINT, OFF(http_threads), "0", 0, 256,
+	  "HTTP thread pool size; 0 means the number of cores" },
+	{ "tls-cert", "DEVICEHUB_TLS_CERT", OPT_STR, OFF(tls_cert), "", 0, 0,
+	  "PEM certificate file; with --tls-key serves HTTPS" },
+	{ "tls-key", "DEVICEHUB_TLS_KEY", OPT_STR, OFF(tls_key), "", 0, 0,
+	  "PEM private key file for --tls-cert" },
+	{ "public-url", "DEVICEHUB_PUBLIC_URL", OPT_STR, OFF(public_url), "", 0, 0,
+	  "base URL of download links; default: scheme and Host of each request" },
+	{ "max-body", "DEVICEHUB_MAX_BODY", OPT_U64, OFF(max_body), "1048576", 64, UINT64_MAX,
+	  "largest JSON request body in bytes (413 beyond)" },
+	{ "max-upload", "DEVICEHUB_MAX_UPLOAD", OPT_U64, OFF(max_upload), "1073741824", 1024,
+	  UINT64_MAX, "largest firmware upload in bytes (413 beyond)" },
+	{ "max-connections", "DEVICEHUB_MAX_CONNECTIONS", OPT_UINT, OFF(max_connections), "1024", 1,
+	  65535, "simultaneous HTTP connections" },
+	{ "max-events", "DEVICEHUB_MAX_EVENTS", OPT_UINT, OFF(max_events), "64", 0, 4096,
+	  "simultaneous /api/v1/events subscribers (503 beyond)" },
+	{ "plugin-dir", "DEVICEHUB_PLUGIN_DIR", OPT_STR, OFF(plugin_dir), "", 0, 0,
+	  "directory of delivery-step plugins (*.so) to load; empty: none" },
+	{ "log-level", "DEVICEHUB_LOG_LEVEL", OPT_STR, OFF(log_level), "info", 0, 0,
+	  "debug, info, warn or error" },
+	{ "web-dir", "DEVICEHUB_WEB_DIR", OPT_STR, OFF(web_dir), "", 0, 0,
+	  "directory of the dashboard files; default: web/ beside the binary's source" },
+	{ "reaper-interval-ms", "DEVICEHUB_REAPER_INTERVAL_MS", OPT_UINT, OFF(reaper_interval_ms),
+	  "1000", 10, 3600000, "how often the reaper applies session timeouts" },
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int set_opt(const struct opt *o, const char *val, const char *from)
+{
+	char *base = (char *)&dh_cfg;
+	uint64_t v;
+
+	if (o->type == OPT_STR) {
+		*(const char **)(base + o->offset) = val;
+		return 0;
+	}
+	if (!dh_parse_u64(val, &v) || v < o->min || v > o->max) {
+		fprintf(stderr, "devicehubd: %s %s: '%s' is not a number in %llu..%llu\n", from,
+			o->flag, val, (unsigned long long)o->min, (unsigned long long)o->max);
+		return 2;
+	}
+	if (o->type == OPT_UINT)
+		*(unsigned *)(base + o->offset) = (unsigned)v;
+	else
+		*(uint64_t *)(base + o->offset) = v;
+	return 0;
+}
+
+void dh_config_usage(void *out)
+{
+	FILE *f = out;
+
+	fprintf(f, "Usage: devicehubd [FLAG VALUE]...\n\n"
+		   "Device Hub firmware-update server. Each flag also reads its environment\n"
+		   "variable; a flag on the command line wins over the environment.\n\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		fprintf(f, "  --%-20s %s\n  %-22s env %s, default \"%s\"\n", opts[i].flag,
+			opts[i].help, "", opts[i].env, opts[i].def);
+	}
+	fprintf(f, "  --%-20s %s\n  --%-20s %s\n", "help", "print this help and exit", "version",
+		"print the version and exit");
+	fprintf(f, "\nOn the first start of a fresh database an admin user is created and its\n"
+		   "token printed once; DEVICEHUB_ADMIN_TOKEN sets that token instead.\n");
+}
+
+int dh_config_parse(int argc, char **argv)
+{
+	int rc;
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		const char *env = getenv(opts[i].env);
+		if ((rc = set_opt(&opts[i], opts[i].def, "default")) != 0)
+			return rc;
+		if (env && *env && (rc = set_opt(&opts[i], env, opts[i].env)) != 0)
+			return rc;
+	}
+	for (int a = 1; a < argc; a++) {
+		const char *arg = argv[a], *val = NULL, *eq;
+		size_t nlen;
+		const struct opt *o = NULL;
+
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			dh_config_usage(stdout);
+			return 1;
+		}
+		if (strcmp(arg, "--version") == 0) {
+			printf("devicehubd %s\n", DH_VERSION);
+			return 1;
+		}
+		if (strncmp(arg, "--", 2) != 0) {
+			fprintf(stderr, "devicehubd: unexpected argument '%s' (see --help)\n", arg);
+			return 2;
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+		for (size_t i = 0; i < NOPTS; i++) {
+			if (strlen(opts[i].flag) == nlen && strncmp(opts[i].flag, arg, nlen) == 0)
+				o = &opts[i];
+		}
+		if (!o) {
+			fprintf(stderr, "devicehubd: unknown flag '--%.*s' (see --help)\n",
+				(int)nlen, arg);
+			return 2;
+		}
+		if (eq) {
+			val = eq + 1;
+		} else if (a + 1 < argc) {
+			val = argv[++a];
+		} else {
+			fprintf(stderr, "devicehubd: flag --%s needs a value\n", o->flag);
+			return 2;
+		}
+		if ((rc = set_opt(o, val, "flag")) != 0)
+			return rc;
+	}
+	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {
+		fprintf(stderr, "devicehubd: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (dh_cfg.workers == 0 || dh_cfg.http_threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+		if (dh_cfg.workers == 0)
+			dh_cfg.workers = (unsigned)n;
+		if (dh_cfg.http_threads == 0)
+			dh_cfg.http_threads = (unsigned)n;
+	}
+	return 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * Run-time configuration: one table of flag, environment twin, default and help text,
+ * from which both parsing and --help are produced. The parsed values live in one struct
+ * that is written once at start-up and only read afterwards.
+ */
+#ifndef DH_CONFIG_H
+#define DH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dh_config {
+	const char *listen;
+	unsigned port;
+	const char *data_dir;
+	unsigned workers;
+	unsigned http_threads;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *public_url;
+	uint64_t max_body;
+	uint64_t max_upload;
+	unsigned max_connections;
+	unsigned max_events;
+	const char *plugin_dir;
+	const char *log_level;
+	const char *web_dir;
+	unsigned reaper_interval_ms;
+};
+
+/* The one configuration, filled by dh_config_parse. */
+extern struct dh_config dh_cfg;
+
+/* Parses environment then argv (flags win). Returns 0 to go on, 1 when --help or --version
+ * was printed (exit 0), 2 on a usage error (message printed, exit 2). */
+int dh_config_parse(int argc, char **argv);
+
+/* Prints the flag table to out (a FILE *). */
+void dh_config_usage(void *out);
+
+#endif

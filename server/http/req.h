@@ -1,0 +1,102 @@
+/*
+ * The request context every handler receives, and the calls a handler uses to read the
+ * request and to answer it. Handlers in api/ see only this header, never MHD. Each request
+ * owns one struct dh_req, freed when MHD completes the request, so an aborted connection
+ * leaks nothing.
+ */
+#ifndef DH_HTTP_REQ_H
+#define DH_HTTP_REQ_H
+
+#include "core/err.h"
+#include "core/rights.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dh_db;
+struct dh_route;
+
+/* Captured {id} segments of one path. */
+#define DH_MAX_ARGS 4
+/* A request id: 16 hex digits. */
+#define DH_REQ_ID_LEN 17
+
+enum dh_method {
+	DH_GET = 1 << 0,
+	DH_HEAD = 1 << 1,
+	DH_POST = 1 << 2,
+	DH_PUT = 1 << 3,
+	DH_PATCH = 1 << 4,
+	DH_DELETE = 1 << 5,
+	DH_OPTIONS = 1 << 6,
+};
+
+struct dh_req {
+	void *conn; /* struct MHD_Connection *; only http/ looks inside */
+	enum dh_method method;
+	const char *method_name;
+	const char *path;
+	char id[DH_REQ_ID_LEN];
+	int64_t start_us;
+
+	const struct dh_route *route;
+	unsigned allow_methods;  /* for 405: what the path accepts */
+	char *args[DH_MAX_ARGS]; /* captures, NUL-terminated copies owned by the request */
+	size_t nargs;
+
+	char *body; /* accumulated body for non-streaming routes (NUL-terminated) */
+	size_t body_len, body_cap;
+	bool body_too_large;
+	json_t *json; /* parsed JSON body of POST/PATCH/PUT, or NULL */
+
+	bool authenticated;
+	struct dh_principal who;
+	struct dh_db *db; /* this thread's connection */
+	struct dh_error err;
+
+	void *response; /* struct MHD_Response * to queue */
+	unsigned status;
+
+	void *handler_state; /* streaming handlers keep their state here */
+	void (*handler_state_free)(void *);
+};
+
+/* A request header or query argument, or NULL. The string lives as long as the request. */
+const char *dh_req_header(struct dh_req *req, const char *name);
+const char *dh_req_query(struct dh_req *req, const char *name);
+
+/* The absolute base URL for links: --public-url, or scheme://Host of the request. */
+void dh_req_base_url(struct dh_req *req, char *buf, size_t size);
+
+/* Absolute URL of this path with the same query, but limit and offset replaced. */
+void dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset, char *buf, size_t size);
+
+/* Answers with JSON; takes ownership of body (also on failure). */
+enum dh_err dh_http_reply_json(struct dh_req *req, unsigned status, json_t *body);
+/* Answers with {"code","detail","fields"} from err. */
+enum dh_err dh_http_reply_error(struct dh_req *req, const struct dh_error *err);
+/* Answers with no body (204, or a HEAD answer with explicit length). */
+enum dh_err dh_http_reply_empty(struct dh_req *req, unsigned status);
+/* Answers with text of the given content type (copied). */
+enum dh_err dh_http_reply_text(struct dh_req *req, unsigned status, const char *ctype,
+			       const char *text, size_t len);
+/* Answers with len bytes at data that stay valid until release(cls) is called by the
+ * HTTP layer (or forever if release is NULL). No copy is made. */
+enum dh_err dh_http_reply_buffer(struct dh_req *req, unsigned status, const void *data, size_t len,
+				 void (*release)(void *), void *cls);
+/* Answers with len bytes of fd from off, sent with sendfile; takes ownership of fd. */
+enum dh_err dh_http_reply_fd(struct dh_req *req, unsigned status, int fd, uint64_t off,
+			     uint64_t len);
+/*
+ * Answers with a stream of unknown length: read(cls, pos, buf, max) returns bytes written,
+ * 0 to be called again later, or -1 to end the stream; release(cls) when it is done.
+ */
+typedef long (*dh_stream_read_fn)(void *cls, uint64_t pos, char *buf, size_t max);
+enum dh_err dh_http_reply_stream(struct dh_req *req, unsigned status, const char *ctype,
+				 dh_stream_read_fn read, void *cls, void (*release)(void *));
+/* Adds a header to the answer created by one of the calls above. */
+void dh_http_header(struct dh_req *req, const char *name, const char *value);
+
+#endif

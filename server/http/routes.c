@@ -1,0 +1,39 @@
+/*
+ * The route table: every path of the API with its methods, handler and the right the
+ * caller must hold somewhere (handlers refine it per object). 404, 405 with Allow, and
+ * the right check come from this table, once. GET routes also answer HEAD.
+ */
+#include "http/router.h"
+
+#include "api/api.h"
+#include "http/static.h"
+
+#define GH (DH_GET | DH_HEAD)
+
+#define CRUD_ROUTES(path, name, right)                                                             \
+	{ GH, "/api/v1/" path, dh_api_##name##_list, right, 0, NULL },                             \
+		{ DH_POST, "/api/v1/" path, dh_api_##name##_create, right, 0, NULL },              \
+		{ GH, "/api/v1/" path "/{id}", dh_api_##name##_get, right, 0, NULL },              \
+		{ DH_PATCH, "/api/v1/" path "/{id}", dh_api_##name##_patch, right, 0, NULL },      \
+	{                                                                                          \
+		DH_DELETE, "/api/v1/" path "/{id}", dh_api_##name##_delete, right, 0, NULL         \
+	}
+
+const struct dh_route dh_routes[] = {
+	{ GH, "/healthz", dh_api_healthz, DH_ACT_NONE, 0, NULL },
+	{ GH, "/metrics", dh_api_metrics, DH_ACT_NONE, 0, NULL },
+	{ GH, "/api/v1/openapi.json", dh_http_openapi, DH_ACT_NONE, 0, NULL },
+	CRUD_ROUTES("products", products, DH_ACT_MANAGE),
+	CRUD_ROUTES("models", models, DH_ACT_MANAGE),
+	CRUD_ROUTES("channels", channels, DH_ACT_MANAGE),
+	CRUD_ROUTES("delivery-methods", delivery_methods, DH_ACT_MANAGE),
+	CRUD_ROUTES("delivery-procedures", delivery_procedures, DH_ACT_MANAGE),
+	CRUD_ROUTES("devices", devices, DH_ACT_MANAGE),
+	CRUD_ROUTES("users", users, DH_ACT_ADMIN),
+	CRUD_ROUTES("tokens", tokens, DH_ACT_AUTH),
+	CRUD_ROUTES("access-rights", access_rights, DH_ACT_ADMIN),
+};
+
+const size_t dh_routes_count = sizeof(dh_routes) / sizeof(dh_routes[0]);
+
+const struct dh_route dh_route_static = { GH, "/", dh_http_static, DH_ACT_NONE, 0, NULL };

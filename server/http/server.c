@@ -1,0 +1,723 @@
+/*
+ * libmicrohttpd glue: daemon start/stop, the access handler that routes, authenticates,
+ * accumulates or streams the body within its limit and calls the handler, the completion
+ * callback that frees the request, and the reply calls of req.h. The only file besides
+ * http/ helpers that includes microhttpd.h.
+ */
+#include "http/server.h"
+
+#include "api/api.h"
+#include "config.h"
+#include "core/util.h"
+#include "dh_db.h"
+#include "http/req.h"
+#include "http/router.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Deepest JSON nesting accepted in a request body; real bodies nest three or four levels. */
+#define DH_JSON_MAX_DEPTH 32
+/* Per-connection memory MHD may use for headers and buffers. */
+#define DH_CONN_MEMORY (128 * 1024)
+/* Seconds an idle connection is kept. */
+#define DH_CONN_TIMEOUT 120
+
+static struct MHD_Daemon *daemon_h;
+static char *tls_cert_pem, *tls_key_pem; /* kept until the daemon stops */
+static atomic_int stopping;
+static atomic_ullong n_requests, n_2xx, n_3xx, n_4xx, n_5xx, n_upload;
+
+int dh_http_stopping(void)
+{
+	return atomic_load(&stopping);
+}
+
+void dh_http_stats_get(struct dh_http_stats *out)
+{
+	out->requests = atomic_load(&n_requests);
+	out->status_2xx = atomic_load(&n_2xx);
+	out->status_3xx = atomic_load(&n_3xx);
+	out->status_4xx = atomic_load(&n_4xx);
+	out->status_5xx = atomic_load(&n_5xx);
+	out->bytes_uploaded = atomic_load(&n_upload);
+}
+
+static const struct {
+	const char *name;
+	enum dh_method m;
+} method_names[] = {
+	{ "GET", DH_GET },         { "HEAD", DH_HEAD },   { "POST", DH_POST },
+	{ "PUT", DH_PUT },         { "PATCH", DH_PATCH }, { "DELETE", DH_DELETE },
+	{ "OPTIONS", DH_OPTIONS },
+};
+
+static enum dh_method method_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++) {
+		if (strcmp(s, method_names[i].name) == 0)
+			return method_names[i].m;
+	}
+	return 0;
+}
+
+/* ---- reply calls (req.h) ---- */
+
+static enum dh_err set_response(struct dh_req *req, unsigned status, struct MHD_Response *r)
+{
+	if (!r)
+		return DH_E_NOMEM;
+	if (req->response)
+		MHD_destroy_response(req->response);
+	req->response = r;
+	req->status = status;
+	return DH_OK;
+}
+
+void dh_http_header(struct dh_req *req, const char *name, const char *value)
+{
+	if (req->response)
+		MHD_add_response_header(req->response, name, value);
+}
+
+enum dh_err dh_http_reply_text(struct dh_req *req, unsigned status, const char *ctype,
+			       const char *text, size_t len)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+	enum dh_err rc = set_response(req, status, r);
+
+	if (rc == DH_OK && ctype)
+		dh_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	return rc;
+}
+
+enum dh_err dh_http_reply_json(struct dh_req *req, unsigned status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	struct MHD_Response *r;
+	enum dh_err rc;
+
+	json_decref(body);
+	if (!text)
+		return DH_E_NOMEM;
+	r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!r)
+		free(text);
+	rc = set_response(req, status, r);
+	if (rc == DH_OK)
+		dh_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE,
+			       "application/json; charset=utf-8");
+	return rc;
+}
+
+enum dh_err dh_http_reply_error(struct dh_req *req, const struct dh_error *err)
+{
+	json_t *body;
+	enum dh_err code = err->code == DH_OK ? DH_E_INTERNAL : err->code;
+	unsigned status = dh_err_status(code);
+
+	body = json_pack("{s:s, s:s}", "code", dh_err_name(code), "detail", dh_error_detail(err));
+	if (body && err->fields && json_object_size(err->fields))
+		json_object_set(body, "fields", err->fields);
+	if (dh_http_reply_json(req, status, body) != DH_OK)
+		return DH_E_NOMEM;
+	if (status == 401)
+		dh_http_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Token");
+	if (status == 503 || status == 429)
+		dh_http_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	return DH_OK;
+}
+
+enum dh_err dh_http_reply_empty(struct dh_req *req, unsigned status)
+{
+	return set_response(req, status,
+			    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+}
+
+enum dh_err dh_http_reply_buffer(struct dh_req *req, unsigned status, const void *data, size_t len,
+				 void (*release)(void *), void *cls)
+{
+	struct MHD_Response *r;
+
+	if (release)
+		r = MHD_create_response_from_buffer_with_free_callback_cls(
+			len, (void *)data, (MHD_ContentReaderFreeCallback)release, cls);
+	else
+		r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+	if (!r && release)
+		release(cls);
+	return set_response(req, status, r);
+}
+
+enum dh_err dh_http_reply_fd(struct dh_req *req, unsigned status, int fd, uint64_t off,
+			     uint64_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, off);
+
+	if (!r)
+		close(fd);
+	return set_response(req, status, r);
+}
+
+struct stream_cls {
+	dh_stream_read_fn read;
+	void *cls;
+	void (*release)(void *);
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_cls *s = cls;
+	long n = s->read(s->cls, pos, buf, max);
+
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream_cls *s = cls;
+
+	if (s->release)
+		s->release(s->cls);
+	free(s);
+}
+
+enum dh_err dh_http_reply_stream(struct dh_req *req, unsigned status, const char *ctype,
+				 dh_stream_read_fn read, void *cls, void (*release)(void *))
+{
+	struct stream_cls *s = calloc(1, sizeof(*s));
+	struct MHD_Response *r;
+	enum dh_err rc;
+
+	if (!s) {
+		if (release)
+			release(cls);
+		return DH_E_NOMEM;
+	}
+	s->read = read;
+	s->cls = cls;
+	s->release = release;
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+	if (!r) {
+		stream_free(s);
+		return DH_E_NOMEM;
+	}
+	rc = set_response(req, status, r);
+	if (rc == DH_OK && ctype)
+		dh_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	return rc;
+}
+
+const char *dh_req_header(struct dh_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *dh_req_query(struct dh_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void dh_req_base_url(struct dh_req *req, char *buf, size_t size)
+{
+	const char *host;
+	size_t n;
+
+	if (dh_cfg.public_url && *dh_cfg.public_url) {
+		snprintf(buf, size, "%s", dh_cfg.public_url);
+		n = strlen(buf);
+		if (n > 0 && buf[n - 1] == '/')
+			buf[n - 1] = 0;
+		return;
+	}
+	host = dh_req_header(req, MHD_HTTP_HEADER_HOST);
+	/* a Host header is the client's word; keep only characters a host:port can have */
+	if (!host || !*host ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789.-:[]") != strlen(host))
+		host = "localhost";
+	snprintf(buf, size, "%s://%s", *dh_cfg.tls_cert ? "https" : "http", host);
+}
+
+struct page_ctx {
+	char *buf;
+	size_t size, o;
+	bool overflow;
+};
+
+static void url_escape_into(struct page_ctx *c, const char *s)
+{
+	static const char hx[] = "0123456789ABCDEF";
+
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (c->o + 4 >= c->size) {
+			c->overflow = true;
+			return;
+		}
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+			c->buf[c->o++] = (char)ch;
+		} else {
+			c->buf[c->o++] = '%';
+			c->buf[c->o++] = hx[ch >> 4];
+			c->buf[c->o++] = hx[ch & 15];
+		}
+	}
+	c->buf[c->o] = 0;
+}
+
+static enum MHD_Result page_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				const char *value)
+{
+	struct page_ctx *c = cls;
+
+	(void)kind;
+	if (strcmp(key, "limit") == 0 || strcmp(key, "offset") == 0)
+		return MHD_YES;
+	if (c->o + 2 >= c->size) {
+		c->overflow = true;
+		return MHD_NO;
+	}
+	c->buf[c->o++] = '&';
+	url_escape_into(c, key);
+	if (value) {
+		if (c->o + 2 >= c->size) {
+			c->overflow = true;
+			return MHD_NO;
+		}
+		c->buf[c->o++] = '=';
+		url_escape_into(c, value);
+	}
+	return MHD_YES;
+}
+
+void dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset, char *buf, size_t size)
+{
+	struct page_ctx c = { .buf = buf, .size = size };
+	int n;
+
+	dh_req_base_url(req, buf, size);
+	c.o = strlen(buf);
+	n = snprintf(buf + c.o, size - c.o, "%s?limit=%lld&offset=%lld", req->path,
+		     (long long)limit, (long long)offset);
+	if (n < 0 || (size_t)n >= size - c.o)
+		return;
+	c.o += (size_t)n;
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, page_arg, &c);
+}
+
+/* ---- the request cycle ---- */
+
+static void req_free(struct dh_req *req)
+{
+	if (!req)
+		return;
+	for (size_t i = 0; i < req->nargs; i++)
+		free(req->args[i]);
+	free(req->body);
+	json_decref(req->json);
+	dh_principal_release(&req->who);
+	dh_error_release(&req->err);
+	if (req->response)
+		MHD_destroy_response(req->response);
+	if (req->handler_state_free)
+		req->handler_state_free(req->handler_state);
+	free(req);
+}
+
+static void count_status(unsigned status)
+{
+	atomic_fetch_add(&n_requests, 1);
+	if (status >= 500)
+		atomic_fetch_add(&n_5xx, 1);
+	else if (status >= 400)
+		atomic_fetch_add(&n_4xx, 1);
+	else if (status >= 300)
+		atomic_fetch_add(&n_3xx, 1);
+	else
+		atomic_fetch_add(&n_2xx, 1);
+}
+
+static enum MHD_Result queue(struct dh_req *req)
+{
+	enum MHD_Result r;
+
+	if (!req->response) {
+		struct dh_error e = { .code = DH_E_INTERNAL };
+		if (dh_http_reply_error(req, &e) != DH_OK)
+			return MHD_NO;
+	}
+	MHD_add_response_header(req->response, "X-Request-Id", req->id);
+	r = MHD_queue_response(req->conn, req->status, req->response);
+	count_status(req->status);
+	if (req->status >= 500)
+		dh_error("http.request", "id=%s method=%s path=%s status=%u code=%s", req->id,
+			 req->method_name, req->path, req->status,
+			 req->err.code ? dh_err_name(req->err.code) : "-");
+	else if (dh_log_enabled(DH_LOG_DEBUG))
+		dh_debug("http.request", "id=%s method=%s path=%s status=%u us=%lld", req->id,
+			 req->method_name, req->path, req->status,
+			 (long long)(dh_now_us() - req->start_us));
+	MHD_destroy_response(req->response);
+	req->response = NULL;
+	return r;
+}
+
+/* Answers err (or req->err) now. */
+static enum MHD_Result fail(struct dh_req *req, enum dh_err code)
+{
+	if (req->err.code != code) {
+		dh_error_release(&req->err);
+		req->err.code = code;
+	}
+	if (req->response) {
+		MHD_destroy_response(req->response);
+		req->response = NULL;
+	}
+	if (dh_http_reply_error(req, &req->err) != DH_OK)
+		return MHD_NO;
+	if (code == DH_E_METHOD) {
+		char allow[96];
+		dh_route_allow_string(req->allow_methods, allow, sizeof(allow));
+		dh_http_header(req, MHD_HTTP_HEADER_ALLOW, allow);
+	}
+	return queue(req);
+}
+
+/* Nesting depth of a JSON value: scalars 0, each container adds one. */
+static size_t json_depth(json_t *v)
+{
+	size_t max = 0, d;
+	const char *k;
+	json_t *x;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, x)
+		{
+			d = json_depth(x);
+			max = d > max ? d : max;
+		}
+		return max + 1;
+	}
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+		{
+			d = json_depth(x);
+			max = d > max ? d : max;
+		}
+		return max + 1;
+	}
+	return 0;
+}
+
+static bool is_json_type(const char *ct)
+{
+	if (!ct)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	return strncasecmp(ct, "application/json", 16) == 0 &&
+	       (ct[16] == 0 || ct[16] == ';' || ct[16] == ' ');
+}
+
+static enum dh_err parse_json_body(struct dh_req *req)
+{
+	json_error_t jerr;
+
+	if (req->body_len == 0)
+		return DH_OK;
+	if (!is_json_type(dh_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return dh_error_set(
+			&req->err, DH_E_MEDIA_TYPE,
+			"The body must be JSON sent as Content-Type: application/json.");
+	req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!req->json)
+		return dh_error_set(&req->err, DH_E_BAD_JSON,
+				    "The body is not valid JSON: %s at line %d column %d.",
+				    jerr.text, jerr.line, jerr.column);
+	if (json_depth(req->json) > DH_JSON_MAX_DEPTH)
+		return dh_error_set(&req->err, DH_E_BAD_JSON,
+				    "The body nests deeper than %d levels.", DH_JSON_MAX_DEPTH);
+	return DH_OK;
+}
+
+static enum dh_err append_body(struct dh_req *req, const char *data, size_t len)
+{
+	uint64_t limit = dh_cfg.max_body;
+
+	if (req->body_too_large)
+		return DH_OK;
+	if (len > limit || req->body_len > limit - len) {
+		req->body_too_large = true;
+		return DH_OK;
+	}
+	if (req->body_len + len + 1 > req->body_cap) {
+		size_t ncap = req->body_cap ? req->body_cap : 1024;
+		char *n;
+		while (ncap < req->body_len + len + 1)
+			ncap *= 2;
+		n = realloc(req->body, ncap);
+		if (!n)
+			return DH_E_NOMEM;
+		req->body = n;
+		req->body_cap = ncap;
+	}
+	memcpy(req->body + req->body_len, data, len);
+	req->body_len += len;
+	req->body[req->body_len] = 0;
+	return DH_OK;
+}
+
+static struct dh_req *req_new(struct MHD_Connection *conn, const char *url, const char *method)
+{
+	static atomic_ullong counter;
+	struct dh_req *req = calloc(1, sizeof(*req));
+	unsigned long long n;
+
+	if (!req)
+		return NULL;
+	req->conn = conn;
+	req->method = method_parse(method);
+	req->method_name = method;
+	req->path = url;
+	req->start_us = dh_now_us();
+	n = atomic_fetch_add(&counter, 1);
+	snprintf(req->id, sizeof(req->id), "%08llx%08llx",
+		 (unsigned long long)(req->start_us / 1000000) & 0xffffffffull, n & 0xffffffffull);
+	return req;
+}
+
+/* First call for a request: route, authenticate, check declared body size. Returns
+ * DH_OK to go on reading the body. */
+static enum dh_err begin(struct dh_req *req)
+{
+	struct dh_route_match m;
+	const char *cl;
+	uint64_t declared;
+	char allow[96];
+
+	if (dh_http_stopping())
+		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The server is shutting down.");
+	if (!dh_route_find(dh_routes, dh_routes_count, req->method, req->path, &m)) {
+		if (!(req->method & (DH_GET | DH_HEAD)) || strncmp(req->path, "/api/", 5) == 0)
+			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such path: %.200s",
+					    req->path);
+		m.route = &dh_route_static;
+	}
+	if (!m.route) {
+		req->allow_methods = m.allowed;
+		dh_route_allow_string(m.allowed, allow, sizeof(allow));
+		dh_error_set(&req->err, DH_E_METHOD, "Method %s not allowed here; allowed: %s.",
+			     req->method_name, allow);
+		return DH_E_METHOD;
+	}
+	req->route = m.route;
+	for (size_t i = 0; i < m.nargs; i++) {
+		req->args[i] = strndup(m.arg_start[i], m.arg_len[i]);
+		if (!req->args[i])
+			return DH_E_NOMEM;
+		req->nargs++;
+	}
+	req->db = dh_db_thread();
+	if (!req->db)
+		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
+	if (req->route->right != DH_ACT_NONE) {
+		enum dh_err rc = dh_api_authenticate(req);
+		if (rc != DH_OK)
+			return rc;
+		if (!dh_rights_any(&req->who, req->route->right))
+			return dh_error_set(&req->err, DH_E_FORBIDDEN,
+					    "This needs the '%s' right, which your token lacks.",
+					    dh_action_name(req->route->right));
+	}
+	cl = dh_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl && dh_parse_u64(cl, &declared) &&
+	    declared > ((req->route->flags & DH_ROUTE_STREAM_BODY) ? dh_cfg.max_upload
+								   : dh_cfg.max_body))
+		return dh_error_set(&req->err, DH_E_TOO_LARGE,
+				    "The body of %llu bytes is larger than the limit of %llu.",
+				    (unsigned long long)declared,
+				    (unsigned long long)((req->route->flags & DH_ROUTE_STREAM_BODY)
+								 ? dh_cfg.max_upload
+								 : dh_cfg.max_body));
+	return DH_OK;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct dh_req *req = *con_cls;
+	enum dh_err rc;
+
+	(void)cls;
+	(void)version;
+	if (!req) {
+		req = req_new(conn, url, method);
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		rc = begin(req);
+		if (rc != DH_OK)
+			return fail(req, rc);
+		return MHD_YES;
+	}
+	if (req->status) /* already answered (an error while streaming) */ {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t len = *upload_size;
+		*upload_size = 0;
+		atomic_fetch_add(&n_upload, len);
+		if (req->route->flags & DH_ROUTE_STREAM_BODY) {
+			rc = req->route->stream(req, upload, len);
+			if (rc != DH_OK)
+				return fail(req, rc);
+			return MHD_YES;
+		}
+		rc = append_body(req, upload, len);
+		if (rc != DH_OK)
+			return fail(req, rc);
+		return MHD_YES;
+	}
+	/* the whole body is here */
+	if (req->body_too_large)
+		return fail(req, dh_error_set(&req->err, DH_E_TOO_LARGE,
+					      "The body is larger than the limit of %llu bytes.",
+					      (unsigned long long)dh_cfg.max_body));
+	if (!(req->route->flags & (DH_ROUTE_STREAM_BODY | DH_ROUTE_RAW_BODY))) {
+		rc = parse_json_body(req);
+		if (rc != DH_OK)
+			return fail(req, rc);
+	}
+	rc = req->route->handler(req);
+	if (rc != DH_OK)
+		return fail(req, rc);
+	return queue(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	req_free(*con_cls);
+	*con_cls = NULL;
+}
+
+static char *read_file(const char *path, struct dh_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (!f) {
+		dh_error_set(err, DH_E_IO, "Cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < 1024 * 1024 &&
+	    fseek(f, 0, SEEK_SET) == 0 && (buf = calloc(1, (size_t)n + 1)) &&
+	    fread(buf, 1, (size_t)n, f) == (size_t)n) {
+		fclose(f);
+		return buf;
+	}
+	free(buf);
+	fclose(f);
+	dh_error_set(err, DH_E_IO, "Cannot read %s", path);
+	return NULL;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = 0;
+	dh_warn("http.mhd", "detail=\"%s\"", msg);
+}
+
+enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
+	struct sockaddr_in6 a6 = { 0 };
+	struct sockaddr_in a4 = { 0 };
+	struct sockaddr *sa;
+	char *cert = NULL, *key = NULL;
+	const union MHD_DaemonInfo *info;
+
+	if (strchr(dh_cfg.listen, ':')) {
+		a6.sin6_family = AF_INET6;
+		a6.sin6_port = htons((uint16_t)dh_cfg.port);
+		if (inet_pton(AF_INET6, dh_cfg.listen, &a6.sin6_addr) != 1)
+			return dh_error_set(err, DH_E_INVALID, "--listen %s is not an address",
+					    dh_cfg.listen);
+		flags |= MHD_USE_IPv6;
+		sa = (struct sockaddr *)&a6;
+	} else {
+		a4.sin_family = AF_INET;
+		a4.sin_port = htons((uint16_t)dh_cfg.port);
+		if (inet_pton(AF_INET, dh_cfg.listen, &a4.sin_addr) != 1)
+			return dh_error_set(err, DH_E_INVALID, "--listen %s is not an address",
+					    dh_cfg.listen);
+		sa = (struct sockaddr *)&a4;
+	}
+	if (*dh_cfg.tls_cert) {
+		cert = read_file(dh_cfg.tls_cert, err);
+		key = cert ? read_file(dh_cfg.tls_key, err) : NULL;
+		if (!cert || !key) {
+			free(cert);
+			free(key);
+			return DH_E_IO;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	daemon_h = MHD_start_daemon(flags, (uint16_t)dh_cfg.port, NULL, NULL, on_request, NULL,
+				    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
+				    sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)dh_cfg.http_threads,
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)dh_cfg.max_connections,
+				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)DH_CONN_MEMORY,
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
+				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+				    cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+	tls_cert_pem = cert;
+	tls_key_pem = key;
+	if (!daemon_h)
+		return dh_error_set(err, DH_E_IO, "Cannot listen on %s port %u", dh_cfg.listen,
+				    dh_cfg.port);
+	info = MHD_get_daemon_info(daemon_h, MHD_DAEMON_INFO_BIND_PORT);
+	*bound_port = info ? info->port : dh_cfg.port;
+	return DH_OK;
+}
+
+void dh_http_stop(void)
+{
+	atomic_store(&stopping, 1);
+	if (daemon_h) {
+		MHD_stop_daemon(daemon_h);
+		daemon_h = NULL;
+	}
+	free(tls_cert_pem);
+	free(tls_key_pem);
+	tls_cert_pem = tls_key_pem = NULL;
+}

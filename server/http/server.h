@@ -1,0 +1,24 @@
+/*
+ * The HTTP server: starts and stops libmicrohttpd with the configured listen address,
+ * thread pool, limits and TLS, and drives every request through the route table.
+ */
+#ifndef DH_HTTP_SERVER_H
+#define DH_HTTP_SERVER_H
+
+#include "core/err.h"
+
+/* Starts serving; fills the actually bound port. */
+enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err);
+/* Stops accepting and waits for in-flight requests. */
+void dh_http_stop(void);
+/* True once dh_http_stop began: new requests get 503. */
+int dh_http_stopping(void);
+
+/* Request counters for /metrics. */
+struct dh_http_stats {
+	unsigned long long requests, status_2xx, status_3xx, status_4xx, status_5xx;
+	unsigned long long bytes_uploaded;
+};
+void dh_http_stats_get(struct dh_http_stats *out);
+
+#endif

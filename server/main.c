@@ -1,0 +1,111 @@
+/*
+ * devicehubd: reads flags and environment, prepares the data directory and database,
+ * creates the first admin on a fresh database, starts the HTTP server and the delivery
+ * threads, and on SIGINT/SIGTERM stops them in order: no new requests, finish running
+ * ones, then close the database.
+ */
+#include "api/api.h"
+#include "config.h"
+#include "core/util.h"
+#include "dh_db.h"
+#include "http/server.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Shortest admin token accepted from the environment: guessable tokens are refused. */
+#define DH_ADMIN_TOKEN_MIN 16
+
+static int bootstrap_admin(void)
+{
+	const char *env = getenv("DEVICEHUB_ADMIN_TOKEN");
+	char secret[64], hash[DH_SHA256_HEX];
+	uint8_t raw[24];
+	struct dh_error err = { 0 };
+	struct dh_db *db = dh_db_thread();
+	bool created = false;
+
+	if (!db)
+		return -1;
+	if (env && *env) {
+		if (strlen(env) < DH_ADMIN_TOKEN_MIN || strlen(env) > 200) {
+			fprintf(stderr,
+				"devicehubd: DEVICEHUB_ADMIN_TOKEN must be 16 to 200 characters\n");
+			return -1;
+		}
+		dh_sha256_hex(env, strlen(env), hash);
+	} else {
+		if (!dh_random(raw, sizeof(raw)))
+			return -1;
+		memcpy(secret, "dh_", 3);
+		dh_hex(raw, sizeof(raw), secret + 3);
+		dh_sha256_hex(secret, strlen(secret), hash);
+	}
+	if (dh_db_bootstrap_admin(db, hash, &created, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return -1;
+	}
+	if (created) {
+		if (env && *env)
+			printf("Admin user created with the token from DEVICEHUB_ADMIN_TOKEN.\n");
+		else
+			printf("Admin token (shown once, keep it safe): %s\n", secret);
+		fflush(stdout);
+		dh_info("auth.bootstrap", "user=admin from_env=%s", env && *env ? "yes" : "no");
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct dh_error err = { 0 };
+	enum dh_log_level lvl;
+	sigset_t sigs;
+	unsigned port = 0;
+	int rc, sig = 0;
+
+	rc = dh_config_parse(argc, argv);
+	if (rc != 0)
+		return rc == 1 ? 0 : 2;
+	if (!dh_log_level_parse(dh_cfg.log_level, &lvl)) {
+		fprintf(stderr, "devicehubd: --log-level must be debug, info, warn or error\n");
+		return 2;
+	}
+	dh_log_set_level(lvl);
+
+	/* every thread started from here on inherits the blocked set; main waits for them */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (dh_db_setup(dh_cfg.data_dir, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return 1;
+	}
+	if (bootstrap_admin() != 0)
+		return 1;
+	if (dh_http_start(&port, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return 1;
+	}
+	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u", dh_cfg.listen,
+		port, *dh_cfg.tls_cert ? "yes" : "no", dh_cfg.data_dir, dh_cfg.workers);
+
+	while (sigwait(&sigs, &sig) != 0 && errno == EINTR)
+		;
+	dh_info("server.stopping", "signal=%d", sig);
+	dh_http_stop();
+	dh_api_auth_cache_clear();
+	dh_info("server.stopped", "%s", "");
+	return 0;
+}

@@ -1,0 +1,126 @@
+/* Route matching: captures, optional trailing slash, 405 sets, and the real table. */
+#include "http/router.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum dh_err h(struct dh_req *r)
+{
+	(void)r;
+	return DH_OK;
+}
+
+static const struct dh_route table[] = {
+	{ DH_GET, "/api/v1/products", h, DH_ACT_MANAGE, 0, NULL },
+	{ DH_POST, "/api/v1/products", h, DH_ACT_MANAGE, 0, NULL },
+	{ DH_GET | DH_HEAD, "/api/v1/products/{id}", h, DH_ACT_MANAGE, 0, NULL },
+	{ DH_DELETE, "/api/v1/products/{id}", h, DH_ACT_MANAGE, 0, NULL },
+	{ DH_POST, "/api/v1/firmware-update/{id}/start", h, DH_ACT_UPDATE, 0, NULL },
+	{ DH_GET, "/healthz", h, DH_ACT_NONE, 0, NULL },
+};
+#define N (sizeof(table) / sizeof(table[0]))
+
+static const struct {
+	unsigned method;
+	const char *path;
+	bool found;      /* some pattern matched the path */
+	int route;       /* index into table, -1: none (405 when found) */
+	const char *arg; /* first capture */
+} cases[] = {
+	{ DH_GET, "/api/v1/products", true, 0, NULL },
+	{ DH_GET, "/api/v1/products/", true, 0, NULL },
+	{ DH_POST, "/api/v1/products/", true, 1, NULL },
+	{ DH_PUT, "/api/v1/products", true, -1, NULL },
+	{ DH_GET, "/api/v1/products/abc", true, 2, "abc" },
+	{ DH_GET, "/api/v1/products/abc/", true, 2, "abc" },
+	{ DH_HEAD, "/api/v1/products/abc", true, 2, "abc" },
+	{ DH_DELETE, "/api/v1/products/x-1", true, 3, "x-1" },
+	{ DH_PATCH, "/api/v1/products/x", true, -1, NULL },
+	{ DH_GET, "/api/v1/products/a/b", false, -1, NULL },
+	{ DH_GET, "/api/v1/products//", false, -1, NULL },
+	{ DH_GET, "/api/v1/product", false, -1, NULL },
+	{ DH_GET, "/api/v1/productsx", false, -1, NULL },
+	{ DH_POST, "/api/v1/firmware-update/5f/start", true, 4, "5f" },
+	{ DH_POST, "/api/v1/firmware-update/5f/start/", true, 4, "5f" },
+	{ DH_POST, "/api/v1/firmware-update//start", false, -1, NULL },
+	{ DH_GET, "/healthz", true, 5, NULL },
+	{ DH_GET, "/healthz/", true, 5, NULL },
+	{ DH_GET, "/", false, -1, NULL },
+	{ DH_GET, "", false, -1, NULL },
+	{ DH_GET, "healthz", false, -1, NULL },
+};
+
+START_TEST(test_cases)
+{
+	struct dh_route_match m;
+	bool found = dh_route_find(table, N, cases[_i].method, cases[_i].path, &m);
+
+	ck_assert_msg(found == cases[_i].found, "%s", cases[_i].path);
+	if (cases[_i].route < 0) {
+		ck_assert_ptr_null(m.route);
+	} else {
+		ck_assert_ptr_eq(m.route, &table[cases[_i].route]);
+	}
+	if (cases[_i].arg) {
+		ck_assert_uint_eq(m.nargs, 1);
+		ck_assert_uint_eq(m.arg_len[0], strlen(cases[_i].arg));
+		ck_assert(memcmp(m.arg_start[0], cases[_i].arg, m.arg_len[0]) == 0);
+	}
+}
+END_TEST
+
+START_TEST(test_allow)
+{
+	struct dh_route_match m;
+	char allow[64];
+
+	dh_route_find(table, N, DH_PUT, "/api/v1/products/1", &m);
+	dh_route_allow_string(m.allowed, allow, sizeof(allow));
+	ck_assert_str_eq(allow, "GET, HEAD, DELETE");
+}
+END_TEST
+
+/* Every row of the real table has a handler and a pattern that matches itself. */
+START_TEST(test_real_table)
+{
+	for (size_t i = 0; i < dh_routes_count; i++) {
+		char path[256];
+		struct dh_route_match m;
+		size_t o = 0;
+		ck_assert(dh_routes[i].handler != NULL);
+		for (const char *p = dh_routes[i].pattern; *p && o < sizeof(path) - 2; p++) {
+			if (*p == '{') {
+				path[o++] = 'x';
+				while (*p && *p != '}')
+					p++;
+			} else {
+				path[o++] = *p;
+			}
+		}
+		path[o] = 0;
+		ck_assert_msg(dh_route_find(dh_routes, dh_routes_count,
+					    dh_routes[i].methods & -dh_routes[i].methods, path, &m),
+			      "%s", dh_routes[i].pattern);
+		ck_assert_ptr_nonnull(m.route);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("router");
+	TCase *tc = tcase_create("match");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_loop_test(tc, test_cases, 0, sizeof(cases) / sizeof(cases[0]));
+	tcase_add_test(tc, test_allow);
+	tcase_add_test(tc, test_real_table);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
