@@ -1,0 +1,26 @@
+# shellcheck shell=bash
+# Debian packages Device Hub needs, and a function that installs the missing ones.
+# Sourced by scripts/run and scripts/test; not run on its own.
+
+# shellcheck disable=SC2034
+DH_BUILD_PKGS="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
+libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev python3"
+# shellcheck disable=SC2034
+DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
+sqlite3 curl"
+
+# dh_install PKG... : apt-get installs those not yet installed (as root, or with sudo).
+dh_install() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "Installing Debian packages: ${missing[*]}" >&2
+	local sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >&2
+}

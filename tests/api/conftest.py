@@ -1,0 +1,224 @@
+"""Fixtures for the API suites: a real devicehubd on a free 127.0.0.1 port with a fresh
+data directory, and a small client bound to it.
+
+The binary is $DEVICEHUB_BIN, or build/server/devicehubd under the project root.
+Each test module gets its own server (module scope) unless it asks for `fresh_server`.
+"""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("DEVICEHUB_BIN", os.path.join(ROOT, "build", "server", "devicehubd"))
+ADMIN_TOKEN = "test-admin-token-0123456789"
+START_TIMEOUT = 20.0
+
+
+class Server:
+    """One devicehubd process. start() waits for its listening line; stop() ends it."""
+
+    def __init__(self, data_dir=None, extra_args=(), env=None, admin_token=ADMIN_TOKEN):
+        self.tmp = None
+        if data_dir is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="dh-test-")
+            data_dir = os.path.join(self.tmp.name, "var")
+        self.data_dir = data_dir
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        if admin_token:
+            self.env["DEVICEHUB_ADMIN_TOKEN"] = admin_token
+        self.admin_token = admin_token
+        self.proc = None
+        self.port = None
+        self.scheme = "http"
+        self.log_path = os.path.join(os.path.dirname(data_dir) or ".", "server.log")
+        self.stdout_path = os.path.join(os.path.dirname(data_dir) or ".", "server.out")
+
+    @property
+    def url(self):
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, port=0):
+        os.makedirs(os.path.dirname(self.data_dir) or ".", exist_ok=True)
+        args = [BIN, "--listen", "127.0.0.1", "--port", str(port), "--data-dir",
+                self.data_dir] + self.extra_args
+        if "--tls-cert" in self.extra_args:
+            self.scheme = "https"
+        self.log = open(self.log_path, "ab")
+        self.out = open(self.stdout_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.log, env=self.env)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"devicehubd exited with {self.proc.returncode}: "
+                                   + self.read_log())
+            m = re.search(r"http\.listening .*port=(\d+)", self.read_log())
+            if m:
+                self.port = int(m.group(1))
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("devicehubd did not start: " + self.read_log())
+
+    def read_log(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def read_stdout(self):
+        with open(self.stdout_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        for f in ("log", "out"):
+            if hasattr(self, f):
+                getattr(self, f).close()
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def sanitizer_report(self):
+        """The sanitizer complaints in the server's log, if any ('' when clean)."""
+        log = self.read_log()
+        bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+               if m in log]
+        return log if bad else ""
+
+    def cleanup(self):
+        self.stop()
+        report = self.sanitizer_report()
+        if self.tmp:
+            self.tmp.cleanup()
+        assert not report, "sanitizer report from devicehubd:\n" + report[-6000:]
+
+
+class Client:
+    """requests wrapper that prefixes the server URL and sends a token."""
+
+    def __init__(self, server, token=None):
+        self.server = server
+        self.token = token
+        self.s = requests.Session()
+        self.s.verify = False
+
+    def url(self, path):
+        return path if path.startswith("http") else self.server.url + path
+
+    def headers(self, extra=None, token=None):
+        h = {}
+        tok = token if token is not None else self.token
+        if tok:
+            h["Authorization"] = f"Token {tok}"
+        h.update(extra or {})
+        return h
+
+    def request(self, method, path, token=None, headers=None, **kw):
+        kw.setdefault("timeout", 30)
+        return self.s.request(method, self.url(path), headers=self.headers(headers, token), **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def head(self, path, **kw):
+        return self.request("HEAD", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.request("POST", path, json=json, **kw)
+
+    def patch(self, path, json=None, **kw):
+        return self.request("PATCH", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def create(self, path, body):
+        """POST and require 201; returns the object."""
+        r = self.post(path, json=body)
+        assert r.status_code == 201, (path, body, r.status_code, r.text)
+        return r.json()
+
+
+def unique(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def assert_error(r, status, code=None):
+    """The error contract: status, JSON body with code and a sentence."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    body = r.json()
+    assert isinstance(body.get("code"), str) and body["code"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if code:
+        assert body["code"] == code, body
+    return body
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server().start()
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def fresh_server():
+    s = Server().start()
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    return Client(server, ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def anon(server):
+    return Client(server, None)
+
+
+@pytest.fixture
+def catalog(admin):
+    """A fresh product, model, channel, delivery method and procedure (ids by key)."""
+    p = admin.create("/api/v1/products/", {"tid": unique("prod"), "name": "Product"})
+    m = admin.create("/api/v1/models/", {"tid": unique("model"), "name": "Model",
+                                         "product": p["tid"]})
+    c = admin.create("/api/v1/channels/", {"tid": unique("chan"), "name": "stable"})
+    dm = admin.create("/api/v1/delivery-methods/", {"tid": unique("dm"), "name": "HTTP",
+                                                    "kind": "http"})
+    dp = admin.create("/api/v1/delivery-procedures/",
+                      {"tid": unique("dp"), "name": "Link", "delivery_method": dm["tid"],
+                       "steps": [{"plugin": "link"}], "confirm": True})
+    return {"product": p, "model": m, "channel": c, "method": dm, "procedure": dp}
+
+
+def make_user(admin, actions, **scope):
+    """Creates a user with one grant per action (scope keys: product, model, channel)
+    and returns (user, token secret)."""
+    u = admin.create("/api/v1/users/", {"tid": unique("user"), "name": "User"})
+    for a in actions:
+        body = {"user": u["id"], "action": a}
+        body.update(scope)
+        admin.create("/api/v1/access-rights/", body)
+    t = admin.create("/api/v1/tokens/", {"user": u["id"], "name": "test"})
+    return u, t["secret"]
