@@ -20,8 +20,6 @@
 #define WAIT_SLICE_MS 100
 /* The adaptive retransmission timeout never exceeds this. */
 #define RTO_MAX_MS 5000
-/* The first chunk may start a slot erase: its first retransmission waits at least this. */
-#define FIRST_RTO_MS 1000
 
 void dh_smp_client_opts_default(struct dh_smp_client_opts *o)
 {
@@ -162,7 +160,8 @@ static enum dh_smp_status exchange(struct dh_smp_client *c, const uint8_t *frame
 			attempt++;
 			c->retransmits++;
 			rto *= 2;
-			next = now + rto < end ? now + rto : end;
+			/* After the last retransmission, wait out the whole timeout. */
+			next = now + rto < end && attempt < c->o.retries ? now + rto : end;
 			st = c->tr->ops->send(c->tr, frame, n);
 			if (st != DH_SMP_OK)
 				return st;
@@ -411,12 +410,12 @@ static enum dh_smp_status queue_chunk(struct upload *u, uint64_t off, size_t fir
 	e->start = now_ms();
 	timeout = e->first ? c->o.first_chunk_timeout_ms : c->o.chunk_timeout_ms;
 	e->end = e->start + timeout;
-	if (!retx)
-		e->rto = (int)timeout;
-	else if (e->first)
-		e->rto = cur_rto(c) > FIRST_RTO_MS ? cur_rto(c) : FIRST_RTO_MS;
-	else
-		e->rto = cur_rto(c);
+	/*
+	 * The first chunk may start a long slot erase; retransmitting it meanwhile is harmless
+	 * (same sha: the device answers with its current offset), and the last retransmission
+	 * waits out the whole first-chunk timeout.
+	 */
+	e->rto = retx ? cur_rto(c) : (int)timeout;
 	e->next = e->start + e->rto < e->end ? e->start + e->rto : e->end;
 	u->nq++;
 	return send_chunk(u, e);
@@ -510,7 +509,9 @@ enum dh_smp_status dh_smp_upload(struct dh_smp_client *c, const uint8_t *data, s
 				q->attempts++;
 				c->retransmits++;
 				q->rto *= 2;
-				q->next = now + q->rto < q->end ? now + q->rto : q->end;
+				q->next = now + q->rto < q->end && q->attempts < c->o.retries
+						  ? now + q->rto
+						  : q->end;
 				st = send_chunk(u, q);
 				if (st != DH_SMP_OK)
 					goto out;

@@ -203,7 +203,8 @@ static void upload_progress(void *ctx, uint64_t off, uint64_t len)
 	struct progress *p = ctx;
 	uint64_t pct = len ? off * 100 / len : 0;
 
-	if (pct == p->last_pct && off != len)
+	/* On a terminal every percent, in a log every tenth. */
+	if ((pct == p->last_pct || (!p->tty && pct / 10 == p->last_pct / 10)) && off != len)
 		return;
 	p->last_pct = pct;
 	fprintf(stderr, "upload %llu/%llu bytes (%llu%%)%s", (unsigned long long)off,
