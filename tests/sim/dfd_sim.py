@@ -979,7 +979,8 @@ class DistributorSim:
     def __init__(self, clock=time.monotonic, **options):
         self.cfg = SimConfig(**options)
         self.clock = clock
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # all device state; held while a request runs
+        self._fault_lock = threading.Lock()  # the RNG: transports never wait for _lock
         self._rng = random.Random(self.cfg.seed)
         self.dfd = Distributor(self.cfg, self.now)
         self.shell = MeshShell(self)
@@ -1116,7 +1117,7 @@ class DistributorSim:
     def _receive(self, data, reply, transport):
         """Transport entry: apply inbound faults, queue for the worker or drop."""
         self.stats["rx_" + transport] += 1
-        with self._lock:
+        with self._fault_lock:
             if self.cfg.mute or time.monotonic() < self._down_until:
                 self.stats["rx_ignored"] += 1
                 return
@@ -1160,7 +1161,7 @@ class DistributorSim:
 
     def _emit(self, frame, reply):
         """Send one response frame through the outbound faults."""
-        with self._lock:
+        with self._fault_lock:
             rng, cfg = self._rng, self.cfg
             delay = cfg.delay + (rng.uniform(0, cfg.jitter) if cfg.jitter else 0.0)
             if cfg.reorder and rng.random() < cfg.reorder:
@@ -1421,10 +1422,11 @@ class DistributorSim:
         return {"o": text, "rc" if self.cfg.legacy_rc else "ret": ret}
 
     def _noise(self):
-        if self.cfg.log_noise and self._rng.random() < self.cfg.log_noise:
-            return "[00:00:%02d.000,000] <inf> bt_mesh_dfd_srv: simulated log line\r\n" % (
-                self._rng.randrange(60))
-        return ""
+        with self._fault_lock:
+            if not (self.cfg.log_noise and self._rng.random() < self.cfg.log_noise):
+                return ""
+            second = self._rng.randrange(60)
+        return "[00:00:%02d.000,000] <inf> bt_mesh_dfd_srv: simulated log line\r\n" % second
 
     # -- public: fault injection and control ----------------------------------------
     def configure(self, **options):
@@ -1432,7 +1434,8 @@ class DistributorSim:
         with self._lock:
             self.cfg.update(**options)
             if "seed" in options:
-                self._rng.seed(self.cfg.seed)
+                with self._fault_lock:
+                    self._rng.seed(self.cfg.seed)
             if "flash_fail_after" in options:
                 self.set_flash_fail_after(self.cfg.flash_fail_after)
 
