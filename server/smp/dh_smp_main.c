@@ -61,7 +61,8 @@ static void on_signal(int sig)
 
 static int usage_error(const char *what)
 {
-	fprintf(stderr, "dh-smp: %s\n\n%s", what, usage_text);
+	fprintf(stderr, "dh-smp: %s\n%.*s\nTry 'dh-smp --help' for more.\n", what,
+		(int)strcspn(usage_text, "\n"), usage_text);
 	return EXIT_USAGE;
 }
 
@@ -497,7 +498,8 @@ int main(int argc, char **argv)
 
 	dh_smp_client_opts_default(&o);
 	dh_dfd_params_default(&dp);
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+	i = 1;
+	while (i < argc && argv[i][0] == '-') {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -534,7 +536,7 @@ int main(int argc, char **argv)
 		} else {
 			return usage_error("unknown option");
 		}
-		i++;
+		i += 2;
 	}
 	if (i >= argc)
 		return usage_error("missing COMMAND");

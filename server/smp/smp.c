@@ -359,6 +359,117 @@ enum dh_smp_status dh_smp_enc_reset(uint8_t ver, uint8_t seq, bool force, uint8_
 	return build(DH_SMP_OP_WRITE, ver, DH_SMP_GROUP_OS, DH_SMP_OS_RESET, seq, &b, out, cap, n);
 }
 
+/*
+ * Nesting allowed in a body: SMP answers nest at most three deep (map, "images" array, slot
+ * map); the margin admits future fields without letting a hostile frame recurse deeply.
+ */
+#define CBOR_DEPTH_MAX 16
+
+/* Reads the argument of an item head; returns its size or 0 when malformed or cut. */
+static size_t cbor_head(const uint8_t *p, size_t n, uint64_t *val)
+{
+	uint8_t ai;
+	size_t k, len;
+
+	if (n == 0)
+		return 0;
+	ai = p[0] & 31u;
+	if (ai < 24) {
+		*val = ai;
+		return 1;
+	}
+	if (ai == 31) {
+		*val = 0;
+		return 1;
+	}
+	if (ai > 27)
+		return 0;
+	len = (size_t)1 << (ai - 24);
+	if (n < 1 + len)
+		return 0;
+	*val = 0;
+	for (k = 0; k < len; k++)
+		*val = *val << 8 | p[1 + k];
+	return 1 + len;
+}
+
+/*
+ * Walks one CBOR item without allocating and returns its size, or 0 when it is malformed,
+ * cut, or nested too deep. It also refuses a definite container whose count exceeds the bytes
+ * left (each element takes at least one byte), which keeps cbor_load from allocating room
+ * for billions of elements announced by a few hostile bytes.
+ */
+static size_t cbor_check(const uint8_t *p, size_t n, int depth)
+{
+	uint8_t major, ai;
+	uint64_t v = 0, i;
+	size_t h, used, sub;
+
+	if (depth > CBOR_DEPTH_MAX || n == 0)
+		return 0;
+	h = cbor_head(p, n, &v);
+	if (h == 0)
+		return 0;
+	major = p[0] >> 5;
+	ai = p[0] & 31u;
+	used = h;
+	switch (major) {
+	case 0:
+	case 1:
+		return ai == 31 ? 0 : used;
+	case 2:
+	case 3:
+		if (ai != 31)
+			return v <= n - used ? used + (size_t)v : 0;
+		/* Indefinite string: definite chunks of the same major type, then a break. */
+		for (;;) {
+			if (used >= n)
+				return 0;
+			if (p[used] == 0xff)
+				return used + 1;
+			if ((p[used] >> 5) != major || (p[used] & 31u) == 31)
+				return 0;
+			sub = cbor_check(p + used, n - used, depth + 1);
+			if (sub == 0)
+				return 0;
+			used += sub;
+		}
+	case 4:
+	case 5:
+		if (ai != 31) {
+			uint64_t items = major == 5 ? v * 2 : v;
+
+			if (v > n || items > n - used)
+				return 0;
+			for (i = 0; i < items; i++) {
+				sub = cbor_check(p + used, n - used, depth + 1);
+				if (sub == 0)
+					return 0;
+				used += sub;
+			}
+			return used;
+		}
+		for (i = 0;; i++) {
+			if (used >= n)
+				return 0;
+			if (p[used] == 0xff)
+				return (major == 5 && i % 2 != 0) ? 0 : used + 1;
+			sub = cbor_check(p + used, n - used, depth + 1);
+			if (sub == 0)
+				return 0;
+			used += sub;
+		}
+	case 6:
+		if (ai == 31)
+			return 0;
+		sub = cbor_check(p + used, n - used, depth + 1);
+		return sub ? used + sub : 0;
+	default:
+		/* Simple values and floats; a break outside an indefinite container is invalid. */
+		return ai == 31 ? 0 : used;
+	}
+}
+
 enum dh_smp_status dh_smp_frame_decode(const uint8_t *frame, size_t n, struct dh_smp_hdr *h,
 				       cbor_item_t **root)
 {
@@ -377,6 +488,8 @@ enum dh_smp_status dh_smp_frame_decode(const uint8_t *frame, size_t n, struct dh
 		*root = it;
 		return DH_SMP_OK;
 	}
+	if (cbor_check(frame + DH_SMP_HDR_LEN, h->len, 0) != h->len)
+		return DH_SMP_E_PROTO;
 	it = cbor_load(frame + DH_SMP_HDR_LEN, h->len, &res);
 	if (!it)
 		return res.error.code == CBOR_ERR_MEMERROR ? DH_SMP_E_NOMEM : DH_SMP_E_PROTO;

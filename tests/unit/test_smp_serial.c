@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -213,8 +214,8 @@ END_TEST
 
 struct fake_dev {
 	int fd;
-	volatile int stop;
-	int answered;
+	atomic_int stop;
+	atomic_int answered;
 };
 
 static void dev_write(int fd, const uint8_t *p, size_t n)
@@ -278,9 +279,10 @@ static void *fake_dev_main(void *arg)
 				continue;
 			if (dh_smp_serial_encode(rsp, rn, enc, sizeof(enc), &en) != DH_SMP_OK)
 				continue;
+			/* Counted before the answer leaves, so the client never sees it early. */
+			atomic_fetch_add(&fd->answered, 1);
 			dev_write(fd->fd, (const uint8_t *)noise, sizeof(noise) - 1);
 			dev_write(fd->fd, enc, en);
-			fd->answered++;
 		}
 	}
 	return NULL;
@@ -317,7 +319,7 @@ START_TEST(client_over_pty)
 	ck_assert_int_eq(dh_smp_image_state(c, &l), DH_SMP_E_REMOTE);
 	ck_assert_int_eq(c->err.kind, DH_SMP_ERR_MGMT);
 	ck_assert_int_eq(c->err.rc, 8);
-	ck_assert_int_eq(dev.answered, 3);
+	ck_assert_int_eq(atomic_load(&dev.answered), 3);
 	ck_assert_uint_eq(c->retransmits, 0);
 
 	dev.stop = 1;
