@@ -24,6 +24,9 @@ Program use: `/usr/bin/python3 tests/sim/dfd_sim.py --udp-port 0` prints one JSO
 `{"event": "ready", "udp_port": N, "pty": null|"/dev/pts/N", ...}` on stdout, then
 serves until SIGTERM/SIGINT; JSON commands on stdin (see CONTROL_COMMANDS) change
 faults and inspect state at run time. It never reads anything outside its arguments.
+
+Choices where SMP.md is silent are listed in tests/sim/README.md; the main one: upload
+and erase while a distribution reads slot 1 (phases 1, 2, 3, 7) fail with image rc 9.
 """
 
 import argparse

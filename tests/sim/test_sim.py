@@ -304,8 +304,10 @@ def test_serial_pty_round_trip(make_sim):
         out, ret = sc.dfd("get")
         assert ret == 0 and out == '{ "status": 0, "phase": 0 }\r\n'
         sim.reboot(downtime=0.05)
-        assert sim.wait_for(lambda s: b"Booting" in sc.reader.text or
-                            sc.recv(0.1) is not None or b"Booting" in sc.reader.text, 2)
+        deadline = time.monotonic() + 2
+        while b"Booting" not in sc.reader.text and time.monotonic() < deadline:
+            sc.recv(0.05)  # console text between frames is collected, not returned
+        assert b"Booting Zephyr" in sc.reader.text
         assert sc.echo("after reboot", retries=3)["r"] == "after reboot"
     finally:
         sc.close()
@@ -690,8 +692,8 @@ def test_log_noise(make_sim):
 
 
 # ---------------------------------------------------------------- state machine
-def test_distribution_apply_policy_end_to_end(sc):
-    sim, c = sc
+def test_distribution_apply_policy_end_to_end(make_sim):
+    sim, c = make_sim(step_delay=0.3)
     setup_distribution(c)
     assert c.dfd("start", "0", "0", "0", "true", "255", "0", "1") == (START_LINE, 0)
     seen = set()
@@ -895,7 +897,7 @@ def test_fault_reorder(make_sim):
 
 
 def test_fault_erase_delay_and_buffer_exhaustion(make_sim):
-    sim, c = make_sim(erase_delay=0.3, buf_count=2)
+    sim, c = make_sim(erase_delay=0.5, buf_count=2)
     t0 = time.monotonic()
     c.send(request(2, 1, 1, 60, first_chunk(TEST_IMAGE, 48)))
     time.sleep(0.05)
@@ -903,16 +905,16 @@ def test_fault_erase_delay_and_buffer_exhaustion(make_sim):
         c.send(request(2, 0, 0, seq, {"d": "q"}))
     answers = []
     for _ in range(3):
-        frame = c.recv(0.6)
+        frame = c.recv(0.8)
         if frame is None:
             break
         answers.append(parse(frame)[0]["seq"])
     assert answers == [60, 61]  # one buffer free while erasing: 62 and 63 are lost
-    assert time.monotonic() - t0 >= 0.3
+    assert time.monotonic() - t0 >= 0.5
     assert sim.stats["rx_no_buffer"] == 2
     t1 = time.monotonic()
     assert image_err(c, {"off": 48, "data": TEST_IMAGE[48:]})["match"] is True
-    assert time.monotonic() - t1 < 0.25
+    assert time.monotonic() - t1 < 0.45  # only a new upload's first chunk erases
 
 
 def test_fault_mute(sc):
