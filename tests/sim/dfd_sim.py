@@ -547,6 +547,10 @@ class Distributor:
         if now < end:
             return False
         self.sent, self.percent, self.xfer_done = float(self.size), 100, True
+        # failures scripted at 100 % fire here even when the whole transfer fit one step
+        self._apply_failures("transfer")
+        if self.phase != PH_ACTIVE:
+            return False
         for r in self._alive():
             r.phase = TP_VERIFY
         self.stage, self.stage_end = "verify", end + self.cfg.step_delay
