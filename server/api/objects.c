@@ -80,6 +80,9 @@ static enum dh_err convert(struct dh_req *req, const struct dh_field *f, json_t 
 		if (!json_is_string(v) || !dh_tid_valid(json_string_value(v)))
 			return dh_error_field(&req->err, f->name,
 					      "must match [A-Za-z0-9._-]{1,64}");
+		/* lookups match id or tid: a uuid-shaped tid could name another object */
+		if (dh_uuid_valid(json_string_value(v)))
+			return dh_error_field(&req->err, f->name, "may not look like a uuid");
 		*out = json_incref(v);
 		return DH_OK;
 	case DH_F_INT:
