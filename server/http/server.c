@@ -439,7 +439,8 @@ static enum dh_err parse_json_body(struct dh_req *req)
 {
 	json_error_t jerr;
 
-	if (req->body_len == 0)
+	/* a body on GET, HEAD or DELETE means nothing: ignore it */
+	if (req->body_len == 0 || (req->method & (DH_GET | DH_HEAD | DH_DELETE)))
 		return DH_OK;
 	if (!is_json_type(dh_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
 		return dh_error_set(
