@@ -29,7 +29,9 @@ static const char usage_text[] =
 	"  --serial DEV[:BAUD]    serial console framing on a tty, default 115200 baud\n"
 	"options:\n"
 	"  --timeout-ms N         timeout of simple commands (default 3000)\n"
-	"  --rto-ms N             initial UDP retransmission timeout (default 250)\n"
+	"  --rto-ms N             initial UDP retransmission timeout (default 250); it then\n"
+	"                         follows the measured round trip\n"
+	"  --rto-min-ms N         floor of the adaptive retransmission timeout (default 30)\n"
 	"  --mtu N                cap on the SMP frame size in bytes\n"
 	"  --window N             cap on upload requests in flight (default: buf_count - 1)\n"
 	"  --help                 this text\n"
@@ -525,6 +527,10 @@ int main(int argc, char **argv)
 			if (!parse_uint(val, 60000, &v) || v == 0)
 				return usage_error("--rto-ms needs a positive number");
 			o.rto_ms = v;
+		} else if (strcmp(a, "--rto-min-ms") == 0) {
+			if (!parse_uint(val, 60000, &v) || v == 0)
+				return usage_error("--rto-min-ms needs a positive number");
+			o.rto_min_ms = v;
 		} else if (strcmp(a, "--mtu") == 0) {
 			if (!parse_uint(val, DH_SMP_FRAME_MAX, &v) || v < 128)
 				return usage_error("--mtu needs a number 128..8192");
