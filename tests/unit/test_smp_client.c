@@ -29,6 +29,7 @@ struct peer {
 	int dup_every;  /* send every Nth answer twice */
 	bool stale;   /* precede each answer by one for a long-answered seq and one with a bad id */
 	bool v1_only; /* answer with ver 0 */
+	bool v2_only; /* refuse v1 requests with rc 12 */
 	bool no_params;     /* rc 8 to mcumgr params */
 	bool mute;          /* answer nothing */
 	bool match_false;   /* final upload answer "match": false */
@@ -171,7 +172,9 @@ static void *peer_main(void *arg)
 		if (dh_smp_frame_decode(buf, (size_t)n, &h, &root) != DH_SMP_OK)
 			continue;
 		dh_smp_body_init(&b);
-		if (h.group == DH_SMP_GROUP_OS && h.id == DH_SMP_OS_ECHO) {
+		if (p->v2_only && h.ver == 0) {
+			dh_smp_body_put_uint(&b, "rc", 12);
+		} else if (h.group == DH_SMP_GROUP_OS && h.id == DH_SMP_OS_ECHO) {
 			struct cbor_pair *pairs = cbor_map_handle(root);
 			char text[128];
 
@@ -300,6 +303,22 @@ START_TEST(params_fallback_and_v1_peer)
 	dh_smp_chunk_sizes(fx.c, &first, &next);
 	ck_assert_uint_eq(first, (384 - 76) & ~3u);
 	ck_assert_uint_eq(next, (384 - 26) & ~3u);
+	fixture_close(&fx);
+}
+END_TEST
+
+START_TEST(v1_request_to_v2_only_peer)
+{
+	struct fixture fx;
+	char out[64];
+
+	fixture_open(&fx, NULL);
+	fx.p->v2_only = true;
+	fx.c->ver = 0;
+	/* rc 12 (UNSUPPORTED_TOO_OLD) switches the client to v2 and it asks again. */
+	ck_assert_int_eq(dh_smp_echo(fx.c, "again", out, sizeof(out)), DH_SMP_OK);
+	ck_assert_str_eq(out, "again");
+	ck_assert_uint_eq(fx.c->ver, 1);
 	fixture_close(&fx);
 }
 END_TEST
@@ -470,6 +489,7 @@ static Suite *smp_client_suite(void)
 
 	tcase_add_test(tc, basic_ops);
 	tcase_add_test(tc, params_fallback_and_v1_peer);
+	tcase_add_test(tc, v1_request_to_v2_only_peer);
 	tcase_add_test(tc, upload_clean);
 	tcase_add_test(tc, upload_loss_dup_stale);
 	tcase_add_test(tc, upload_window_one);
