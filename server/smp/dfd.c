@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* receivers-add takes at most this many entries per call (the command line limit). */
@@ -273,8 +274,12 @@ static enum dh_dfd_result step_probe(struct run *r)
 
 	report(r, "probe");
 	for (i = 0; i < (r->p->probe_tries ? r->p->probe_tries : 1); i++) {
-		snprintf(token, sizeof(token), "dh-%08lx%04x", (unsigned long)dh_smp_now_ms(),
-			 (unsigned)rand() & 0xffffu);
+		uint32_t rnd = 0;
+
+		/* A fresh random token per try, so a late echo of an earlier one cannot pass. */
+		if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			rnd = (uint32_t)dh_smp_now_ms() ^ (uint32_t)(uintptr_t)r;
+		snprintf(token, sizeof(token), "dh-%08x-%u", (unsigned)rnd, i);
 		st = dh_smp_echo(r->c, token, back, sizeof(back));
 		if (st == DH_SMP_E_CANCELLED)
 			return fail(r, DH_DFD_E_CANCELLED, "probe: cancelled");
