@@ -1,0 +1,117 @@
+"""Tokens: the secret is shown once and only its hash is kept; users manage their own
+tokens, admins everyone's; revocation, deletion and expiry take effect at once."""
+from datetime import datetime, timedelta, timezone
+
+from conftest import Client, assert_error, make_user, unique
+
+BASE = "/api/v1/tokens/"
+
+
+def test_secret_shown_once(admin, server):
+    u, _ = make_user(admin, ["update"])
+    t = admin.create(BASE, {"user": u["tid"], "name": "ci", "tid": unique("tok")})
+    assert t["secret"].startswith("dh_") and len(t["secret"]) == 51
+    assert t["prefix"] == t["secret"][:7] and t["user"] == u["id"]
+    assert t["revoked"] is False and t["expire_time"] is None
+    got = admin.get(BASE + t["id"]).json()
+    assert "secret" not in got and "secret_hash" not in got
+    assert got == {k: v for k, v in t.items() if k != "secret"}
+    listed = admin.get(BASE, params={"user": u["id"]}).json()["results"]
+    assert all("secret" not in x and "secret_hash" not in x for x in listed)
+    r = admin.patch(BASE + t["id"], json={"name": "renamed"})
+    assert "secret" not in r.json()
+    # the secret works
+    assert Client(server, t["secret"]).get(BASE).status_code == 200
+
+
+def test_create_for_self_by_default(admin, server):
+    u, tok = make_user(admin, ["update"])
+    c = Client(server, tok)
+    t = c.create(BASE, {"name": "mine"})
+    assert t["user"] == u["id"]
+    assert Client(server, t["secret"]).get(BASE + t["id"]).status_code == 200
+
+
+def test_user_without_grants_can_do_nothing(admin, server):
+    _, tok = make_user(admin, [])
+    assert_error(Client(server, tok).get(BASE), 403, "forbidden")
+
+
+def test_users_manage_only_their_own_tokens(admin, server):
+    a, tok_a = make_user(admin, ["manage"])
+    b, tok_b = make_user(admin, ["manage"])
+    ca, cb = Client(server, tok_a), Client(server, tok_b)
+    tb = cb.create(BASE, {"name": "b2"})
+    listed = ca.get(BASE, params={"limit": 1000}).json()
+    assert listed["count"] == 1 and all(x["user"] == a["id"] for x in listed["results"])
+    assert ca.get(BASE, params={"user": b["id"]}).json()["count"] == 0
+    assert_error(ca.get(BASE + tb["id"]), 404, "not_found")
+    assert_error(ca.patch(BASE + tb["id"], json={"revoked": True}), 404, "not_found")
+    assert_error(ca.delete(BASE + tb["id"]), 404, "not_found")
+    assert_error(ca.post(BASE, json={"user": b["id"], "name": "steal"}), 403, "forbidden")
+    assert cb.get(BASE + tb["id"]).json()["revoked"] is False
+    assert admin.get(BASE, params={"user": b["id"]}).json()["count"] == 2
+    # a token's user cannot be changed
+    own = ca.get(BASE).json()["results"][0]
+    err = assert_error(ca.patch(BASE + own["id"], json={"user": b["id"]}), 400, "invalid")
+    assert "user" in err["fields"]
+
+
+def test_revocation_takes_effect_at_once(admin, server):
+    _, tok = make_user(admin, ["manage"])
+    c = Client(server, tok)
+    for _ in range(3):
+        assert c.get("/api/v1/products/").status_code == 200
+    t = c.get(BASE).json()["results"][0]
+    assert c.patch(BASE + t["id"], json={"revoked": True}).status_code == 200
+    r = c.get("/api/v1/products/")
+    assert_error(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"] == "Token"
+    assert admin.get(BASE + t["id"]).json()["revoked"] is True
+    assert admin.get(BASE, params={"revoked": "true", "user": t["user"]}).json()["count"] == 1
+
+
+def test_delete_takes_effect_at_once(admin, server):
+    _, tok = make_user(admin, ["manage"])
+    c = Client(server, tok)
+    assert c.get("/api/v1/products/").status_code == 200
+    t = c.get(BASE).json()["results"][0]
+    assert c.delete(BASE + t["id"]).status_code == 204
+    assert_error(c.get("/api/v1/products/"), 401, "unauthorized")
+
+
+def test_expiry(admin, server):
+    u, _ = make_user(admin, ["manage"])
+    past = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    old = admin.create(BASE, {"user": u["id"], "expire_time": past})
+    assert_error(Client(server, old["secret"]).get(BASE), 401, "unauthorized")
+    new = admin.create(BASE, {"user": u["id"], "expire_time": future})
+    assert new["expire_time"].endswith("+00:00")
+    c = Client(server, new["secret"])
+    assert c.get(BASE).status_code == 200
+    # moving the expiry into the past takes effect at once
+    admin.patch(BASE + new["id"], json={"expire_time": "2001-01-01T00:00:00+02:00"})
+    assert admin.get(BASE + new["id"]).json()["expire_time"] == \
+        "2000-12-31T22:00:00.000000+00:00"
+    assert_error(c.get(BASE), 401, "unauthorized")
+    admin.patch(BASE + new["id"], json={"expire_time": None})
+    assert c.get(BASE).status_code == 200
+
+
+def test_bad_input(admin):
+    u, _ = make_user(admin, [])
+    before = admin.get(BASE, params={"limit": 1000}).json()["count"]
+    for body, field in [({"user": "nobody"}, "user"),
+                        ({"user": u["id"], "expire_time": "tomorrow"}, "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-01-01T00:00:00"},
+                         "expire_time"),
+                        ({"user": u["id"], "revoked": "no"}, "revoked"),
+                        ({"user": u["id"], "secret": "mine"}, "secret"),
+                        ({"user": u["id"], "tid": "bad tid"}, "tid")]:
+        err = assert_error(admin.post(BASE, json=body), 400, "invalid")
+        assert field in err["fields"], (body, err)
+    assert admin.get(BASE, params={"limit": 1000}).json()["count"] == before
+    # prefix and secret_hash are read-only: ignored on input
+    t = admin.create(BASE, {"user": u["id"], "prefix": "dh_xxxx", "secret_hash": "00"})
+    assert t["prefix"] == t["secret"][:7]
