@@ -33,7 +33,6 @@ static enum dh_err check_scope_fields(struct dh_req *req, const struct dh_resour
 	enum dh_err rc = DH_OK;
 
 	(void)res;
-	(void)creating;
 	if (strcmp(json_string_value(json_object_get(row, "action")), "admin") == 0 &&
 	    (set(row, "product_id") || set(row, "model_id") || set(row, "channel_id")))
 		return dh_error_field(&req->err, "action", "admin is always over everything");
@@ -46,7 +45,8 @@ static enum dh_err check_scope_fields(struct dh_req *req, const struct dh_resour
 	if (rc != DH_OK)
 		return rc;
 	mp = json_string_value(json_object_get(model, "product_id"));
-	if (set(row, "product_id") &&
+	/* on a patch the stored product follows a new model unless one is named too */
+	if (set(row, "product_id") && (creating || json_object_get(req->json, "product")) &&
 	    strcmp(json_string_value(json_object_get(row, "product_id")), mp) != 0)
 		rc = dh_error_field(&req->err, "product", "is not the model's product");
 	else

@@ -477,8 +477,8 @@ enum dh_err dh_api_obj_get(struct dh_req *req, const struct dh_resource *res)
 
 enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
 {
-	json_t *row = NULL, *cols = NULL, *merged = NULL, *stored = NULL;
-	const char *id;
+	json_t *row = NULL, *cols = NULL, *merged = NULL, *stored = NULL, *v;
+	const char *id, *k;
 	enum dh_err rc;
 
 	rc = dh_api_obj_load(req, res, req->args[0], res->right, &row);
@@ -494,6 +494,12 @@ enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
 	}
 	if (res->hooks.validate && (rc = res->hooks.validate(req, res, merged, false)) != DH_OK)
 		goto out;
+	/* columns the hook derived (e.g. a grant's product from its model) are written too */
+	json_object_foreach(merged, k, v)
+	{
+		if (!json_equal(v, json_object_get(row, k)) && !json_object_get(cols, k))
+			json_object_set(cols, k, v);
+	}
 	/* a change of scope (e.g. moving a model) needs the right over the new scope too */
 	rc = check_scope(req, res, merged, res->right, false);
 	if (rc != DH_OK)

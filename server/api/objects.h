@@ -48,7 +48,8 @@ struct dh_resource;
 
 /* Optional hooks; each returns DH_OK or an error with req->err filled. */
 struct dh_resource_hooks {
-	/* Extra validation of the merged row (column names) before insert/update. */
+	/* Extra validation of the merged row (column names) before insert/update; columns it
+	 * changes or adds on a patch are written too. */
 	enum dh_err (*validate)(struct dh_req *req, const struct dh_resource *res, json_t *row,
 				bool creating);
 	/* Fills scope of a row (column names); absent: the object is outside products. */
