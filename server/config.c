@@ -6,6 +6,7 @@
 
 #include "core/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +80,7 @@ static int set_opt(const struct opt *o, const char *val, const char *from)
 		return 0;
 	}
 	if (!dh_parse_u64(val, &v) || v < o->min || v > o->max) {
-		fprintf(stderr, "devicehubd: %s %s: '%s' is not a number in %llu..%llu\n", from,
+		fprintf(stderr, "devicehubd: %s --%s: '%s' is not a number in %llu..%llu\n", from,
 			o->flag, val, (unsigned long long)o->min, (unsigned long long)o->max);
 		return 2;
 	}
@@ -109,6 +110,7 @@ void dh_config_usage(void *out)
 
 int dh_config_parse(int argc, char **argv)
 {
+	unsigned char addr[sizeof(struct in6_addr)];
 	int rc;
 
 	for (size_t i = 0; i < NOPTS; i++) {
@@ -157,6 +159,11 @@ int dh_config_parse(int argc, char **argv)
 		}
 		if ((rc = set_opt(o, val, "flag")) != 0)
 			return rc;
+	}
+	if (inet_pton(strchr(dh_cfg.listen, ':') ? AF_INET6 : AF_INET, dh_cfg.listen, addr) != 1) {
+		fprintf(stderr, "devicehubd: --listen '%s' is not an IPv4 or IPv6 address\n",
+			dh_cfg.listen);
+		return 2;
 	}
 	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {
 		fprintf(stderr, "devicehubd: --tls-cert and --tls-key go together\n");
