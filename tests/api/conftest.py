@@ -52,6 +52,7 @@ class Server:
                 self.data_dir] + self.extra_args
         if "--tls-cert" in self.extra_args:
             self.scheme = "https"
+        seen = len(self.read_log())  # a restart appends: look only at this run's lines
         self.log = open(self.log_path, "ab")
         self.out = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.log, env=self.env)
@@ -60,7 +61,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"devicehubd exited with {self.proc.returncode}: "
                                    + self.read_log())
-            m = re.search(r"http\.listening .*port=(\d+)", self.read_log())
+            m = re.search(r"http\.listening .*port=(\d+)", self.read_log()[seen:])
             if m:
                 self.port = int(m.group(1))
                 return self
