@@ -315,7 +315,7 @@ enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err)
 {
 	struct dh_db *db;
 	enum dh_err rc;
-	int n;
+	int n, v;
 
 	if (mkdir(data_dir, 0750) != 0 && errno != EEXIST)
 		return dh_error_set(err, DH_E_IO, "Cannot create data dir %s: %s", data_dir,
@@ -326,7 +326,15 @@ enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err)
 	db = dh_db_open(db_path, err);
 	if (!db)
 		return err ? err->code : DH_E_DB;
-	rc = dh_db_migrate(db, dh_migrations, dh_migrations_count, err);
+	/* a database a newer build migrated may hold what this build cannot handle */
+	v = dh_db_schema_version(db);
+	if (dh_migrations_count && v > dh_migrations[dh_migrations_count - 1].version)
+		rc = dh_error_set(err, DH_E_INVALID,
+				  "The database %s has schema version %d, newer than this build's"
+				  " %d; run a newer devicehubd",
+				  db_path, v, dh_migrations[dh_migrations_count - 1].version);
+	else
+		rc = dh_db_migrate(db, dh_migrations, dh_migrations_count, err);
 	dh_db_close(db);
 	return rc;
 }
