@@ -47,7 +47,7 @@ static enum dh_err check_steps(struct dh_req *req, const struct dh_resource *res
 {
 	json_t *steps = json_object_get(row, "steps"), *step, *v;
 	const char *k, *plugin;
-	char what[160];
+	char what[160 + DH_PLUGIN_WHY_MAX], why[DH_PLUGIN_WHY_MAX];
 	bool admin_only;
 	size_t i;
 
@@ -87,6 +87,10 @@ static enum dh_err check_steps(struct dh_req *req, const struct dh_resource *res
 		if (admin_only && !dh_rights_is_admin(&req->who))
 			return dh_error_set(&req->err, DH_E_FORBIDDEN,
 					    "Only an admin may configure '%s' steps.", plugin);
+		if (!dh_plugin_validate(plugin, v, why, sizeof(why))) {
+			snprintf(what, sizeof(what), "step %zu (%.40s): %s", i, plugin, why);
+			return dh_error_field(&req->err, "steps", what);
+		}
 	}
 	return DH_OK;
 }

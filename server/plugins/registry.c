@@ -3,6 +3,7 @@
  * themselves at start-up through the loader.
  */
 #include "plugins/registry.h"
+#include "plugins/mesh_smp.h"
 
 #include <string.h>
 
@@ -24,4 +25,21 @@ bool dh_plugin_known(const char *name, bool *admin_only)
 		}
 	}
 	return false;
+}
+
+/* Params checkers of built-in steps, run when a procedure is saved. */
+static const struct {
+	const char *name;
+	bool (*validate)(const json_t *params, char *why, size_t cap);
+} validators[] = {
+	{ "mesh_smp", dh_mesh_smp_validate },
+};
+
+bool dh_plugin_validate(const char *name, const json_t *params, char *why, size_t cap)
+{
+	for (size_t i = 0; i < sizeof(validators) / sizeof(validators[0]); i++) {
+		if (strcmp(name, validators[i].name) == 0)
+			return validators[i].validate(params, why, cap);
+	}
+	return true;
 }
