@@ -37,6 +37,8 @@ enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err);
 
 /* This thread's connection, opened at first use; NULL if it cannot be opened. */
 struct dh_db *dh_db_thread(void);
+/* Closes this thread's connection now; for the main thread, whose key destructor never runs. */
+void dh_db_thread_close(void);
 
 /* Opens a connection to path (":memory:" works) owned by the caller. */
 struct dh_db *dh_db_open(const char *path, struct dh_error *err);

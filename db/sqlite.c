@@ -47,6 +47,18 @@ static void make_key(void)
 	pthread_key_create(&thread_key, thread_db_free);
 }
 
+void dh_db_thread_close(void)
+{
+	struct dh_db *db;
+
+	pthread_once(&key_once, make_key);
+	db = pthread_getspecific(thread_key);
+	if (db) {
+		pthread_setspecific(thread_key, NULL);
+		dh_db_close(db);
+	}
+}
+
 sqlite3 *dh_db_handle(struct dh_db *db)
 {
 	return db->h;

@@ -106,6 +106,7 @@ int main(int argc, char **argv)
 	dh_info("server.stopping", "signal=%d", sig);
 	dh_http_stop();
 	dh_api_auth_cache_clear();
+	dh_db_thread_close();
 	dh_info("server.stopped", "%s", "");
 	return 0;
 }
