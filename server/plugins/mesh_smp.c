@@ -5,6 +5,7 @@
  * never touches the database or HTTP.
  */
 #include "plugins/mesh_smp.h"
+#include "core/util.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -559,4 +560,125 @@ json_t *dh_mesh_smp_report_to_json(const struct dh_dfd_report *r)
 out:
 	json_decref(arr);
 	return out;
+}
+
+/*
+ * Writes of payload.mesh are throttled to one per DH_MESH_SMP_WRITE_MS, except that a change
+ * of DFD phase, stage or any receiver's phase or status is written at once: a reader polling
+ * GET must see every phase, and a database write per upload chunk would cost more than the
+ * upload itself.
+ */
+struct mesh_progress {
+	dh_mesh_smp_publish_fn publish;
+	void *ctx;
+	json_t *written; /* last payload.mesh handed to publish */
+	json_t *pending; /* newer snapshot held back by the throttle */
+	unsigned pending_progress;
+	int64_t written_ms;
+};
+
+/* Overall step progress: the upload is the first tenth, the mesh transfer the rest. */
+static unsigned step_progress(const struct dh_dfd_report *r)
+{
+	if (r->phase < 0 || (r->phase == 0 && r->progress == 0)) {
+		if (r->upload_len == 0)
+			return 0;
+		return (unsigned)(r->upload_off * 10u / r->upload_len);
+	}
+	return 10u + (r->progress > 100 ? 100u : r->progress) * 90u / 100u;
+}
+
+static bool receivers_moved(const json_t *a, const json_t *b)
+{
+	const json_t *ra = json_object_get(a, "receivers"), *rb = json_object_get(b, "receivers");
+	size_t i;
+
+	if (json_array_size(ra) != json_array_size(rb))
+		return true;
+	for (i = 0; i < json_array_size(ra); i++) {
+		const json_t *x = json_array_get(ra, i), *y = json_array_get(rb, i);
+
+		if (!json_equal(json_object_get(x, "phase"), json_object_get(y, "phase")) ||
+		    !json_equal(json_object_get(x, "status"), json_object_get(y, "status")))
+			return true;
+	}
+	return false;
+}
+
+static void flush(struct mesh_progress *m)
+{
+	if (!m->pending)
+		return;
+	m->publish(m->ctx, m->pending, m->pending_progress);
+	json_decref(m->written);
+	m->written = m->pending;
+	m->pending = NULL;
+	m->written_ms = dh_mono_ms();
+}
+
+static void on_report(void *ctx, const struct dh_dfd_report *r)
+{
+	struct mesh_progress *m = ctx;
+	json_t *j = dh_mesh_smp_report_to_json(r);
+	const json_t *w = m->written;
+
+	if (!j)
+		return; /* out of memory: skip this snapshot, the next one carries the state */
+	if (w && json_equal(j, w)) {
+		json_decref(j);
+		json_decref(m->pending);
+		m->pending = NULL;
+		return;
+	}
+	json_decref(m->pending);
+	m->pending = j;
+	m->pending_progress = step_progress(r);
+	if (!w || dh_mono_ms() - m->written_ms >= DH_MESH_SMP_WRITE_MS ||
+	    !json_equal(json_object_get(j, "phase"), json_object_get(w, "phase")) ||
+	    !json_equal(json_object_get(j, "stage"), json_object_get(w, "stage")) ||
+	    receivers_moved(j, w))
+		flush(m);
+}
+
+enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_path,
+				       volatile int *cancel, dh_mesh_smp_publish_fn publish,
+				       void *ctx, struct dh_dfd_error *err)
+{
+	struct dh_dfd_params *p = NULL;
+	struct mesh_progress m = { .publish = publish, .ctx = ctx };
+	char why[DH_MESH_SMP_WHY_MAX];
+	enum dh_dfd_result res;
+
+	memset(err, 0, sizeof(*err));
+	p = malloc(sizeof(*p));
+	if (!p) {
+		res = DH_DFD_E_INVALID;
+		snprintf(err->detail, sizeof(err->detail), "mesh_smp: out of memory");
+		goto out;
+	}
+	/* Checked when the procedure was saved, but a row may predate the check. */
+	if (dh_mesh_smp_params_from_json(params, p, why, sizeof(why)) != DH_OK) {
+		res = DH_DFD_E_INVALID;
+		snprintf(err->detail, sizeof(err->detail), "mesh_smp: params: %s", why);
+		goto out;
+	}
+	res = dh_dfd_run(p, image_path, publish ? on_report : NULL, &m, cancel, err);
+	if (publish)
+		flush(&m); /* the final state, whatever the throttle held back */
+	if (res != DH_DFD_OK) {
+		char detail[sizeof(err->detail)];
+
+		/* Name the step, so that the session's error says where it failed. */
+		snprintf(detail, sizeof(detail), "%s", err->detail);
+		snprintf(err->detail, sizeof(err->detail), "mesh_smp: %.620s", detail);
+	}
+out:
+	if (res != DH_DFD_OK) {
+		err->result = res;
+		snprintf(err->code, sizeof(err->code), "%s", dh_dfd_code(res));
+	}
+	json_decref(m.written);
+	json_decref(m.pending);
+	free(p);
+	return res;
 }

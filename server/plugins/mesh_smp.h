@@ -62,4 +62,24 @@ bool dh_mesh_smp_validate(const json_t *params, char *why, size_t cap);
  */
 json_t *dh_mesh_smp_report_to_json(const struct dh_dfd_report *r);
 
+/* Least time between two progress writes that only move percentages (ms). */
+#define DH_MESH_SMP_WRITE_MS 250
+
+/*
+ * Receives payload.mesh (borrowed: incref to keep it) and the step's overall progress in
+ * percent (the upload is the first 10 %, the mesh transfer the rest).
+ */
+typedef void (*dh_mesh_smp_publish_fn)(void *ctx, json_t *mesh, unsigned progress);
+
+/*
+ * Runs one distribution of image_path with params on the calling thread (minutes to hours):
+ * parses params, calls dh_dfd_run with cancel as its cancellation flag, and hands snapshots
+ * to publish (may be NULL) whenever they change, throttled to one per DH_MESH_SMP_WRITE_MS
+ * except for phase, stage and receiver changes; the final snapshot is always handed over.
+ * On failure err holds dh_dfd_code(result) and a detail starting with "mesh_smp: ".
+ */
+enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_path,
+				       volatile int *cancel, dh_mesh_smp_publish_fn publish,
+				       void *ctx, struct dh_dfd_error *err);
+
 #endif
