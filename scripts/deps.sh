@@ -8,6 +8,8 @@ libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev python3"
 # shellcheck disable=SC2034
 DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
 sqlite3 curl"
+# shellcheck disable=SC2034
+DH_BENCH_PKGS="nginx-light wrk python3-requests sqlite3"
 
 # dh_install PKG... : apt-get installs those not yet installed (as root, or with sudo).
 dh_install() {

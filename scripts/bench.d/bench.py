@@ -1,0 +1,454 @@
+"""The benchmark driver behind scripts/bench: starts a release devicehubd and an nginx (own
+config in a temp dir, free ports, current user) serving the same 1 MiB image, measures with
+wrk in alternating rounds, runs the 1000-device load and the 100 000-session memory check,
+and prints one table of ratios against the targets of DESIGN.md. Every process it starts is
+ended in `finally` (scripts/bench also traps signals). Never part of the test suite.
+
+Usage: bench.py ROOT DEVICEHUBD  (environment: BENCH_ROUNDS, BENCH_SECONDS, BENCH_DEVICES,
+BENCH_SESSIONS, BENCH_KEEP=1 to keep the temp dir).
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import requests
+
+ROOT, BIN = sys.argv[1], sys.argv[2]
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+DEVICES = int(os.environ.get("BENCH_DEVICES", "1000"))
+SESSIONS = int(os.environ.get("BENCH_SESSIONS", "100000"))
+IMAGE_SIZE = 1 << 20
+ADMIN = "bench-admin-" + uuid.uuid4().hex
+THREADS = max(1, min(os.cpu_count() or 1, 8))
+PYTHON = "/usr/bin/python3"
+CLI = os.path.join(ROOT, "scripts", "devicehub")
+
+procs = []  # every process started here, ended in cleanup()
+rows = []  # the final table: (case, metric, dh, ref, ratio, target, ok)
+
+
+def note(msg):
+    sys.stderr.write(f"bench: {msg}\n")
+    sys.stderr.flush()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+class Hub:
+    """A devicehubd process on a data dir."""
+
+    def __init__(self, tmp, data_dir):
+        self.tmp, self.data_dir, self.proc, self.port = tmp, data_dir, None, None
+
+    def start(self):
+        self.port = free_port()
+        env = dict(os.environ, DEVICEHUB_ADMIN_TOKEN=ADMIN)
+        log = open(os.path.join(self.tmp, "devicehubd.log"), "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "--listen", "127.0.0.1", "--port", str(self.port), "--data-dir",
+             self.data_dir, "--max-connections", "4096", "--log-level", "warn"],
+            stdout=log, stderr=log, env=env)
+        procs.append(self.proc)
+        wait_http(self.url + "/healthz")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def status_kib(self, key):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+
+def start_nginx(tmp, image):
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    user = ""
+    if os.geteuid() == 0:
+        # As root nginx would switch its workers to nobody; keep them as the current user.
+        user = "user root root;"
+    with open(conf, "w") as f:
+        f.write(f"""{user}
+worker_processes auto;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /image.bin {{ alias {image}; default_type application/octet-stream; }}
+        location = /ok {{ return 200 "ok"; }}
+    }}
+}}
+""")
+    log = open(os.path.join(tmp, "nginx.out"), "ab")
+    p = subprocess.Popen(["nginx", "-p", tmp, "-c", conf], stdout=log, stderr=log)
+    procs.append(p)
+    wait_http(f"http://127.0.0.1:{port}/ok")
+    return f"http://127.0.0.1:{port}"
+
+
+WRK_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%d,"bytes":%d,"duration_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def lua(tmp, name, body):
+    path = os.path.join(tmp, name + ".lua")
+    with open(path, "w") as f:
+        f.write(body + WRK_DONE)
+    return path
+
+
+def wrk(url, conns, script, seconds=SECONDS):
+    threads = min(THREADS, conns)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
+                          "--timeout", "10s", "-s", script, url],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"^WRKJSON (.*)$", out.stdout, re.M)
+    if not m:
+        raise RuntimeError(f"wrk gave no result: {out.stdout} {out.stderr}")
+    r = json.loads(m.group(1))
+    secs = r["duration_us"] / 1e6
+    r["rps"] = r["requests"] / secs
+    r["mibps"] = r["bytes"] / secs / (1 << 20)
+    r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return r
+
+
+def alternate(name, runs):
+    """Runs each (label, fn) pair ROUNDS times, alternating, and returns per-label lists."""
+    res = {label: [] for label, _ in runs}
+    for rnd in range(ROUNDS):
+        order = runs if rnd % 2 == 0 else list(reversed(runs))
+        for label, fn in order:
+            r = fn()
+            res[label].append(r)
+            note(f"{name} round {rnd + 1} {label}: "
+                 + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in r.items() if k in ("rps", "mibps", "errors")))
+    return res
+
+
+def ratio_row(case, metric, dh_runs, ref_runs, target, key):
+    """Median of per-round ratios (rounds alternate, so each pair shares the machine's
+    state), plus the medians of the absolute values."""
+    ratios = [d[key] / r[key] if r[key] else 0.0 for d, r in zip(dh_runs, ref_runs)]
+    dh = statistics.median(d[key] for d in dh_runs)
+    ref = statistics.median(r[key] for r in ref_runs)
+    q = statistics.median(ratios)
+    errs = sum(d.get("errors", 0) for d in dh_runs)
+    rows.append((case, metric, dh, ref, q, f">= {target}", q >= target and errs == 0,
+                 f"errors {errs}" if errs else ""))
+
+
+def api(hub, method, path, **kw):
+    r = requests.request(method, hub.url + path, headers={"Authorization": f"Token {ADMIN}"},
+                         timeout=60, **kw)
+    if r.status_code >= 400:
+        raise RuntimeError(f"{method} {path}: {r.status_code} {r.text}")
+    return r.json() if r.content else None
+
+
+def cli(hub, *args):
+    env = dict(os.environ, DEVICEHUB_URL=hub.url, DEVICEHUB_TOKEN=ADMIN)
+    out = subprocess.run([PYTHON, CLI, "--json", "-q"] + list(args), env=env,
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"devicehub {' '.join(args)}: {out.stderr}")
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def setup_catalogue(hub, image):
+    cli(hub, "product", "create", "--tid", "bench", "--name", "Bench")
+    cli(hub, "model", "create", "--tid", "bench-m", "--name", "Bench model", "--product", "bench")
+    cli(hub, "channel", "create", "--tid", "stable", "--name", "stable")
+    cli(hub, "method", "create", "--tid", "http", "--name", "HTTP", "--kind", "http")
+    # Long timeouts: nothing may expire (or be deleted) while the bench runs.
+    day = "86400"
+    cli(hub, "procedure", "create", "--tid", "link", "--name", "Link", "--delivery-method",
+        "http", "--steps", '[{"plugin": "link"}]', "--confirm", "true", "--ready-timeout", day,
+        "--processing-timeout", day, "--confirm-timeout", day, "--retention", "31536000")
+    fw = cli(hub, "firmware", "upload", image, "--model", "bench-m", "--version", "2.0.0",
+             "--channel", "stable")
+    return fw
+
+
+def request_body(device_id=None):
+    body = {"model": "bench-m", "current_channel": "stable",
+            "current_firmware_version": "1.0.0", "delivery_procedure_tid": "link"}
+    if device_id:
+        body["device_id"] = device_id
+    return body
+
+
+def created_session(hub):
+    s = api(hub, "POST", "/api/v1/firmware-update/request", json=request_body("bench-dev-0"))
+    api(hub, "POST", f"/api/v1/firmware-update/{s['id']}/start")
+    deadline = time.monotonic() + 60
+    while s["state"] != "created" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = api(hub, "GET", f"/api/v1/firmware-update/{s['id']}/")
+    if s["state"] != "created":
+        raise RuntimeError(f"session did not reach created: {s}")
+    return s
+
+
+def raw_insert_rate(tmp, seconds):
+    """One-row transactions into a session-shaped table, WAL and synchronous=NORMAL as the
+    server uses, on the same disk as its data dir, from one Python thread."""
+    path = os.path.join(tmp, f"raw-{uuid.uuid4().hex}.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("""CREATE TABLE s (id TEXT PRIMARY KEY, create_time TEXT NOT NULL,
+        creator TEXT, state TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
+        expiration_time TEXT, procedure_id TEXT, current_fw TEXT, target_fw TEXT,
+        device_id TEXT, payload TEXT, error TEXT, history TEXT)""")
+    db.execute("CREATE INDEX s_exp ON s(expiration_time)")
+    db.execute("CREATE INDEX s_state ON s(state)")
+    n = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        db.execute("BEGIN")
+        db.execute("INSERT INTO s VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (str(uuid.uuid4()), "2026-01-01T00:00:00.000000+00:00", "admin", "ready",
+                    0, "2026-01-02T00:00:00.000000+00:00", str(uuid.uuid4()),
+                    None, str(uuid.uuid4()), None, "{}", None,
+                    '[{"state":"ready","time":"2026-01-01T00:00:00.000000+00:00"}]'))
+        db.execute("COMMIT")
+        n += 1
+    el = time.monotonic() - t0
+    db.close()
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+    return {"rps": n / el, "errors": 0}
+
+
+def pct(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q / 100.0 * (len(v) - 1))))]
+
+
+def session_count(hub):
+    return api(hub, "GET", "/api/v1/firmware-update/", params={"limit": 1})["count"]
+
+
+def fill_sessions(hub, tmp, target):
+    """POSTs /request (no device) with wrk until `target` sessions are stored."""
+    script = lua(tmp, "fill", f"""
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Token {ADMIN}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{json.dumps(request_body())}'
+""")
+    for _ in range(200):
+        have = session_count(hub)
+        if have >= target:
+            return have
+        wrk(hub.url + "/api/v1/firmware-update/request", 32, script, seconds=10)
+    return session_count(hub)
+
+
+def main():
+    # SIGTERM from scripts/bench's trap becomes SystemExit, so `finally` stops the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = tempfile.mkdtemp(prefix="dh-bench-")
+    note(f"temp dir {tmp}; {ROUNDS} rounds of {SECONDS} s; wrk threads {THREADS}")
+    try:
+        run(tmp)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp):
+    image = os.path.join(tmp, "image.bin")
+    with open(image, "wb") as f:
+        f.write(os.urandom(IMAGE_SIZE))
+    with open(image, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    hub = Hub(tmp, os.path.join(tmp, "var")).start()
+    note(f"devicehubd pid {hub.proc.pid} on {hub.url}")
+    fw = setup_catalogue(hub, image)
+    assert fw["sha256"] == digest, (fw, digest)
+    ngx = start_nginx(tmp, image)
+    note(f"nginx on {ngx}")
+    s = created_session(hub)
+    link = s["payload"]["download_link"]
+    check = requests.get(link, headers={"Authorization": f"Token {ADMIN}"}, timeout=30)
+    assert hashlib.sha256(check.content).hexdigest() == digest
+    assert hashlib.sha256(requests.get(ngx + "/image.bin").content).hexdigest() == digest
+
+    auth = f'wrk.headers["Authorization"] = "Token {ADMIN}"\n'
+    whole = lua(tmp, "whole", auth)
+    ranged = lua(tmp, "range", auth + f"""
+local blocks = {IMAGE_SIZE // 4096}
+request = function()
+  local off = math.random(0, blocks - 1) * 4096
+  wrk.headers["Range"] = "bytes=" .. off .. "-" .. (off + 4095)
+  return wrk.format(nil, nil, wrk.headers)
+end
+""")
+    for conns in (16, 256):
+        res = alternate(f"whole image c{conns}", [
+            ("devicehubd", lambda c=conns: wrk(link, c, whole)),
+            ("nginx", lambda c=conns: wrk(ngx + "/image.bin", c, whole))])
+        ratio_row(f"whole 1 MiB image, c{conns}", "req/s", res["devicehubd"], res["nginx"],
+                  0.9, "rps")
+        ratio_row(f"whole 1 MiB image, c{conns}", "MiB/s", res["devicehubd"], res["nginx"],
+                  0.9, "mibps")
+    res = alternate("range 4 KiB c64", [
+        ("devicehubd", lambda: wrk(link, 64, ranged)),
+        ("nginx", lambda: wrk(ngx + "/image.bin", 64, ranged))])
+    ratio_row("4 KiB Range + auth, c64", "req/s", res["devicehubd"], res["nginx"], 0.8, "rps")
+    ratio_row("4 KiB Range + auth, c64", "MiB/s", res["devicehubd"], res["nginx"], 0.8,
+              "mibps")
+    get_sess = hub.url + f"/api/v1/firmware-update/{s['id']}/"
+    res = alternate("session GET c64", [
+        ("devicehubd", lambda: wrk(get_sess, 64, whole)),
+        ("nginx", lambda: wrk(ngx + "/ok", 64, whole))])
+    ratio_row("GET session vs return 200, c64", "req/s", res["devicehubd"], res["nginx"], 0.5,
+              "rps")
+
+    post = lua(tmp, "request", auth + f"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{json.dumps(request_body())}'
+""")
+    res = alternate("sessions created/s", [
+        ("devicehubd", lambda: wrk(hub.url + "/api/v1/firmware-update/request", 16, post)),
+        ("sqlite", lambda: raw_insert_rate(tmp, SECONDS))])
+    ratio_row("/request c16 vs raw SQLite insert", "sessions/s", res["devicehubd"],
+              res["sqlite"], 0.5, "rps")
+
+    # 1000 devices through the whole flow at once.
+    note(f"{DEVICES} simulated devices ...")
+    cfg = {"url": hub.url, "token": ADMIN, "model": "bench-m", "channel": "stable",
+           "procedure": "link", "prefix": "bench-" + uuid.uuid4().hex[:6], "devices": DEVICES,
+           "chunk": 128 * 1024}
+    out = subprocess.run([PYTHON, os.path.join(ROOT, "scripts", "bench.d", "devices.py"),
+                          json.dumps(cfg)], capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError("devices.py failed: " + out.stderr[-3000:])
+    load = json.loads(out.stdout)
+    hwm = hub.status_kib("VmHWM")
+    for e in load["errors"]:
+        note(e)
+    note(f"devices: {load['ok']} ok, {load['failed']} failed, {load['retries']} busy retries, "
+         f"{load['elapsed_s']:.1f} s")
+
+    # 100 000 sessions stored: fill through the API, restart, measure.
+    note(f"filling to {SESSIONS} sessions ...")
+    stored = fill_sessions(hub, tmp, SESSIONS)
+    hub.stop()
+    hub.start()
+    time.sleep(1.0)
+    rss_idle = hub.status_kib("VmRSS")
+    wrk(hub.url + f"/api/v1/firmware-update/{s['id']}/", 64, whole, seconds=SECONDS)
+    for off in (0, stored // 2, max(0, stored - 1000)):
+        api(hub, "GET", "/api/v1/firmware-update/", params={"limit": 1000, "offset": off})
+    api(hub, "GET", "/api/v1/firmware-update/", params={"state": "ready", "limit": 1000})
+    rss_after = hub.status_kib("VmRSS")
+    hwm2 = hub.status_kib("VmHWM")
+
+    print_table(load, hwm, stored, rss_idle, rss_after, hwm2)
+
+
+def print_table(load, hwm, stored, rss_idle, rss_after, hwm2):
+    print()
+    print(f"Device Hub bench: {ROUNDS} alternating rounds of {SECONDS} s, wrk -t{THREADS}, "
+          f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference")
+    head = f"{'case':<36} {'metric':<11} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
+           f"{'target':<8} ok"
+    print(head)
+    print("-" * len(head))
+    for case, metric, dh, ref, q, target, ok, extra in rows:
+        print(f"{case:<36} {metric:<11} {dh:>11.1f} {ref:>11.1f} {q:>6.2f}  {target:<8} "
+              f"{'yes' if ok else 'NO'} {extra}".rstrip())
+    print()
+    lat = load["lat_ms"]
+    print(f"{load['devices']} devices, whole flow: {load['ok']} ok, {load['failed']} failed "
+          f"(target 0: {'yes' if load['failed'] == 0 else 'NO'}), {load['retries']} busy "
+          f"retries, {load['elapsed_s']:.1f} s; peak RSS (VmHWM) {hwm / 1024:.1f} MiB")
+    print(f"{'step':<10} {'p50 ms':>9} {'p99 ms':>9}")
+    for k in ("request", "start", "wait", "download", "confirm", "total"):
+        print(f"{k:<10} {pct(lat[k], 50):>9.1f} {pct(lat[k], 99):>9.1f}")
+    print()
+    ok = rss_after < 64 * 1024 and hwm2 < 64 * 1024
+    print(f"{stored} sessions stored, after restart: RSS {rss_idle / 1024:.1f} MiB idle, "
+          f"{rss_after / 1024:.1f} MiB after GET/list traffic, VmHWM {hwm2 / 1024:.1f} MiB "
+          f"(target < 64 MiB: {'yes' if ok else 'NO'})")
+
+
+if __name__ == "__main__":
+    main()
