@@ -698,7 +698,6 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)DH_CONN_MEMORY,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 				    cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
 				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
 	tls_cert_pem = cert;

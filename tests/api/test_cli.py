@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 
+import pytest
 import requests
 
 from conftest import ADMIN_TOKEN, BIN, ROOT, Server, assert_error
@@ -129,3 +130,24 @@ def test_flag_wins_over_environment():
         assert "http.request" in s.read_log()
     finally:
         s.cleanup()
+
+
+def test_second_server_on_a_taken_port_fails():
+    """Two servers must not share a port (SO_REUSEPORT would split the clients between two
+    databases without a word)."""
+    first = Server().start()
+    second = Server(extra_args=[])
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            second.start(port=first.port)
+        assert "Cannot listen" in second.read_log()
+        assert requests.get(first.url + "/healthz", timeout=5).status_code == 200
+        # a restart on the same port right after a stop still works
+        port = first.port
+        requests.get(first.url + "/healthz", timeout=5)
+        first.stop()
+        first.start(port=port)
+        assert requests.get(first.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        second.cleanup()
+        first.cleanup()
