@@ -164,3 +164,15 @@ def test_delete_model_with_device_is_409(admin):
     admin.create("/api/v1/devices/", {"device_id": "dev-1", "model": m["id"]})
     assert_error(admin.delete(BASE + m["id"]), 409, "referenced")
     assert admin.get(BASE + m["id"]).status_code == 200
+
+
+def test_next_link_keeps_filters(admin):
+    p = product(admin)
+    made = [admin.create(BASE, {"tid": unique("m"), "name": "M", "product": p["id"]})["id"]
+            for _ in range(3)]
+    admin.create(BASE, {"tid": unique("m"), "name": "M", "product": product(admin)["id"]})
+    page = admin.get(BASE, params={"product": p["tid"], "limit": 2}).json()
+    assert page["count"] == 3 and "product=" in page["next"]
+    rest = admin.get(page["next"]).json()
+    assert [m["id"] for m in page["results"] + rest["results"]] == made
+    assert rest["next"] is None
