@@ -135,4 +135,47 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 unsigned long dh_db_auth_generation(void);
 void dh_db_auth_changed(void);
 
+/* ---- firmware catalogue (firmware.c) ---- */
+
+/*
+ * Rows of the firmware calls are JSON objects keyed by column name, plus "product_id" (of
+ * the model) and "channels" (array of channel ids).
+ */
+
+/* The firmware whose id or tid is key; *row a new reference. DH_E_NOT_FOUND if none. */
+enum dh_err dh_db_firmware_get(struct dh_db *db, const char *key, json_t **row);
+
+/*
+ * Inserts a firmware row (columns of table firmware, borrowed) and its channels (ids).
+ * (model_id, version) or tid already taken gives DH_E_CONFLICT naming the field. Call
+ * inside a transaction.
+ */
+enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *const *channels,
+				  size_t n, struct dh_error *err);
+
+/* Replaces the channels of firmware id. Call inside a transaction. */
+enum dh_err dh_db_firmware_set_channels(struct dh_db *db, const char *id,
+					const char *const *channels, size_t n,
+					struct dh_error *err);
+
+/* Filters of the firmware list; NULL does not filter, draft -1 any, 0 or 1. */
+struct dh_db_firmware_filter {
+	const char *model_id;
+	const char *channel_id;
+	const char *version;
+	int draft;
+};
+
+/* Lists matching rows oldest first with limit/offset; *rows a new array, *count the total. */
+enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_filter *f,
+				int64_t limit, int64_t offset, json_t **rows, int64_t *count);
+
+/*
+ * Deletes firmware id. DH_E_REFERENCED while a device twin runs it or a session refers to
+ * it. *blob_unused tells whether no other firmware shares its image. Call inside a
+ * transaction.
+ */
+enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
+				  struct dh_error *err);
+
 #endif

@@ -41,4 +41,33 @@ DH_API_CRUD(access_rights);
 enum dh_err dh_api_web(struct dh_req *req);
 enum dh_err dh_api_openapi(struct dh_req *req);
 
+/* firmware.c: upload (streamed multipart body), catalogue and image download */
+enum dh_err dh_api_firmware_upload_chunk(struct dh_req *req, const char *data, size_t len);
+enum dh_err dh_api_firmware_create(struct dh_req *req);
+enum dh_err dh_api_firmware_list(struct dh_req *req);
+enum dh_err dh_api_firmware_get(struct dh_req *req);
+enum dh_err dh_api_firmware_patch(struct dh_req *req);
+enum dh_err dh_api_firmware_delete(struct dh_req *req);
+enum dh_err dh_api_firmware_image(struct dh_req *req);
+
+/*
+ * downloads.c: answers GET or HEAD with the blob sha256 of size bytes: 200 with the whole
+ * image, 206 for one satisfiable Range (If-Range honoured), 416 (JSON error, Content-Range
+ * naming the size) when the range starts beyond the end; always Accept-Ranges, the strong
+ * ETag (the quoted sha256), Content-Type application/octet-stream and, when last_modified
+ * (RFC 3339, e.g. the image's create_time; may be NULL) parses, Last-Modified. Several
+ * ranges or a malformed Range are ignored (200). The bytes go from a shared mapping of the
+ * blob without copies. The caller has checked rights. DH_E_IO when the blob is missing.
+ */
+enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
+			     const char *last_modified);
+
+/* sessions.c: firmware-update sessions and their download link */
+enum dh_err dh_api_sessions_request(struct dh_req *req);
+enum dh_err dh_api_sessions_list(struct dh_req *req);
+enum dh_err dh_api_sessions_get(struct dh_req *req);
+enum dh_err dh_api_sessions_start(struct dh_req *req);
+enum dh_err dh_api_sessions_confirm(struct dh_req *req);
+enum dh_err dh_api_sessions_image(struct dh_req *req);
+
 #endif

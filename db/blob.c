@@ -1,0 +1,405 @@
+/*
+ * The blob store (see blob.h): temporary files, atomic placement by rename, the aside
+ * ("trash") step that lets a delete be undone with its transaction, and the cache of
+ * mappings. The cache's mutex guards only the slot table and reference counts; opening,
+ * mapping and unmapping happen outside it.
+ */
+#include "blob.h"
+
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Written once by dh_blob_setup before any thread uses the store. */
+static char blob_root[DH_BLOB_PATH_MAX];
+static char blob_tmp[DH_BLOB_PATH_MAX];
+
+static bool fmt_path(char *buf, size_t size, const char *fmt, const char *a, const char *b)
+{
+	int n = snprintf(buf, size, fmt, a, b);
+
+	return n >= 0 && (size_t)n < size;
+}
+
+static enum dh_err make_dir(const char *path, struct dh_error *err)
+{
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return dh_error_set(err, DH_E_IO, "Cannot create %s: %s", path, strerror(errno));
+	return DH_OK;
+}
+
+enum dh_err dh_blob_setup(const char *data_dir, struct dh_error *err)
+{
+	char path[DH_BLOB_PATH_MAX];
+	struct dirent *e;
+	enum dh_err rc;
+	DIR *d;
+
+	if (!fmt_path(blob_root, sizeof(blob_root), "%s/blobs%s", data_dir, "") ||
+	    !fmt_path(blob_tmp, sizeof(blob_tmp), "%s/tmp%s", blob_root, "") ||
+	    !fmt_path(path, sizeof(path), "%s/sha256%s", blob_root, ""))
+		return dh_error_set(err, DH_E_IO, "The data directory path is too long.");
+	if ((rc = make_dir(data_dir, err)) != DH_OK || (rc = make_dir(blob_root, err)) != DH_OK ||
+	    (rc = make_dir(blob_tmp, err)) != DH_OK || (rc = make_dir(path, err)) != DH_OK)
+		return rc;
+	/* whatever is in tmp belongs to uploads or deletes of a process that is gone */
+	d = opendir(blob_tmp);
+	if (!d)
+		return dh_error_set(err, DH_E_IO, "Cannot read %s: %s", blob_tmp, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (fmt_path(path, sizeof(path), "%s/%s", blob_tmp, e->d_name) && unlink(path) == 0)
+			dh_info("blob.stale_removed", "path=\"%s\"", path);
+	}
+	closedir(d);
+	return DH_OK;
+}
+
+bool dh_blob_sha_valid(const char *sha256)
+{
+	if (!sha256 || strlen(sha256) != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++) {
+		char c = sha256[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+bool dh_blob_path(const char *sha256, char *buf, size_t size)
+{
+	int n;
+
+	if (!dh_blob_sha_valid(sha256))
+		return false;
+	n = snprintf(buf, size, "%s/sha256/%.2s/%s", blob_root, sha256, sha256);
+	return n >= 0 && (size_t)n < size;
+}
+
+enum dh_err dh_blob_writer_open(struct dh_blob_writer *w, struct dh_error *err)
+{
+	uint8_t rnd[8];
+	char hex[17];
+
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	if (!dh_random(rnd, sizeof(rnd)))
+		return dh_error_set(err, DH_E_IO, "No random bytes for a temporary file name.");
+	dh_hex(rnd, sizeof(rnd), hex);
+	if (!fmt_path(w->tmp_path, sizeof(w->tmp_path), "%s/up-%s", blob_tmp, hex))
+		return dh_error_set(err, DH_E_IO, "The data directory path is too long.");
+	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (w->fd < 0)
+		return dh_error_set(err, DH_E_IO, "Cannot create a temporary file in %s: %s",
+				    blob_tmp, strerror(errno));
+	w->is_open = true;
+	sha256_init(&w->ctx);
+	return DH_OK;
+}
+
+enum dh_err dh_blob_writer_write(struct dh_blob_writer *w, const void *data, size_t len,
+				 struct dh_error *err)
+{
+	const char *p = data;
+	size_t left = len;
+
+	if (w->fd < 0)
+		return dh_error_set(err, DH_E_INTERNAL, "The upload file is not open.");
+	while (left) {
+		ssize_t n = write(w->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			dh_error("blob.write", "path=\"%s\" errno=%d", w->tmp_path, errno);
+			return dh_error_set(err, DH_E_IO, "Cannot write the upload to disk: %s",
+					    strerror(errno));
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	sha256_update(&w->ctx, len, data);
+	w->size += len;
+	return DH_OK;
+}
+
+enum dh_err dh_blob_writer_close(struct dh_blob_writer *w, struct dh_error *err)
+{
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	int rc;
+
+	if (w->fd < 0)
+		return dh_error_set(err, DH_E_INTERNAL, "The upload file is not open.");
+	rc = fsync(w->fd);
+	rc |= close(w->fd);
+	w->fd = -1;
+	if (rc != 0) {
+		dh_error("blob.fsync", "path=\"%s\" errno=%d", w->tmp_path, errno);
+		return dh_error_set(err, DH_E_IO, "Cannot flush the upload to disk.");
+	}
+	sha256_digest(&w->ctx, sizeof(digest), digest);
+	dh_hex(digest, sizeof(digest), w->sha256);
+	return DH_OK;
+}
+
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+enum dh_err dh_blob_writer_place(struct dh_blob_writer *w, bool *created, struct dh_error *err)
+{
+	char path[DH_BLOB_PATH_MAX], dir[DH_BLOB_PATH_MAX];
+	char shard[3] = { w->sha256[0], w->sha256[1], 0 };
+	struct stat sb;
+	enum dh_err rc;
+
+	*created = false;
+	if (!w->is_open || w->fd >= 0 || !dh_blob_path(w->sha256, path, sizeof(path)) ||
+	    !fmt_path(dir, sizeof(dir), "%s/sha256/%s", blob_root, shard))
+		return dh_error_set(err, DH_E_INTERNAL, "The upload is not ready to be stored.");
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == w->size) {
+		/* the same image is already stored: share it */
+		dh_blob_writer_release(w);
+		return DH_OK;
+	}
+	rc = make_dir(dir, err);
+	if (rc != DH_OK)
+		return rc;
+	if (rename(w->tmp_path, path) != 0)
+		return dh_error_set(err, DH_E_IO, "Cannot store the upload: %s", strerror(errno));
+	w->is_open = false;
+	*created = true;
+	sync_dir(dir);
+	return DH_OK;
+}
+
+void dh_blob_writer_release(struct dh_blob_writer *w)
+{
+	if (w->fd >= 0) {
+		close(w->fd);
+		w->fd = -1;
+	}
+	if (w->is_open) {
+		unlink(w->tmp_path);
+		w->is_open = false;
+	}
+}
+
+enum dh_err dh_blob_trash(const char *sha256, char *trash, size_t size)
+{
+	char path[DH_BLOB_PATH_MAX];
+	uint8_t rnd[8];
+	char hex[17];
+
+	if (!dh_blob_path(sha256, path, sizeof(path)) || !dh_random(rnd, sizeof(rnd)))
+		return DH_E_INTERNAL;
+	dh_hex(rnd, sizeof(rnd), hex);
+	if (!fmt_path(trash, size, "%s/del-%s", blob_tmp, hex))
+		return DH_E_INTERNAL;
+	if (rename(path, trash) != 0)
+		return errno == ENOENT ? DH_E_NOT_FOUND : DH_E_IO;
+	return DH_OK;
+}
+
+void dh_blob_trash_restore(const char *sha256, const char *trash)
+{
+	char path[DH_BLOB_PATH_MAX];
+
+	if (dh_blob_path(sha256, path, sizeof(path)) && rename(trash, path) != 0)
+		dh_error("blob.restore", "sha256=%s errno=%d", sha256, errno);
+}
+
+void dh_blob_trash_purge(const char *trash)
+{
+	if (unlink(trash) != 0)
+		dh_warn("blob.purge", "path=\"%s\" errno=%d", trash, errno);
+}
+
+/* ---- the mapping cache ---- */
+
+struct map_entry {
+	struct dh_blob_map pub; /* first: a struct dh_blob_map * is a struct map_entry * */
+	char sha256[DH_SHA256_HEX];
+	size_t map_len; /* 0: nothing mapped (empty blob) */
+	unsigned refs;  /* guarded by map_lock; the cache holds one while cached */
+	bool cached;
+	uint64_t last_use;
+};
+
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct map_entry *map_slots[DH_BLOB_MAP_SLOTS]; /* guarded by map_lock */
+static uint64_t map_clock;                             /* guarded by map_lock */
+
+static void entry_free(struct map_entry *e)
+{
+	if (!e)
+		return;
+	if (e->map_len)
+		munmap((void *)e->pub.data, e->map_len);
+	free(e);
+}
+
+/* Finds a cached entry and takes a reference; call with map_lock held. */
+static struct map_entry *lookup_locked(const char *sha256, uint64_t size)
+{
+	for (size_t i = 0; i < DH_BLOB_MAP_SLOTS; i++) {
+		struct map_entry *e = map_slots[i];
+		if (e && e->pub.size == size && strcmp(e->sha256, sha256) == 0) {
+			e->refs++;
+			e->last_use = ++map_clock;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_error *err)
+{
+	char path[DH_BLOB_PATH_MAX];
+	struct map_entry *e = NULL;
+	struct stat sb;
+	void *p;
+	int fd;
+
+	if (!dh_blob_path(sha256, path, sizeof(path))) {
+		dh_error_set(err, DH_E_INTERNAL, "Not a blob hash.");
+		return NULL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != size || size > SIZE_MAX) {
+		dh_error("blob.missing", "sha256=%s errno=%d", sha256, errno);
+		dh_error_set(err, DH_E_IO, "The stored image is missing or damaged.");
+		goto out;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		dh_error_set(err, DH_E_NOMEM, NULL);
+		goto out;
+	}
+	memcpy(e->sha256, sha256, DH_SHA256_HEX);
+	e->pub.size = size;
+	e->refs = 1;
+	if (size == 0) {
+		e->pub.data = (const uint8_t *)"";
+		goto out;
+	}
+	p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		dh_error("blob.mmap", "sha256=%s errno=%d", sha256, errno);
+		dh_error_set(err, DH_E_IO, "Cannot map the stored image.");
+		free(e);
+		e = NULL;
+		goto out;
+	}
+	e->pub.data = p;
+	e->map_len = (size_t)size;
+out:
+	if (fd >= 0)
+		close(fd);
+	return e;
+}
+
+struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh_error *err)
+{
+	struct map_entry *e, *mine, *evicted = NULL;
+	size_t slot = DH_BLOB_MAP_SLOTS;
+
+	pthread_mutex_lock(&map_lock);
+	e = lookup_locked(sha256, size);
+	pthread_mutex_unlock(&map_lock);
+	if (e)
+		return &e->pub;
+	mine = map_new(sha256, size, err);
+	if (!mine)
+		return NULL;
+	pthread_mutex_lock(&map_lock);
+	e = lookup_locked(sha256, size); /* another thread may have mapped it meanwhile */
+	if (!e) {
+		for (size_t i = 0; i < DH_BLOB_MAP_SLOTS; i++) {
+			if (!map_slots[i]) {
+				slot = i;
+				break;
+			}
+			if (slot == DH_BLOB_MAP_SLOTS ||
+			    map_slots[i]->last_use < map_slots[slot]->last_use)
+				slot = i;
+		}
+		if (map_slots[slot]) {
+			evicted = map_slots[slot];
+			evicted->cached = false;
+			if (--evicted->refs != 0)
+				evicted = NULL; /* still being sent; its last put frees it */
+		}
+		mine->cached = true;
+		mine->refs++;
+		mine->last_use = ++map_clock;
+		map_slots[slot] = mine;
+		e = mine;
+		mine = NULL;
+	}
+	pthread_mutex_unlock(&map_lock);
+	entry_free(mine);
+	entry_free(evicted);
+	return &e->pub;
+}
+
+void dh_blob_map_put(void *map)
+{
+	struct map_entry *e = map;
+	bool last;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&map_lock);
+	last = --e->refs == 0;
+	pthread_mutex_unlock(&map_lock);
+	if (last)
+		entry_free(e);
+}
+
+/* Drops the cache's reference of slots matching sha256 (all when NULL). */
+static void drop_cached(const char *sha256)
+{
+	struct map_entry *gone[DH_BLOB_MAP_SLOTS];
+	size_t n = 0;
+
+	pthread_mutex_lock(&map_lock);
+	for (size_t i = 0; i < DH_BLOB_MAP_SLOTS; i++) {
+		struct map_entry *e = map_slots[i];
+		if (!e || (sha256 && strcmp(e->sha256, sha256) != 0))
+			continue;
+		map_slots[i] = NULL;
+		e->cached = false;
+		if (--e->refs == 0)
+			gone[n++] = e;
+	}
+	pthread_mutex_unlock(&map_lock);
+	for (size_t i = 0; i < n; i++)
+		entry_free(gone[i]);
+}
+
+void dh_blob_map_forget(const char *sha256)
+{
+	drop_cached(sha256);
+}
+
+void dh_blob_map_clear(void)
+{
+	drop_cached(NULL);
+}

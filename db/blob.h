@@ -1,0 +1,92 @@
+/*
+ * The content-addressed blob store of firmware images under <data_dir>/blobs: uploads are
+ * written to blobs/tmp, hashed (SHA-256) while written, fsync'ed and renamed to
+ * blobs/sha256/<2 hex>/<64 hex>, so identical images share one file and a blob never
+ * changes once in place. Also a small cache of read-only mappings of blobs, keyed by hash
+ * and reference counted, from which downloads are sent without copies. Knows files only;
+ * which rows refer to a blob is the database's business.
+ */
+#ifndef DH_DB_BLOB_H
+#define DH_DB_BLOB_H
+
+#include "core/err.h"
+#include "core/util.h"
+
+#include <nettle/sha2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest blob path: data dirs are operator-chosen paths, 4 KiB is PATH_MAX on Linux. */
+#define DH_BLOB_PATH_MAX 4096
+/* Mappings kept in the cache; beyond it the least recently used unreferenced one goes. */
+#define DH_BLOB_MAP_SLOTS 64
+
+/*
+ * Remembers data_dir, creates blobs/tmp and blobs/sha256 and removes temporary files left
+ * by a process that died mid-upload. Call once at start-up, before any other call.
+ */
+enum dh_err dh_blob_setup(const char *data_dir, struct dh_error *err);
+
+/* The path of the blob with this hash (64 lower-case hex digits). False if it does not fit
+ * or sha256 is not a hash. */
+bool dh_blob_path(const char *sha256, char *buf, size_t size);
+
+/* Does the text look like a blob hash (64 lower-case hex digits)? */
+bool dh_blob_sha_valid(const char *sha256);
+
+/* An upload in progress: a temporary file and the running hash. Caller-owned storage. */
+struct dh_blob_writer {
+	int fd; /* -1 when closed */
+	char tmp_path[DH_BLOB_PATH_MAX];
+	struct sha256_ctx ctx;
+	uint64_t size;
+	char sha256[DH_SHA256_HEX]; /* set by dh_blob_writer_close */
+	bool is_open;               /* a temporary file exists (until placed or released) */
+};
+
+/* Creates the temporary file. DH_E_IO (err says why) when it cannot. */
+enum dh_err dh_blob_writer_open(struct dh_blob_writer *w, struct dh_error *err);
+/* Appends len bytes and hashes them. */
+enum dh_err dh_blob_writer_write(struct dh_blob_writer *w, const void *data, size_t len,
+				 struct dh_error *err);
+/* Flushes to disk (fsync), closes the file and fills w->sha256; the file stays temporary. */
+enum dh_err dh_blob_writer_close(struct dh_blob_writer *w, struct dh_error *err);
+/*
+ * Moves the closed temporary file into place as blob w->sha256. When that blob already
+ * exists the temporary file is dropped instead (*created false). Call inside the write
+ * transaction that records the blob, so that a concurrent delete cannot interleave.
+ */
+enum dh_err dh_blob_writer_place(struct dh_blob_writer *w, bool *created, struct dh_error *err);
+/* Closes and removes the temporary file if one is left; safe to call more than once. */
+void dh_blob_writer_release(struct dh_blob_writer *w);
+
+/*
+ * Moves blob sha256 aside (into blobs/tmp) so that it can be put back if the transaction
+ * that stopped referring to it fails: dh_blob_trash_restore, else dh_blob_trash_purge.
+ * trash gets the aside path. DH_E_NOT_FOUND when the blob does not exist.
+ */
+enum dh_err dh_blob_trash(const char *sha256, char *trash, size_t size);
+void dh_blob_trash_restore(const char *sha256, const char *trash);
+void dh_blob_trash_purge(const char *trash);
+
+/* A read-only mapping of a whole blob; data is valid until the last put. */
+struct dh_blob_map {
+	const uint8_t *data;
+	uint64_t size;
+};
+
+/*
+ * A reference to the mapping of blob sha256, which must be size bytes long; from the cache
+ * or mapped now. NULL when the blob is missing or has another size (err filled: DH_E_IO).
+ * Thread-safe; each get needs one dh_blob_map_put.
+ */
+struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh_error *err);
+/* Drops a reference (cls-style signature so that it can be a release callback). */
+void dh_blob_map_put(void *map);
+/* Drops the cache's own reference to blob sha256 (after its file was removed). */
+void dh_blob_map_forget(const char *sha256);
+/* Drops every cached mapping not in use (at shutdown, and in tests). */
+void dh_blob_map_clear(void);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * Firmware rows: the catalogue of uploaded images with their channels, lists with the
+ * filters of API.md, and the reference checks of a delete. Rows come back as JSON objects
+ * keyed by column name, with the model's product_id and a "channels" array of channel ids
+ * added. The image files themselves are db/blob.c's.
+ */
+#include "dh_db.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every firmware query selects the same row shape. */
+#define FW_SELECT                                                                                  \
+	"SELECT f.*, m.product_id AS product_id, (SELECT group_concat(fc.channel_id, ',') "        \
+	"FROM firmware_channels fc WHERE fc.firmware_id = f.id) AS channel_ids "                   \
+	"FROM firmware f JOIN models m ON m.id = f.model_id "
+
+/* Longest SQL text a list builds: FW_SELECT and four fixed filter clauses. */
+#define FW_SQL_MAX 1024
+
+/* Appends a fixed clause to where; the clauses are short literals that always fit. */
+static void add_clause(char *where, size_t size, const char *clause)
+{
+	size_t n = strlen(where);
+
+	snprintf(where + n, size - n, "%s", clause);
+}
+
+/* The current row with channel_ids turned into a "channels" array (new reference). */
+static json_t *row_json(sqlite3_stmt *st)
+{
+	json_t *row = dh_db_row_to_json(st), *chans = json_array();
+	const char *ids;
+
+	if (!row || !chans)
+		goto fail;
+	ids = json_string_value(json_object_get(row, "channel_ids"));
+	while (ids && *ids) {
+		size_t n = strcspn(ids, ",");
+		if (json_array_append_new(chans, json_stringn(ids, n)) != 0)
+			goto fail;
+		ids += n;
+		if (*ids == ',')
+			ids++;
+	}
+	json_object_del(row, "channel_ids");
+	if (json_object_set_new(row, "channels", chans) != 0)
+		goto fail_row;
+	return row;
+fail:
+	json_decref(chans);
+fail_row:
+	json_decref(row);
+	return NULL;
+}
+
+enum dh_err dh_db_firmware_get(struct dh_db *db, const char *key, json_t **row)
+{
+	sqlite3_stmt *st = dh_db_prep(db, FW_SELECT "WHERE f.id = ?1 OR f.tid = ?1 LIMIT 1");
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	*row = NULL;
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*row = row_json(st);
+		rc = *row ? DH_OK : DH_E_NOMEM;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_firmware_set_channels(struct dh_db *db, const char *id,
+					const char *const *channels, size_t n, struct dh_error *err)
+{
+	sqlite3_stmt *st = dh_db_prep(db, "DELETE FROM firmware_channels WHERE firmware_id = ?");
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return dh_db_error(db, r, err);
+	for (size_t i = 0; i < n; i++) {
+		st = dh_db_prep(db, "INSERT OR IGNORE INTO firmware_channels (firmware_id, "
+				    "channel_id) VALUES (?, ?)");
+		if (!st)
+			return DH_E_DB;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, channels[i], -1, SQLITE_STATIC);
+		r = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (r != SQLITE_DONE)
+			return dh_db_error(db, r, err);
+	}
+	return DH_OK;
+}
+
+enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *const *channels,
+				  size_t n, struct dh_error *err)
+{
+	const char *id = json_string_value(json_object_get(row, "id"));
+	enum dh_err rc;
+
+	if (!id)
+		return DH_E_INTERNAL;
+	rc = dh_db_obj_insert(db, "firmware", row, err);
+	if (rc == DH_OK)
+		rc = dh_db_firmware_set_channels(db, id, channels, n, err);
+	return rc;
+}
+
+enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_filter *f,
+				int64_t limit, int64_t offset, json_t **rows, int64_t *count)
+{
+	char where[512] = "WHERE 1 ", sql[FW_SQL_MAX];
+	sqlite3_stmt *st = NULL;
+	enum dh_err rc = DH_OK;
+	int r, n;
+
+	*rows = NULL;
+	*count = 0;
+	/* fixed clauses with fixed parameter numbers: values are always bound */
+	if (f->model_id)
+		add_clause(where, sizeof(where), "AND f.model_id = ?1 ");
+	if (f->channel_id)
+		add_clause(where, sizeof(where),
+			   "AND EXISTS (SELECT 1 FROM firmware_channels c WHERE "
+			   "c.firmware_id = f.id AND c.channel_id = ?2) ");
+	if (f->version)
+		add_clause(where, sizeof(where), "AND f.version = ?3 ");
+	if (f->draft >= 0)
+		add_clause(where, sizeof(where), "AND f.draft = ?4 ");
+	n = snprintf(sql, sizeof(sql), "SELECT count(*) FROM firmware f %s", where);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return DH_E_INTERNAL;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			n = snprintf(sql, sizeof(sql),
+				     FW_SELECT "%s ORDER BY f.create_time, f.id LIMIT ?5 OFFSET ?6",
+				     where);
+			if (n < 0 || (size_t)n >= sizeof(sql)) {
+				rc = DH_E_INTERNAL;
+				goto out;
+			}
+			*rows = json_array();
+			if (!*rows) {
+				rc = DH_E_NOMEM;
+				goto out;
+			}
+		}
+		if (sqlite3_prepare_v2(dh_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
+			dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(dh_db_handle(db)));
+			rc = DH_E_DB;
+			goto out;
+		}
+		if (f->model_id)
+			sqlite3_bind_text(st, 1, f->model_id, -1, SQLITE_STATIC);
+		if (f->channel_id)
+			sqlite3_bind_text(st, 2, f->channel_id, -1, SQLITE_STATIC);
+		if (f->version)
+			sqlite3_bind_text(st, 3, f->version, -1, SQLITE_STATIC);
+		if (f->draft >= 0)
+			sqlite3_bind_int(st, 4, f->draft);
+		if (pass == 1) {
+			sqlite3_bind_int64(st, 5, limit);
+			sqlite3_bind_int64(st, 6, offset);
+		}
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (pass == 0) {
+				*count = sqlite3_column_int64(st, 0);
+			} else if (json_array_append_new(*rows, row_json(st)) != 0) {
+				rc = DH_E_NOMEM;
+				goto out;
+			}
+		}
+		if (r != SQLITE_DONE) {
+			rc = dh_db_error(db, r, NULL);
+			goto out;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+out:
+	sqlite3_finalize(st);
+	if (rc != DH_OK) {
+		json_decref(*rows);
+		*rows = NULL;
+	}
+	return rc;
+}
+
+enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
+				  struct dh_error *err)
+{
+	sqlite3_stmt *st;
+	char sha[DH_SHA256_HEX] = "";
+	int r;
+	bool referenced = false;
+
+	*blob_unused = false;
+	/* a device twin's reference is ON DELETE SET NULL in SQL, yet losing what a device
+	 * runs would be wrong: refuse like a foreign key would */
+	st = dh_db_prep(db, "SELECT 1 FROM devices WHERE current_firmware_id = ? LIMIT 1");
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	referenced = r == SQLITE_ROW;
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return dh_db_error(db, r, err);
+	if (referenced)
+		return dh_error_set(err, DH_E_REFERENCED,
+				    "This firmware is the current firmware of a device.");
+	st = dh_db_prep(db, "DELETE FROM firmware WHERE id = ? RETURNING sha256");
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, sha, sizeof(sha));
+		r = sqlite3_step(st);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return dh_db_error(db, r, err);
+	if (!sha[0])
+		return DH_E_NOT_FOUND;
+	st = dh_db_prep(db, "SELECT 1 FROM firmware WHERE sha256 = ? LIMIT 1");
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	*blob_unused = r == SQLITE_DONE;
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return dh_db_error(db, r, err);
+	return DH_OK;
+}

@@ -1,0 +1,99 @@
+/*
+ * Image downloads: answers GET and HEAD for one stored blob with the Range, If-Range,
+ * ETag and Last-Modified behaviour of API.md's Downloads section. The bytes are sent from
+ * a shared read-only mapping of the blob (db/blob.c's cache) without copies; the mapping's
+ * reference is dropped when the HTTP layer is done with the response. Rights and which
+ * blob to send are the callers' (firmware images, session download links).
+ */
+#include "api/api.h"
+
+#include "blob.h"
+#include "core/util.h"
+#include "http/range.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* "Sat, 18 Apr 2026 13:12:50 GMT" and NUL. */
+#define HTTP_DATE_LEN 32
+
+/* RFC 9110 5.6.7 IMF-fixdate, locale-independent. */
+static bool http_date(const char *rfc3339, char out[HTTP_DATE_LEN])
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	int64_t us;
+	time_t t;
+	int n;
+
+	if (!rfc3339 || !dh_time_parse(rfc3339, &us))
+		return false;
+	t = (time_t)(us / 1000000);
+	if (!gmtime_r(&t, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+	    tm.tm_mon > 11)
+		return false;
+	n = snprintf(out, HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+		     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec);
+	return n > 0 && n < HTTP_DATE_LEN;
+}
+
+enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
+			     const char *last_modified)
+{
+	char etag[DH_SHA256_HEX + 2], date[HTTP_DATE_LEN], crange[96];
+	struct dh_range r = { 0, size };
+	struct dh_blob_map *map = NULL;
+	enum dh_range_kind kind;
+	bool has_date = http_date(last_modified, date);
+	unsigned status = 200;
+	enum dh_err rc;
+
+	snprintf(etag, sizeof(etag), "\"%s\"", sha256);
+	kind = dh_range_parse(dh_req_header(req, "Range"), size, &r);
+	/* a stale If-Range means "send me the whole new image" (RFC 9110 13.1.5) */
+	if ((kind == DH_RANGE_ONE || kind == DH_RANGE_UNSATISFIABLE) &&
+	    !dh_range_if_range_ok(dh_req_header(req, "If-Range"), etag, has_date ? date : NULL))
+		kind = DH_RANGE_NONE;
+	if (kind == DH_RANGE_UNSATISFIABLE) {
+		dh_error_set(&req->err, DH_E_RANGE,
+			     "The range starts beyond the end of the %llu-byte image.",
+			     (unsigned long long)size);
+		rc = dh_http_reply_error(req, &req->err);
+		if (rc != DH_OK)
+			return rc;
+		snprintf(crange, sizeof(crange), "bytes */%llu", (unsigned long long)size);
+		dh_http_header(req, "Content-Range", crange);
+		dh_http_header(req, "Accept-Ranges", "bytes");
+		return DH_OK;
+	}
+	if (kind != DH_RANGE_ONE) {
+		r.start = 0;
+		r.len = size;
+	} else {
+		status = 206;
+	}
+	map = dh_blob_map_get(sha256, size, &req->err);
+	if (!map)
+		return req->err.code;
+	/* the response holds the mapping's reference; the HTTP layer puts it back */
+	rc = dh_http_reply_buffer(req, status, map->data + r.start, (size_t)r.len, dh_blob_map_put,
+				  map);
+	if (rc != DH_OK)
+		return rc;
+	dh_http_header(req, "Content-Type", "application/octet-stream");
+	dh_http_header(req, "Accept-Ranges", "bytes");
+	dh_http_header(req, "ETag", etag);
+	if (has_date)
+		dh_http_header(req, "Last-Modified", date);
+	if (status == 206) {
+		snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
+			 (unsigned long long)r.start, (unsigned long long)(r.start + r.len - 1),
+			 (unsigned long long)size);
+		dh_http_header(req, "Content-Range", crange);
+	}
+	return DH_OK;
+}

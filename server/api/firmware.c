@@ -1,0 +1,859 @@
+/*
+ * Firmware images: the streamed multipart upload into the blob store, the catalogue
+ * (list, get, patch, delete) and the image download. An upload's state lives in
+ * req->handler_state from its first body chunk to the end of the request, so an aborted
+ * connection frees it and removes its temporary file. A firmware's access-rights scope is
+ * its model's product, the model and its channels: writes need `upload` over the model or,
+ * with channel-narrowed grants, over every channel of the image; reads need `upload` or
+ * `update` over the model or one of its channels.
+ */
+#include "api/api.h"
+#include "api/objects.h"
+
+#include "blob.h"
+#include "config.h"
+#include "core/semver.h"
+#include "core/util.h"
+#include "dh_db.h"
+#include "http/multipart.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Channels one image may be in; a model has a handful (stable, beta, ...). */
+#define DH_FW_CHANNELS_MAX 32
+/* Longest description (bytes); a release note, not a document. */
+#define DH_FW_DESCRIPTION_MAX 4096
+/* Parts one upload may have: a file and a few fields, channels perhaps repeated. */
+#define DH_FW_PARTS_MAX 64
+/* Bytes of the image kept for header inspection: the MCUboot header fields. */
+#define DH_FW_HEAD_LEN 32
+/* Rows a scoped caller's list is filtered from in memory (as for configuration objects). */
+#define DH_FW_SCOPED_LIST_MAX 100000
+
+/* MCUboot image header (bootutil/image.h), little endian. */
+#define MCUBOOT_MAGIC 0x96f3b83du
+
+/* The text fields of an upload, in the order of this table. */
+enum form_field {
+	FF_MODEL,
+	FF_VERSION,
+	FF_CHANNELS,
+	FF_DRAFT,
+	FF_DESCRIPTION,
+	FF_TID,
+	FF__COUNT,
+};
+
+static const struct {
+	const char *name;
+	size_t max;       /* longest value accepted */
+	bool is_repeated; /* may come as several parts (joined with commas) */
+} form_fields[FF__COUNT] = {
+	[FF_MODEL] = { "model", 64, false },
+	[FF_VERSION] = { "version", DH_SEMVER_MAX, false },
+	[FF_CHANNELS] = { "channels", DH_FW_CHANNELS_MAX * 65, true },
+	[FF_DRAFT] = { "draft", 5, false },
+	[FF_DESCRIPTION] = { "description", DH_FW_DESCRIPTION_MAX, false },
+	[FF_TID] = { "tid", DH_TID_MAX, false },
+};
+
+struct upload {
+	struct dh_multipart *mp;
+	struct dh_blob_writer blob;
+	bool has_file, in_file;
+	char filename[DH_MULTIPART_FILENAME_MAX + 1];
+	uint8_t head[DH_FW_HEAD_LEN];
+	size_t head_len;
+	uint64_t received; /* body bytes, for --max-upload on chunked bodies */
+	enum dh_err rc;    /* the first error; req->err says more */
+	unsigned parts;
+	int current;             /* form field of the part being read, -1: none/file */
+	char *values[FF__COUNT]; /* malloc'd, NUL-terminated */
+	size_t lens[FF__COUNT];
+	bool seen[FF__COUNT];
+};
+
+static void upload_free(void *p)
+{
+	struct upload *u = p;
+
+	if (!u)
+		return;
+	dh_multipart_free(u->mp);
+	dh_blob_writer_release(&u->blob);
+	for (int i = 0; i < FF__COUNT; i++)
+		free(u->values[i]);
+	free(u);
+}
+
+/* Drops the temporary file now, so that it is gone before the error answer is sent. */
+static void upload_abort(struct dh_req *req)
+{
+	struct upload *u = req->handler_state;
+
+	if (u)
+		dh_blob_writer_release(&u->blob);
+}
+
+static enum dh_err part_begin(void *cls, const struct dh_multipart_part *part, struct dh_error *err)
+{
+	struct dh_req *req = cls;
+	struct upload *u = req->handler_state;
+
+	if (++u->parts > DH_FW_PARTS_MAX)
+		return dh_error_set(err, DH_E_INVALID, "The upload has more than %d parts.",
+				    DH_FW_PARTS_MAX);
+	u->current = -1;
+	if (strcmp(part->name, "file") == 0) {
+		if (u->has_file)
+			return dh_error_field(err, "file", "given twice; upload one image");
+		u->has_file = true;
+		u->in_file = true;
+		snprintf(u->filename, sizeof(u->filename), "%s", part->filename);
+		return dh_blob_writer_open(&u->blob, err);
+	}
+	for (int i = 0; i < FF__COUNT; i++) {
+		if (strcmp(part->name, form_fields[i].name) != 0)
+			continue;
+		if (u->seen[i] && !form_fields[i].is_repeated)
+			return dh_error_field(err, part->name, "given twice");
+		if (u->seen[i]) {
+			/* a repeated channels part: join with a comma */
+			char *n = realloc(u->values[i], u->lens[i] + 2);
+			if (!n)
+				return DH_E_NOMEM;
+			u->values[i] = n;
+			n[u->lens[i]++] = ',';
+			n[u->lens[i]] = 0;
+		}
+		u->seen[i] = true;
+		u->current = i;
+		return DH_OK;
+	}
+	return dh_error_field(err, part->name, "unknown field");
+}
+
+static enum dh_err part_data(void *cls, const char *data, size_t len, struct dh_error *err)
+{
+	struct dh_req *req = cls;
+	struct upload *u = req->handler_state;
+	int i = u->current;
+	char *n;
+
+	if (u->in_file) {
+		if (u->head_len < DH_FW_HEAD_LEN) {
+			size_t k = DH_FW_HEAD_LEN - u->head_len;
+			k = k < len ? k : len;
+			memcpy(u->head + u->head_len, data, k);
+			u->head_len += k;
+		}
+		return dh_blob_writer_write(&u->blob, data, len, err);
+	}
+	if (i < 0)
+		return DH_OK;
+	if (len > form_fields[i].max || u->lens[i] + len > form_fields[i].max) {
+		char what[64];
+		snprintf(what, sizeof(what), "longer than %zu bytes", form_fields[i].max);
+		return dh_error_field(err, form_fields[i].name, what);
+	}
+	n = realloc(u->values[i], u->lens[i] + len + 1);
+	if (!n)
+		return DH_E_NOMEM;
+	memcpy(n + u->lens[i], data, len);
+	u->lens[i] += len;
+	n[u->lens[i]] = 0;
+	u->values[i] = n;
+	return DH_OK;
+}
+
+static enum dh_err part_end(void *cls, struct dh_error *err)
+{
+	struct dh_req *req = cls;
+	struct upload *u = req->handler_state;
+
+	(void)err;
+	u->in_file = false;
+	u->current = -1;
+	return DH_OK;
+}
+
+static const struct dh_multipart_cb upload_cb = { part_begin, part_data, part_end };
+
+/*
+ * Sets up the upload state at the first body chunk (or at the end when there was none).
+ * The state exists even when the content type is wrong, so that the error is kept.
+ */
+static enum dh_err upload_start(struct dh_req *req)
+{
+	char boundary[DH_MULTIPART_BOUNDARY_MAX + 1];
+	struct upload *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return DH_E_NOMEM;
+	u->blob.fd = -1;
+	u->current = -1;
+	req->handler_state = u;
+	req->handler_state_free = upload_free;
+	u->rc = dh_multipart_boundary(dh_req_header(req, "Content-Type"), boundary, &req->err);
+	if (u->rc == DH_OK) {
+		u->mp = dh_multipart_new(boundary, &upload_cb, req);
+		if (!u->mp)
+			u->rc = DH_E_NOMEM;
+	}
+	return DH_OK;
+}
+
+/*
+ * MHD cannot answer in the middle of a request body, so a failed upload keeps reading (and
+ * dropping) the rest of it; the error, kept in u->rc and req->err, is answered at the end.
+ * The temporary file goes at once.
+ */
+enum dh_err dh_api_firmware_upload_chunk(struct dh_req *req, const char *data, size_t len)
+{
+	struct upload *u;
+	enum dh_err rc;
+
+	if (!req->handler_state && (rc = upload_start(req)) != DH_OK)
+		return rc;
+	u = req->handler_state;
+	if (u->rc != DH_OK)
+		return DH_OK;
+	u->received += len;
+	if (u->received > dh_cfg.max_upload)
+		u->rc = dh_error_set(&req->err, DH_E_TOO_LARGE,
+				     "The upload is larger than the limit of %llu bytes.",
+				     (unsigned long long)dh_cfg.max_upload);
+	else
+		u->rc = dh_multipart_feed(u->mp, data, len, &req->err);
+	if (u->rc != DH_OK)
+		upload_abort(req);
+	return DH_OK;
+}
+
+/* ---- scope and rights ---- */
+
+/*
+ * May the caller do act on a firmware of (product, model) in channels? A grant over the
+ * model (or wider) always does; channel-narrowed grants must cover every channel when
+ * is_write, one of them otherwise.
+ */
+static bool fw_allow(struct dh_req *req, enum dh_action act, const char *product, const char *model,
+		     json_t *channels, bool is_write)
+{
+	struct dh_scope s = { .product = product, .model = model };
+	size_t i, n = json_array_size(channels), ok = 0;
+	json_t *c;
+
+	if (dh_rights_allow(&req->who, act, &s))
+		return true;
+	json_array_foreach(channels, i, c)
+	{
+		s.channel = json_string_value(c);
+		if (dh_rights_allow(&req->who, act, &s))
+			ok++;
+	}
+	return is_write ? n > 0 && ok == n : ok > 0;
+}
+
+static bool fw_readable(struct dh_req *req, json_t *row)
+{
+	const char *p = json_string_value(json_object_get(row, "product_id"));
+	const char *m = json_string_value(json_object_get(row, "model_id"));
+	json_t *ch = json_object_get(row, "channels");
+
+	return fw_allow(req, DH_ACT_UPDATE, p, m, ch, false) ||
+	       fw_allow(req, DH_ACT_UPLOAD, p, m, ch, false);
+}
+
+/* Loads firmware key for reading or writing: 404 unless the caller sees it, 403 unless it
+ * may act on it. */
+static enum dh_err fw_load(struct dh_req *req, const char *key, bool is_write, json_t **row)
+{
+	struct dh_scope s = { 0 };
+	enum dh_err rc;
+	bool ok;
+
+	*row = NULL;
+	if (!key || strlen(key) > 64)
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such firmware.");
+	rc = dh_db_firmware_get(req->db, key, row);
+	if (rc == DH_E_NOT_FOUND)
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such firmware: '%s'.", key);
+	if (rc != DH_OK)
+		return rc;
+	s.product = json_string_value(json_object_get(*row, "product_id"));
+	s.model = json_string_value(json_object_get(*row, "model_id"));
+	if (!dh_rights_sees(&req->who, &s)) {
+		rc = dh_error_set(&req->err, DH_E_NOT_FOUND, "No such firmware: '%s'.", key);
+	} else {
+		ok = is_write ? fw_allow(req, DH_ACT_UPLOAD, s.product, s.model,
+					 json_object_get(*row, "channels"), true)
+			      : fw_readable(req, *row);
+		if (!ok)
+			rc = dh_error_set(&req->err, DH_E_FORBIDDEN,
+					  "Your access rights do not cover this firmware.");
+	}
+	if (rc != DH_OK) {
+		json_decref(*row);
+		*row = NULL;
+	}
+	return rc;
+}
+
+/* The API object of a firmware row (new reference, NULL when out of memory). */
+static json_t *fw_to_json(json_t *row)
+{
+	const char *info = json_string_value(json_object_get(row, "image_info"));
+	json_t *ii = info ? json_loads(info, 0, NULL) : NULL;
+
+	return json_pack("{s:O, s:O, s:O, s:O, s:O, s:b, s:O, s:O, s:O, s:O, s:o, s:O}", "id",
+			 json_object_get(row, "id"), "tid", json_object_get(row, "tid"), "model",
+			 json_object_get(row, "model_id"), "version",
+			 json_object_get(row, "version"), "channels",
+			 json_object_get(row, "channels"), "draft",
+			 json_integer_value(json_object_get(row, "draft")) != 0, "description",
+			 json_object_get(row, "description"), "size", json_object_get(row, "size"),
+			 "sha256", json_object_get(row, "sha256"), "filename",
+			 json_object_get(row, "filename"), "image_info", ii ? ii : json_null(),
+			 "create_time", json_object_get(row, "create_time"));
+}
+
+/* ---- upload ---- */
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* image_info of an image from its first bytes: the MCUboot header's fields, or JSON null. */
+static json_t *image_info(const uint8_t *h, size_t n)
+{
+	char version[64];
+
+	if (n < DH_FW_HEAD_LEN || le32(h) != MCUBOOT_MAGIC)
+		return json_null();
+	/* ih_ver at offset 20: major u8, minor u8, revision u16, build_num u32 */
+	snprintf(version, sizeof(version), "%u.%u.%u+%lu", h[20], h[21], le16(h + 22),
+		 (unsigned long)le32(h + 24));
+	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:I}", "mcuboot", 1, "version", version,
+			 "header_size", (int)le16(h + 8), "image_size", (json_int_t)le32(h + 12),
+			 "load_addr", (json_int_t)le32(h + 4), "flags", (json_int_t)le32(h + 16));
+}
+
+/* Splits a comma list of channel keys, resolves each (uuid or tid) and drops repeats. */
+static enum dh_err resolve_channels(struct dh_req *req, const char *list,
+				    char ids[DH_FW_CHANNELS_MAX][DH_UUID_LEN], size_t *n)
+{
+	char key[DH_TID_MAX + 1];
+	const char *p = list;
+
+	*n = 0;
+	while (p && *p) {
+		size_t len = strcspn(p, ","), i;
+		const char *s = p, *e = p + len;
+		char id[DH_UUID_LEN];
+		json_t *v;
+		enum dh_err rc;
+
+		p = *e ? e + 1 : e;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (s == e)
+			continue;
+		if ((size_t)(e - s) > DH_TID_MAX)
+			return dh_error_field(&req->err, "channels", "each must be a uuid or tid");
+		memcpy(key, s, (size_t)(e - s));
+		key[e - s] = 0;
+		v = json_string(key);
+		if (!v)
+			return DH_E_NOMEM;
+		rc = dh_api_resolve_ref(req, "channels", "channels", true, v, id);
+		json_decref(v);
+		if (rc != DH_OK)
+			return rc;
+		for (i = 0; i < *n && strcmp(ids[i], id) != 0; i++)
+			;
+		if (i < *n)
+			continue;
+		if (*n == DH_FW_CHANNELS_MAX)
+			return dh_error_field(&req->err, "channels", "too many channels");
+		memcpy(ids[(*n)++], id, DH_UUID_LEN);
+	}
+	return DH_OK;
+}
+
+/* Checks the text fields and builds the row; every problem is named in req->err. */
+static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
+			      char channels[DH_FW_CHANNELS_MAX][DH_UUID_LEN], size_t *nch)
+{
+	char model_id[DH_UUID_LEN] = "";
+	const char *v;
+	struct dh_semver sv;
+	json_t *key;
+	enum dh_err rc;
+
+	*nch = 0;
+	if (!u->has_file)
+		dh_error_field(&req->err, "file", "required: the image as a file part");
+	else if (u->blob.size == 0)
+		dh_error_field(&req->err, "file", "is empty");
+	v = u->values[FF_MODEL];
+	if (!v) {
+		dh_error_field(&req->err, "model", "required");
+	} else {
+		key = json_string(v);
+		rc = key ? dh_api_resolve_ref(req, "model", "models", true, key, model_id)
+			 : DH_E_NOMEM;
+		json_decref(key);
+		if (rc != DH_OK && rc != DH_E_INVALID)
+			return rc;
+	}
+	v = u->values[FF_VERSION];
+	if (!v)
+		dh_error_field(&req->err, "version", "required");
+	else if (!dh_semver_parse(v, &sv))
+		dh_error_field(&req->err, "version", "must be a SemVer 2.0 version");
+	rc = resolve_channels(req, u->values[FF_CHANNELS], channels, nch);
+	if (rc != DH_OK && rc != DH_E_INVALID)
+		return rc;
+	v = u->values[FF_DRAFT];
+	if (v && strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+		dh_error_field(&req->err, "draft", "must be true or false");
+	v = u->values[FF_DESCRIPTION];
+	if (v && strlen(v) != u->lens[FF_DESCRIPTION])
+		dh_error_field(&req->err, "description", "may not contain NUL characters");
+	v = u->values[FF_TID];
+	if (v && (!dh_tid_valid(v) || dh_uuid_valid(v)))
+		dh_error_field(&req->err, "tid",
+			       "must match [A-Za-z0-9._-]{1,64} and not look like a uuid");
+	if (req->err.code != DH_OK)
+		return req->err.code;
+	if (json_object_set_new(row, "tid", v ? json_string(v) : json_null()) ||
+	    json_object_set_new(row, "model_id", json_string(model_id)) ||
+	    json_object_set_new(row, "version", json_string(u->values[FF_VERSION])) ||
+	    json_object_set_new(row, "draft",
+				json_integer(u->values[FF_DRAFT] &&
+					     strcmp(u->values[FF_DRAFT], "true") == 0)) ||
+	    json_object_set_new(
+		    row, "description",
+		    json_string(u->values[FF_DESCRIPTION] ? u->values[FF_DESCRIPTION] : "")) ||
+	    json_object_set_new(row, "filename", json_string(u->filename)))
+		return DH_E_NOMEM;
+	return DH_OK;
+}
+
+/* The product of a model id, into product. */
+static enum dh_err model_product(struct dh_req *req, const char *model_id,
+				 char product[DH_UUID_LEN])
+{
+	json_t *model = NULL;
+	enum dh_err rc = dh_db_obj_get(req->db, "models", model_id, false, &model);
+
+	if (rc == DH_OK)
+		snprintf(product, DH_UUID_LEN, "%s",
+			 json_string_value(json_object_get(model, "product_id")));
+	json_decref(model);
+	return rc;
+}
+
+/* Records the row and moves the image into the blob store in one transaction. */
+static enum dh_err upload_store(struct dh_req *req, struct upload *u, json_t *row,
+				const char *const *channels, size_t nch)
+{
+	bool created = false;
+	enum dh_err rc;
+
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		return rc;
+	rc = dh_db_firmware_insert(req->db, row, channels, nch, &req->err);
+	if (rc == DH_OK)
+		rc = dh_blob_writer_place(&u->blob, &created, &req->err);
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc != DH_OK && created) {
+		char path[DH_BLOB_PATH_MAX];
+		if (dh_blob_path(u->blob.sha256, path, sizeof(path)))
+			remove(path);
+	}
+	if (rc == DH_E_CONFLICT && json_object_get(req->err.fields, "version"))
+		dh_error_set(&req->err, DH_E_CONFLICT,
+			     "This model already has firmware version %s; images are immutable.",
+			     u->values[FF_VERSION]);
+	return rc;
+}
+
+enum dh_err dh_api_firmware_create(struct dh_req *req)
+{
+	char channels[DH_FW_CHANNELS_MAX][DH_UUID_LEN], product[DH_UUID_LEN], id[DH_UUID_LEN];
+	char now[DH_TIME_LEN], *info_text = NULL;
+	const char *chp[DH_FW_CHANNELS_MAX];
+	json_t *row = NULL, *stored = NULL, *chj = NULL, *info = NULL;
+	struct upload *u;
+	size_t nch = 0;
+	enum dh_err rc;
+
+	if (!req->handler_state) {
+		/* no body at all: still say what is wrong with the content type first */
+		rc = upload_start(req);
+		if (rc != DH_OK)
+			goto out;
+	}
+	u = req->handler_state;
+	rc = u->rc != DH_OK ? u->rc : dh_multipart_finish(u->mp, &req->err);
+	if (rc != DH_OK)
+		goto out;
+	row = json_object();
+	chj = json_array();
+	if (!row || !chj) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	rc = upload_row(req, u, row, channels, &nch);
+	if (rc != DH_OK)
+		goto out;
+	for (size_t i = 0; i < nch; i++) {
+		chp[i] = channels[i];
+		json_array_append_new(chj, json_string(channels[i]));
+	}
+	rc = model_product(req, json_string_value(json_object_get(row, "model_id")), product);
+	if (rc != DH_OK)
+		goto out;
+	if (!fw_allow(req, DH_ACT_UPLOAD, product,
+		      json_string_value(json_object_get(row, "model_id")), chj, true)) {
+		rc = dh_error_set(&req->err, DH_E_FORBIDDEN,
+				  "Your access rights do not allow uploads for this model%s.",
+				  nch ? " and these channels" : "");
+		goto out;
+	}
+	rc = dh_blob_writer_close(&u->blob, &req->err);
+	if (rc != DH_OK)
+		goto out;
+	info = image_info(u->head, u->head_len);
+	dh_uuid_new(id);
+	dh_time_format(dh_now_us(), now);
+	json_object_set_new(row, "id", json_string(id));
+	json_object_set_new(row, "create_time", json_string(now));
+	json_object_set_new(row, "size", json_integer((json_int_t)u->blob.size));
+	json_object_set_new(row, "sha256", json_string(u->blob.sha256));
+	info_text = json_is_null(info) ? NULL : json_dumps(info, JSON_COMPACT);
+	json_object_set_new(row, "image_info", info_text ? json_string(info_text) : json_null());
+	rc = upload_store(req, u, row, chp, nch);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_firmware_get(req->db, id, &stored);
+	if (rc != DH_OK)
+		goto out;
+	dh_info("firmware.uploaded", "id=%s model=%s version=%s size=%llu sha256=%s", id,
+		json_string_value(json_object_get(row, "model_id")), u->values[FF_VERSION],
+		(unsigned long long)u->blob.size, u->blob.sha256);
+	rc = dh_http_reply_json(req, 201, fw_to_json(stored));
+out:
+	if (rc != DH_OK)
+		upload_abort(req);
+	json_decref(row);
+	json_decref(stored);
+	json_decref(chj);
+	json_decref(info);
+	free(info_text);
+	return rc;
+}
+
+/* ---- catalogue ---- */
+
+enum dh_err dh_api_firmware_list(struct dh_req *req)
+{
+	struct dh_db_firmware_filter f = { .draft = -1 };
+	char model_id[DH_UUID_LEN], channel_id[DH_UUID_LEN];
+	int64_t limit, offset, count = 0, seen = 0;
+	json_t *rows = NULL, *results = NULL, *row;
+	const char *q;
+	bool filter_scope, empty = false;
+	enum dh_err rc;
+	size_t i;
+
+	rc = dh_api_page(req, &limit, &offset);
+	if (rc != DH_OK)
+		return rc;
+	if ((q = dh_req_query(req, "draft")) != NULL) {
+		if (strcmp(q, "true") != 0 && strcmp(q, "false") != 0)
+			return dh_error_field(&req->err, "draft", "must be true or false");
+		f.draft = strcmp(q, "true") == 0;
+	}
+	/* an unknown model or channel matches nothing, as for configuration objects */
+	if ((q = dh_req_query(req, "model")) != NULL) {
+		if (strlen(q) > 64 ||
+		    dh_db_obj_resolve(req->db, "models", q, true, model_id) != DH_OK)
+			empty = true;
+		f.model_id = model_id;
+	}
+	if ((q = dh_req_query(req, "channel")) != NULL) {
+		if (strlen(q) > 64 ||
+		    dh_db_obj_resolve(req->db, "channels", q, true, channel_id) != DH_OK)
+			empty = true;
+		f.channel_id = channel_id;
+	}
+	f.version = dh_req_query(req, "version");
+	results = json_array();
+	if (!results)
+		return DH_E_NOMEM;
+	if (empty)
+		goto reply;
+	filter_scope = !dh_rights_allow(&req->who, DH_ACT_UPDATE, NULL) &&
+		       !dh_rights_allow(&req->who, DH_ACT_UPLOAD, NULL);
+	rc = dh_db_firmware_list(req->db, &f, filter_scope ? DH_FW_SCOPED_LIST_MAX : limit,
+				 filter_scope ? 0 : offset, &rows, &count);
+	if (rc != DH_OK)
+		goto out;
+	json_array_foreach(rows, i, row)
+	{
+		if (filter_scope) {
+			if (!fw_readable(req, row))
+				continue;
+			seen++;
+			if (seen <= offset || seen > offset + limit)
+				continue;
+		}
+		if (json_array_append_new(results, fw_to_json(row)) != 0) {
+			rc = DH_E_NOMEM;
+			goto out;
+		}
+	}
+	if (filter_scope)
+		count = seen;
+reply:
+	rc = dh_http_reply_json(req, 200, dh_api_list_envelope(req, count, limit, offset, results));
+	results = NULL;
+out:
+	json_decref(rows);
+	json_decref(results);
+	return rc;
+}
+
+enum dh_err dh_api_firmware_get(struct dh_req *req)
+{
+	json_t *row = NULL;
+	enum dh_err rc = fw_load(req, req->args[0], false, &row);
+
+	if (rc == DH_OK)
+		rc = dh_http_reply_json(req, 200, fw_to_json(row));
+	json_decref(row);
+	return rc;
+}
+
+/* Fields of a firmware that describe the image itself: never changed by PATCH. */
+static const char *const immutable_fields[] = {
+	"model", "version", "file", "size", "sha256", "filename", "image_info", NULL,
+};
+
+/* Reads a PATCH body into column changes (cols) and, when given, new channel ids. */
+static enum dh_err patch_body(struct dh_req *req, json_t *cols,
+			      char channels[DH_FW_CHANNELS_MAX][DH_UUID_LEN], size_t *nch,
+			      bool *has_channels)
+{
+	const char *k;
+	json_t *v;
+	enum dh_err rc;
+
+	*has_channels = false;
+	if (!req->json || !json_is_object(req->json))
+		return dh_error_set(&req->err, DH_E_INVALID,
+				    "A JSON object body is required (Content-Type: "
+				    "application/json).");
+	json_object_foreach(req->json, k, v)
+	{
+		bool immutable = false;
+		for (size_t i = 0; immutable_fields[i]; i++)
+			immutable = immutable || strcmp(k, immutable_fields[i]) == 0;
+		if (immutable) {
+			dh_error_field(
+				&req->err, k,
+				"cannot be changed: the image and its version are immutable");
+		} else if (strcmp(k, "id") == 0 || strcmp(k, "create_time") == 0) {
+			continue; /* echoing an object back is harmless */
+		} else if (strcmp(k, "draft") == 0) {
+			if (!json_is_boolean(v))
+				dh_error_field(&req->err, k, "must be true or false");
+			else
+				json_object_set_new(cols, "draft", json_integer(json_is_true(v)));
+		} else if (strcmp(k, "description") == 0) {
+			if (!json_is_string(v) || json_string_length(v) > DH_FW_DESCRIPTION_MAX ||
+			    strlen(json_string_value(v)) != json_string_length(v))
+				dh_error_field(&req->err, k,
+					       "must be a string of at most 4096 bytes");
+			else
+				json_object_set(cols, "description", v);
+		} else if (strcmp(k, "tid") == 0) {
+			if (json_is_null(v))
+				json_object_set(cols, "tid", v);
+			else if (!json_is_string(v) || !dh_tid_valid(json_string_value(v)) ||
+				 dh_uuid_valid(json_string_value(v)))
+				dh_error_field(
+					&req->err, k,
+					"must match [A-Za-z0-9._-]{1,64} and not look like a "
+					"uuid");
+			else
+				json_object_set(cols, "tid", v);
+		} else if (strcmp(k, "channels") == 0) {
+			size_t i;
+			json_t *c;
+			char list[DH_FW_CHANNELS_MAX * 66] = "";
+			size_t o = 0;
+			if (!json_is_array(v) || json_array_size(v) > DH_FW_CHANNELS_MAX) {
+				dh_error_field(&req->err, k,
+					       "must be a list of channel ids or tids");
+				continue;
+			}
+			json_array_foreach(v, i, c)
+			{
+				const char *s = json_string_value(c);
+				if (!s || !*s || strlen(s) > DH_TID_MAX || strchr(s, ',')) {
+					dh_error_field(&req->err, k, "each must be a uuid or tid");
+					break;
+				}
+				o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s",
+						      i ? "," : "", s);
+			}
+			if (req->err.fields && json_object_get(req->err.fields, k))
+				continue;
+			rc = resolve_channels(req, list, channels, nch);
+			if (rc != DH_OK && rc != DH_E_INVALID)
+				return rc;
+			*has_channels = true;
+		} else {
+			dh_error_field(&req->err, k, "unknown field");
+		}
+	}
+	return req->err.code;
+}
+
+enum dh_err dh_api_firmware_patch(struct dh_req *req)
+{
+	char channels[DH_FW_CHANNELS_MAX][DH_UUID_LEN];
+	const char *chp[DH_FW_CHANNELS_MAX];
+	json_t *row = NULL, *cols = NULL, *chj = NULL, *stored = NULL;
+	size_t nch = 0;
+	bool has_channels;
+	const char *id;
+	enum dh_err rc;
+
+	rc = fw_load(req, req->args[0], true, &row);
+	if (rc != DH_OK)
+		goto out;
+	cols = json_object();
+	chj = json_array();
+	if (!cols || !chj) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	rc = patch_body(req, cols, channels, &nch, &has_channels);
+	if (rc != DH_OK)
+		goto out;
+	id = json_string_value(json_object_get(row, "id"));
+	if (has_channels) {
+		for (size_t i = 0; i < nch; i++) {
+			chp[i] = channels[i];
+			json_array_append_new(chj, json_string(channels[i]));
+		}
+		/* moving an image between channels needs the right over the new ones too */
+		if (!fw_allow(req, DH_ACT_UPLOAD,
+			      json_string_value(json_object_get(row, "product_id")),
+			      json_string_value(json_object_get(row, "model_id")), chj, true)) {
+			rc = dh_error_set(&req->err, DH_E_FORBIDDEN,
+					  "Your access rights do not cover these channels.");
+			goto out;
+		}
+	}
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		goto out;
+	if (json_object_size(cols))
+		rc = dh_db_obj_update(req->db, "firmware", id, cols, &req->err);
+	if (rc == DH_OK && has_channels)
+		rc = dh_db_firmware_set_channels(req->db, id, chp, nch, &req->err);
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_firmware_get(req->db, id, &stored);
+	if (rc == DH_OK)
+		rc = dh_http_reply_json(req, 200, fw_to_json(stored));
+out:
+	json_decref(row);
+	json_decref(cols);
+	json_decref(chj);
+	json_decref(stored);
+	return rc;
+}
+
+enum dh_err dh_api_firmware_delete(struct dh_req *req)
+{
+	char trash[DH_BLOB_PATH_MAX] = "";
+	json_t *row = NULL;
+	const char *id, *sha;
+	bool blob_unused = false;
+	enum dh_err rc;
+
+	rc = fw_load(req, req->args[0], true, &row);
+	if (rc != DH_OK)
+		goto out;
+	id = json_string_value(json_object_get(row, "id"));
+	sha = json_string_value(json_object_get(row, "sha256"));
+	rc = dh_db_begin(req->db);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_firmware_delete(req->db, id, &blob_unused, &req->err);
+	/* inside the transaction, so that an upload of the same image cannot interleave; set
+	 * aside rather than removed, so that a failed commit can put it back */
+	if (rc == DH_OK && blob_unused && dh_blob_trash(sha, trash, sizeof(trash)) != DH_OK)
+		trash[0] = 0;
+	if (rc == DH_OK)
+		rc = dh_db_commit(req->db);
+	else
+		dh_db_rollback(req->db);
+	if (rc != DH_OK) {
+		if (trash[0])
+			dh_blob_trash_restore(sha, trash);
+		if (rc == DH_E_REFERENCED)
+			dh_error_set(&req->err, DH_E_REFERENCED,
+				     "This firmware is still referenced by a device or a session; "
+				     "change those first.");
+		goto out;
+	}
+	if (trash[0]) {
+		dh_blob_trash_purge(trash);
+		dh_blob_map_forget(sha);
+	}
+	dh_info("firmware.deleted", "id=%s blob_removed=%s", id, trash[0] ? "yes" : "no");
+	rc = dh_http_reply_empty(req, 204);
+out:
+	json_decref(row);
+	return rc;
+}
+
+enum dh_err dh_api_firmware_image(struct dh_req *req)
+{
+	json_t *row = NULL;
+	enum dh_err rc = fw_load(req, req->args[0], false, &row);
+
+	if (rc == DH_OK)
+		rc = dh_api_send_blob(req, json_string_value(json_object_get(row, "sha256")),
+				      (uint64_t)json_integer_value(json_object_get(row, "size")),
+				      json_string_value(json_object_get(row, "create_time")));
+	json_decref(row);
+	return rc;
+}
