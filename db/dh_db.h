@@ -9,7 +9,9 @@
 #define DH_DB_H
 
 #include "core/err.h"
+#include "core/fsm.h"
 #include "core/rights.h"
+#include "core/semver.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -17,6 +19,9 @@
 #include <stdint.h>
 
 struct dh_db;
+
+/* Longest base URL kept for a session's download links. */
+#define DH_BASE_URL_MAX 512
 
 /* One numbered migration compiled into the binary from migrations/NNNN_name.sql. */
 struct dh_migration {
@@ -134,6 +139,139 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 /* Increments on every change to users, tokens or access rights made through this process. */
 unsigned long dh_db_auth_generation(void);
 void dh_db_auth_changed(void);
+
+/* ---- firmware-update sessions (sessions.c) ---- */
+
+/* A session row. Strings are "" when NULL in the database; json fields are owned. */
+struct dh_session {
+	char id[DH_UUID_LEN];
+	char create_time[DH_TIME_LEN];
+	char creator[DH_NAME_MAX];
+	char creator_id[DH_UUID_LEN];
+	enum dh_state state;
+	bool finished;
+	int64_t expire_us; /* when the current state's timeout fires; 0: none */
+	char procedure[DH_UUID_LEN];
+	char product[DH_UUID_LEN];
+	char model[DH_UUID_LEN];
+	char channel[DH_UUID_LEN];
+	char device[DH_UUID_LEN];      /* the twin's id */
+	char device_name[DH_NAME_MAX]; /* the twin's device_id */
+	char current_fw[DH_UUID_LEN];
+	char current_version[DH_SEMVER_MAX];
+	char target_fw[DH_UUID_LEN];
+	char target_version[DH_SEMVER_MAX];
+	char target_sha256[DH_SHA256_HEX]; /* of the target image (joined, read only) */
+	int64_t target_size;
+	bool allow_draft;
+	bool needs_confirm;
+	int64_t timeouts[4]; /* seconds, indexed by enum dh_timeout */
+	char base_url[DH_BASE_URL_MAX];
+	int attempts;
+	json_t *steps;   /* array */
+	json_t *payload; /* object */
+	json_t *error;   /* object or NULL */
+	json_t *history; /* array of {state, time} */
+};
+
+/* Frees the json members and clears s. */
+void dh_db_session_release(struct dh_session *s);
+
+/* Inserts s as a new row (history gets its first entry). Call inside a transaction. */
+enum dh_err dh_db_session_insert(struct dh_db *db, const struct dh_session *s,
+				 struct dh_error *err);
+
+/* Loads session id into s (released first by the caller). DH_E_NOT_FOUND when none. */
+enum dh_err dh_db_session_get(struct dh_db *db, const char *id, struct dh_session *s);
+
+/* What a move changes besides the state (see dh_db_session_move). */
+struct dh_session_move {
+	const struct dh_fsm_row *row; /* the transition; row->from is the expected state */
+	int64_t expire_us;            /* new expiration; 0: none (finished) */
+	json_t *error;                /* borrowed; stored when not NULL */
+	const char *base_url;         /* stored when not NULL (start) */
+	bool twin_runs_target;        /* confirm success: the device twin now runs the target */
+};
+
+/*
+ * Compare-and-set of session id from m->row->from to m->row->to in one transaction: only an
+ * unfinished session still in the expected state changes (*won tells whether this call won).
+ * Appends to history when the state changes, clears the lease when leaving processing, sets
+ * queue_us when entering queued, and keeps the device twin's last_state in step.
+ */
+enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh_session_move *m,
+			       bool *won);
+
+/*
+ * Claims the oldest queued session for a worker of process owner: queued -> processing with a
+ * lease and expiration of now + processing_timeout, attempts + 1, atomically (UPDATE ...
+ * RETURNING), then loads it into s. DH_E_NOT_FOUND when nothing is queued.
+ */
+enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s);
+
+/*
+ * Merges obj (borrowed) into the payload of a processing session (RFC 7396 merge: keys
+ * replace, nested objects merge, null removes). *payload, when not NULL, gets the new
+ * payload (new reference). DH_E_STATE when the session is no longer processing.
+ */
+enum dh_err dh_db_session_merge(struct dh_db *db, const char *id, json_t *obj, json_t **payload);
+
+/* One (id, state) pair whose timeout fired or whose lease expired. */
+struct dh_session_due {
+	char id[DH_UUID_LEN];
+	enum dh_state state;
+	int attempts;
+};
+
+/* Up to max unfinished sessions with expire_us <= now_us, oldest first (by the index). */
+size_t dh_db_session_due(struct dh_db *db, int64_t now_us, struct dh_session_due *out, size_t max);
+
+/* Up to max processing sessions whose lease is not owner's and ended by now_us. */
+size_t dh_db_session_stale(struct dh_db *db, const char *owner, int64_t now_us,
+			   struct dh_session_due *out, size_t max);
+
+/* Ends owner's leases at once (orderly shutdown): the next start takes the sessions up again
+ * without counting that run as an attempt. */
+void dh_db_session_release_leases(struct dh_db *db, const char *owner);
+
+/* Filters of the session list; NULL/"" fields do not filter. finished: -1 any, 0, 1. */
+struct dh_session_filter {
+	const char *state;
+	const char *device; /* twin id */
+	const char *model;  /* model id */
+	int finished;
+};
+
+/*
+ * Lists sessions matching f, newest first, with limit/offset; *out gets a malloc'd array of
+ * *n sessions (each released by dh_db_session_release, the array by free), *count the total.
+ */
+enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
+			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count);
+
+/*
+ * Creates or updates the twin (model_id, device_id) with what the device reported: channel
+ * (NULL keeps it), version, the firmware of that version (NULL if none), last_seen = now.
+ * Writes the twin's id into ref. Call inside a transaction.
+ */
+enum dh_err dh_db_device_upsert(struct dh_db *db, const char *model_id, const char *device_id,
+				const char *channel_id, const char *version, const char *fw_id,
+				char ref[DH_UUID_LEN], struct dh_error *err);
+
+/* Points the twin at its latest session and state. */
+enum dh_err dh_db_device_set_session(struct dh_db *db, const char *ref, const char *session_id,
+				     const char *state);
+
+/* The firmware of model with exactly version: id and draft flag. DH_E_NOT_FOUND if none. */
+enum dh_err dh_db_firmware_by_version(struct dh_db *db, const char *model_id, const char *version,
+				      char id[DH_UUID_LEN], bool *is_draft);
+
+/*
+ * Every firmware of model in channel as a new array of {"id", "version", "draft"} rows (the
+ * candidates of target selection), oldest first.
+ */
+enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
+				      const char *channel_id, json_t **rows);
 
 /* ---- firmware catalogue (firmware.c) ---- */
 

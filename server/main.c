@@ -11,6 +11,8 @@
 #include "dh_db.h"
 #include "http/server.h"
 #include "log.h"
+#include "pipeline/pipeline.h"
+#include "plugins/loader.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -99,9 +101,17 @@ int main(int argc, char **argv)
 	}
 	if (bootstrap_admin() != 0)
 		return 1;
+	if (dh_plugins_load(dh_cfg.plugin_dir, &err) != DH_OK ||
+	    dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms, &err) !=
+		    DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return 1;
+	}
 	if (dh_http_start(&port, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
+		dh_pipeline_stop();
 		return 1;
 	}
 	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u", dh_cfg.listen,
@@ -111,6 +121,8 @@ int main(int argc, char **argv)
 		;
 	dh_info("server.stopping", "signal=%d", sig);
 	dh_http_stop();
+	dh_pipeline_stop();
+	dh_plugins_unload();
 	dh_api_auth_cache_clear();
 	dh_db_thread_close();
 	dh_info("server.stopped", "%s", "");

@@ -62,4 +62,12 @@ enum dh_err dh_api_firmware_image(struct dh_req *req);
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
 			     const char *last_modified);
 
+/* sessions.c: firmware-update sessions and their download link */
+enum dh_err dh_api_sessions_request(struct dh_req *req);
+enum dh_err dh_api_sessions_list(struct dh_req *req);
+enum dh_err dh_api_sessions_get(struct dh_req *req);
+enum dh_err dh_api_sessions_start(struct dh_req *req);
+enum dh_err dh_api_sessions_confirm(struct dh_req *req);
+enum dh_err dh_api_sessions_image(struct dh_req *req);
+
 #endif

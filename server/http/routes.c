@@ -39,6 +39,15 @@ const struct dh_route dh_routes[] = {
 	{ DH_PATCH, "/api/v1/firmware/{id}", dh_api_firmware_patch, DH_ACT_UPLOAD, 0, NULL },
 	{ DH_DELETE, "/api/v1/firmware/{id}", dh_api_firmware_delete, DH_ACT_UPLOAD, 0, NULL },
 	{ GH, "/api/v1/firmware/{id}/image", dh_api_firmware_image, DH_ACT_AUTH, 0, NULL },
+	{ DH_POST, "/api/v1/firmware-update/request", dh_api_sessions_request, DH_ACT_UPDATE, 0,
+	  NULL },
+	{ GH, "/api/v1/firmware-update", dh_api_sessions_list, DH_ACT_UPDATE, 0, NULL },
+	{ GH, "/api/v1/firmware-update/{id}", dh_api_sessions_get, DH_ACT_UPDATE, 0, NULL },
+	{ DH_POST, "/api/v1/firmware-update/{id}/start", dh_api_sessions_start, DH_ACT_UPDATE, 0,
+	  NULL },
+	{ DH_POST, "/api/v1/firmware-update/{id}/confirm", dh_api_sessions_confirm, DH_ACT_UPDATE,
+	  0, NULL },
+	{ GH, "/api/v1/firmware-update/{id}/image", dh_api_sessions_image, DH_ACT_UPDATE, 0, NULL },
 };
 
 const size_t dh_routes_count = sizeof(dh_routes) / sizeof(dh_routes[0]);

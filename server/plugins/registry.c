@@ -3,6 +3,7 @@
  * themselves at start-up through the loader.
  */
 #include "plugins/registry.h"
+#include "plugins/loader.h"
 #include "plugins/mesh_smp.h"
 
 #include <string.h>
@@ -24,7 +25,7 @@ bool dh_plugin_known(const char *name, bool *admin_only)
 			return true;
 		}
 	}
-	return false;
+	return dh_plugin_loaded(name, admin_only);
 }
 
 /* Params checkers of built-in steps, run when a procedure is saved. */

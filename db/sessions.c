@@ -1,0 +1,589 @@
+/*
+ * Firmware-update sessions in SQLite: insert, load, list, the compare-and-set state move,
+ * the worker's atomic claim, payload merges, the reaper's due and stale lists, and the device
+ * twin and firmware look-ups a session request needs. State rules live in core/fsm.c; this
+ * file only makes each change atomic (UPDATE ... WHERE state = ?, sqlite3_changes()).
+ */
+#include "dh_db.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_COLS                                                                               \
+	"s.id, s.create_time, s.creator, s.creator_id, s.state, s.finished, s.expire_us,"          \
+	" s.delivery_procedure_id, s.product_id, s.model_id, s.channel_id, s.device_ref,"          \
+	" s.device_name, s.current_firmware_id, s.current_version, s.target_firmware_id,"          \
+	" s.target_version, f.sha256, f.size, s.allow_draft, s.needs_confirm, s.ready_timeout,"    \
+	" s.processing_timeout, s.confirm_timeout, s.retention, s.base_url, s.attempts, s.steps,"  \
+	" s.payload, s.error, s.history FROM sessions s LEFT JOIN firmware f ON f.id ="            \
+	" s.target_firmware_id"
+
+void dh_db_session_release(struct dh_session *s)
+{
+	json_decref(s->steps);
+	json_decref(s->payload);
+	json_decref(s->error);
+	json_decref(s->history);
+	memset(s, 0, sizeof(*s));
+}
+
+static json_t *col_json(sqlite3_stmt *st, int i, json_t *(*fallback)(void))
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	json_t *v = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+
+	if (!v && fallback)
+		v = fallback();
+	return v;
+}
+
+static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
+{
+	char state[32];
+
+	dh_db_col_copy(st, 0, s->id, sizeof(s->id));
+	dh_db_col_copy(st, 1, s->create_time, sizeof(s->create_time));
+	dh_db_col_copy(st, 2, s->creator, sizeof(s->creator));
+	dh_db_col_copy(st, 3, s->creator_id, sizeof(s->creator_id));
+	dh_db_col_copy(st, 4, state, sizeof(state));
+	s->state = dh_state_parse(state);
+	s->finished = sqlite3_column_int(st, 5) != 0;
+	s->expire_us = sqlite3_column_int64(st, 6);
+	dh_db_col_copy(st, 7, s->procedure, sizeof(s->procedure));
+	dh_db_col_copy(st, 8, s->product, sizeof(s->product));
+	dh_db_col_copy(st, 9, s->model, sizeof(s->model));
+	dh_db_col_copy(st, 10, s->channel, sizeof(s->channel));
+	dh_db_col_copy(st, 11, s->device, sizeof(s->device));
+	dh_db_col_copy(st, 12, s->device_name, sizeof(s->device_name));
+	dh_db_col_copy(st, 13, s->current_fw, sizeof(s->current_fw));
+	dh_db_col_copy(st, 14, s->current_version, sizeof(s->current_version));
+	dh_db_col_copy(st, 15, s->target_fw, sizeof(s->target_fw));
+	dh_db_col_copy(st, 16, s->target_version, sizeof(s->target_version));
+	dh_db_col_copy(st, 17, s->target_sha256, sizeof(s->target_sha256));
+	s->target_size = sqlite3_column_int64(st, 18);
+	s->allow_draft = sqlite3_column_int(st, 19) != 0;
+	s->needs_confirm = sqlite3_column_int(st, 20) != 0;
+	for (int i = 0; i < 4; i++)
+		s->timeouts[i] = sqlite3_column_int64(st, 21 + i);
+	dh_db_col_copy(st, 25, s->base_url, sizeof(s->base_url));
+	s->attempts = sqlite3_column_int(st, 26);
+	s->steps = col_json(st, 27, json_array);
+	s->payload = col_json(st, 28, json_object);
+	s->error = col_json(st, 29, NULL);
+	s->history = col_json(st, 30, json_array);
+}
+
+static int bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+	if (!v || !*v)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+enum dh_err dh_db_session_insert(struct dh_db *db, const struct dh_session *s, struct dh_error *err)
+{
+	static const char sql[] =
+		"INSERT INTO sessions (id, create_time, update_time, creator, creator_id, state,"
+		" finished, expire_us, delivery_procedure_id, product_id, model_id, channel_id,"
+		" device_ref, device_name, current_firmware_id, current_version, target_firmware_id,"
+		" target_version, allow_draft, steps, needs_confirm, ready_timeout,"
+		" processing_timeout, confirm_timeout, retention, payload, history)"
+		" VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+		" ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, '{}',"
+		" json_array(json_object('state', ?5, 'time', ?2)))";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	char *steps = NULL;
+	int rc;
+
+	if (!st)
+		return dh_error_set(err, DH_E_DB, NULL);
+	steps = json_dumps(s->steps ? s->steps : json_array(), JSON_COMPACT);
+	if (!steps)
+		return dh_error_set(err, DH_E_NOMEM, NULL);
+	sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, s->create_time, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, s->creator, -1, SQLITE_STATIC);
+	bind_opt(st, 4, s->creator_id);
+	sqlite3_bind_text(st, 5, dh_state_name(s->state), -1, SQLITE_STATIC);
+	if (s->expire_us)
+		sqlite3_bind_int64(st, 6, s->expire_us);
+	sqlite3_bind_text(st, 7, s->procedure, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, s->product, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, s->model, -1, SQLITE_STATIC);
+	bind_opt(st, 10, s->channel);
+	bind_opt(st, 11, s->device);
+	bind_opt(st, 12, s->device_name);
+	bind_opt(st, 13, s->current_fw);
+	bind_opt(st, 14, s->current_version);
+	bind_opt(st, 15, s->target_fw);
+	bind_opt(st, 16, s->target_version);
+	sqlite3_bind_int(st, 17, s->allow_draft);
+	sqlite3_bind_text(st, 18, steps, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 19, s->needs_confirm);
+	for (int i = 0; i < 4; i++)
+		sqlite3_bind_int64(st, 20 + i, s->timeouts[i]);
+	rc = sqlite3_step(st);
+	free(steps);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return dh_db_error(db, rc, err);
+	return DH_OK;
+}
+
+enum dh_err dh_db_session_get(struct dh_db *db, const char *id, struct dh_session *s)
+{
+	static const char sql[] = "SELECT " SESSION_COLS " WHERE s.id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		row_to_session(st, s);
+		rc = DH_OK;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+static enum dh_err twin_state(struct dh_db *db, const char *id, const char *state, bool to_target)
+{
+	static const char sql[] = "UPDATE devices SET last_state = ?2 WHERE last_session_id = ?1"
+				  " AND id = (SELECT device_ref FROM sessions WHERE id = ?1)";
+	static const char sql_target[] =
+		"UPDATE devices SET current_firmware_id = s.target_firmware_id,"
+		" current_firmware_version = s.target_version FROM (SELECT device_ref,"
+		" target_firmware_id, target_version FROM sessions WHERE id = ?1) AS s"
+		" WHERE devices.id = s.device_ref AND s.target_firmware_id IS NOT NULL";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	int rc;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return dh_db_error(db, rc, NULL);
+	if (!to_target)
+		return DH_OK;
+	st = dh_db_prep(db, sql_target);
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? DH_OK : dh_db_error(db, rc, NULL);
+}
+
+enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh_session_move *m,
+			       bool *won)
+{
+	static const char sql[] =
+		"UPDATE sessions SET state = ?3, finished = ?4, expire_us = ?5,"
+		" error = coalesce(?6, error), base_url = coalesce(?7, base_url), update_time = ?8,"
+		" history = CASE WHEN ?3 = ?2 THEN history"
+		" ELSE json_insert(history, '$[#]', json_object('state', ?3, 'time', ?8)) END,"
+		" lease_owner = CASE WHEN ?3 = 'processing' THEN lease_owner ELSE NULL END,"
+		" lease_until = CASE WHEN ?3 = 'processing' THEN lease_until ELSE NULL END,"
+		" queue_us = CASE WHEN ?3 = 'queued' THEN ?9 ELSE queue_us END"
+		" WHERE id = ?1 AND state = ?2 AND finished = 0";
+	const struct dh_fsm_row *row = m->row;
+	sqlite3_stmt *st;
+	char now[DH_TIME_LEN], *error = NULL;
+	int64_t now_us = dh_now_us();
+	enum dh_err rc;
+	int r;
+
+	*won = false;
+	rc = dh_db_begin(db);
+	if (rc != DH_OK)
+		return rc;
+	st = dh_db_prep(db, sql);
+	if (!st) {
+		rc = DH_E_DB;
+		goto out;
+	}
+	dh_time_format(now_us, now);
+	if (m->error && !(error = json_dumps(m->error, JSON_COMPACT))) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, dh_state_name(row->from), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, dh_state_name(row->to), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, row->finishes);
+	if (m->expire_us && !row->finishes)
+		sqlite3_bind_int64(st, 5, m->expire_us);
+	bind_opt(st, 6, error);
+	if (m->base_url)
+		sqlite3_bind_text(st, 7, m->base_url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, now_us);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+		goto out;
+	}
+	if (sqlite3_changes(dh_db_handle(db)) != 1)
+		goto out; /* another call moved it first */
+	rc = twin_state(db, id, dh_state_name(row->to), m->twin_runs_target);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_commit(db);
+	*won = rc == DH_OK;
+out:
+	free(error);
+	if (!*won)
+		dh_db_rollback(db);
+	return rc;
+}
+
+enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s)
+{
+	static const char sql[] =
+		"UPDATE sessions SET state = 'processing', lease_owner = ?1,"
+		" lease_until = ?2 + processing_timeout * 1000000,"
+		" expire_us = ?2 + processing_timeout * 1000000, attempts = attempts + 1,"
+		" update_time = ?3,"
+		" history = json_insert(history, '$[#]', json_object('state', 'processing', 'time', ?3))"
+		" WHERE id = (SELECT id FROM sessions WHERE state = 'queued' AND finished = 0"
+		" ORDER BY queue_us, id LIMIT 1) AND state = 'queued' AND finished = 0 RETURNING id";
+	sqlite3_stmt *st;
+	char now[DH_TIME_LEN], id[DH_UUID_LEN] = "";
+	int64_t now_us = dh_now_us();
+	enum dh_err rc;
+	int r;
+
+	rc = dh_db_begin(db);
+	if (rc != DH_OK)
+		return rc;
+	st = dh_db_prep(db, sql);
+	if (!st) {
+		rc = DH_E_DB;
+		goto out;
+	}
+	dh_time_format(now_us, now);
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_us);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		dh_db_col_copy(st, 0, id, sizeof(id));
+	else if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, NULL);
+	sqlite3_reset(st);
+	if (rc != DH_OK)
+		goto out;
+	if (!*id) {
+		rc = DH_E_NOT_FOUND;
+		goto out;
+	}
+	rc = twin_state(db, id, "processing", false);
+	if (rc == DH_OK)
+		rc = dh_db_session_get(db, id, s);
+	if (rc == DH_OK)
+		rc = dh_db_commit(db);
+out:
+	if (rc != DH_OK)
+		dh_db_rollback(db);
+	return rc;
+}
+
+enum dh_err dh_db_session_merge(struct dh_db *db, const char *id, json_t *obj, json_t **payload)
+{
+	static const char sql[] =
+		"UPDATE sessions SET payload = json_patch(payload, ?2), update_time = ?3"
+		" WHERE id = ?1 AND state = 'processing' RETURNING payload";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	char now[DH_TIME_LEN], *text;
+	enum dh_err rc = DH_E_STATE;
+	int r;
+
+	if (payload)
+		*payload = NULL;
+	if (!st)
+		return DH_E_DB;
+	text = json_dumps(obj, JSON_COMPACT);
+	if (!text)
+		return DH_E_NOMEM;
+	dh_time_format(dh_now_us(), now);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		rc = DH_OK;
+		if (payload)
+			*payload = col_json(st, 0, json_object);
+		r = sqlite3_step(st);
+	}
+	if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, NULL);
+	sqlite3_reset(st);
+	free(text);
+	return rc;
+}
+
+static size_t due_rows(sqlite3_stmt *st, struct dh_session_due *out, size_t max)
+{
+	size_t n = 0;
+	char state[32];
+
+	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, out[n].id, sizeof(out[n].id));
+		dh_db_col_copy(st, 1, state, sizeof(state));
+		out[n].state = dh_state_parse(state);
+		out[n].attempts = sqlite3_column_int(st, 2);
+		n++;
+	}
+	sqlite3_reset(st);
+	return n;
+}
+
+size_t dh_db_session_due(struct dh_db *db, int64_t now_us, struct dh_session_due *out, size_t max)
+{
+	/* the partial index sessions_expire answers this without a table scan */
+	static const char sql[] =
+		"SELECT id, state, attempts FROM sessions INDEXED BY sessions_expire"
+		" WHERE finished = 0 AND expire_us <= ?1 ORDER BY expire_us LIMIT ?2";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+
+	if (!st)
+		return 0;
+	sqlite3_bind_int64(st, 1, now_us);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	return due_rows(st, out, max);
+}
+
+size_t dh_db_session_stale(struct dh_db *db, const char *owner, int64_t now_us,
+			   struct dh_session_due *out, size_t max)
+{
+	static const char sql[] =
+		"SELECT id, state, attempts FROM sessions WHERE state = 'processing'"
+		" AND finished = 0 AND coalesce(lease_owner, '') != ?1"
+		" AND coalesce(lease_until, 0) <= ?2 ORDER BY queue_us LIMIT ?3";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_us);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+	return due_rows(st, out, max);
+}
+
+void dh_db_session_release_leases(struct dh_db *db, const char *owner)
+{
+	static const char sql[] =
+		"UPDATE sessions SET lease_until = 0, attempts = max(attempts - 1, 0)"
+		" WHERE state = 'processing' AND lease_owner = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+
+	if (!st)
+		return;
+	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		dh_warn("session.lease", "what=release detail=\"%s\"",
+			sqlite3_errmsg(dh_db_handle(db)));
+	sqlite3_reset(st);
+}
+
+enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
+			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count)
+{
+	static const char sql_count[] = "SELECT count(*) FROM sessions s WHERE"
+					" (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
+					" s.device_ref = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
+					" AND (?4 < 0 OR s.finished = ?4)";
+	static const char sql[] =
+		"SELECT " SESSION_COLS " WHERE (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
+		" s.device_ref = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
+		" AND (?4 < 0 OR s.finished = ?4)"
+		" ORDER BY s.create_time DESC, s.id DESC LIMIT ?5 OFFSET ?6";
+	const char *texts[2] = { sql_count, sql };
+	struct dh_session *arr = NULL;
+	size_t cap = 0, k = 0;
+	enum dh_err rc = DH_OK;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	*count = 0;
+	for (int q = 0; q < 2; q++) {
+		sqlite3_stmt *st = dh_db_prep(db, texts[q]);
+		if (!st)
+			return DH_E_DB;
+		bind_opt(st, 1, f->state);
+		bind_opt(st, 2, f->device);
+		bind_opt(st, 3, f->model);
+		sqlite3_bind_int(st, 4, f->finished);
+		if (q == 0) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				*count = sqlite3_column_int64(st, 0);
+			sqlite3_reset(st);
+			continue;
+		}
+		sqlite3_bind_int64(st, 5, limit);
+		sqlite3_bind_int64(st, 6, offset);
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (k == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				struct dh_session *na = realloc(arr, ncap * sizeof(*arr));
+				if (!na) {
+					rc = DH_E_NOMEM;
+					break;
+				}
+				arr = na;
+				cap = ncap;
+			}
+			memset(&arr[k], 0, sizeof(arr[k]));
+			row_to_session(st, &arr[k]);
+			k++;
+		}
+		if (rc == DH_OK && r != SQLITE_DONE)
+			rc = dh_db_error(db, r, NULL);
+		sqlite3_reset(st);
+	}
+	if (rc != DH_OK) {
+		for (size_t i = 0; i < k; i++)
+			dh_db_session_release(&arr[i]);
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*n = k;
+	return DH_OK;
+}
+
+enum dh_err dh_db_device_upsert(struct dh_db *db, const char *model_id, const char *device_id,
+				const char *channel_id, const char *version, const char *fw_id,
+				char ref[DH_UUID_LEN], struct dh_error *err)
+{
+	static const char sql[] =
+		"INSERT INTO devices (id, device_id, model_id, channel_id, current_firmware_id,"
+		" current_firmware_version, last_seen, create_time)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (model_id, device_id) DO UPDATE"
+		" SET channel_id = coalesce(excluded.channel_id, channel_id),"
+		" current_firmware_id = excluded.current_firmware_id,"
+		" current_firmware_version = coalesce(excluded.current_firmware_version,"
+		" current_firmware_version), last_seen = excluded.last_seen RETURNING id";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	char id[DH_UUID_LEN], now[DH_TIME_LEN];
+	enum dh_err rc = DH_OK;
+	int r;
+
+	if (!st)
+		return dh_error_set(err, DH_E_DB, NULL);
+	dh_uuid_new(id);
+	dh_time_format(dh_now_us(), now);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, model_id, -1, SQLITE_STATIC);
+	bind_opt(st, 4, channel_id);
+	bind_opt(st, 5, fw_id);
+	bind_opt(st, 6, version);
+	sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, ref, DH_UUID_LEN);
+		r = sqlite3_step(st);
+	}
+	if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, err);
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_device_set_session(struct dh_db *db, const char *ref, const char *session_id,
+				     const char *state)
+{
+	static const char sql[] =
+		"UPDATE devices SET last_session_id = ?2, last_state = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, session_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DH_OK : dh_db_error(db, r, NULL);
+}
+
+enum dh_err dh_db_firmware_by_version(struct dh_db *db, const char *model_id, const char *version,
+				      char id[DH_UUID_LEN], bool *is_draft)
+{
+	static const char sql[] =
+		"SELECT id, draft FROM firmware WHERE model_id = ?1 AND version = ?2";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, model_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, id, DH_UUID_LEN);
+		if (is_draft)
+			*is_draft = sqlite3_column_int(st, 1) != 0;
+		rc = DH_OK;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
+				      const char *channel_id, json_t **rows)
+{
+	static const char sql[] =
+		"SELECT f.id, f.version, f.draft FROM firmware f JOIN firmware_channels fc"
+		" ON fc.firmware_id = f.id WHERE f.model_id = ?1 AND fc.channel_id = ?2"
+		" ORDER BY f.create_time, f.id";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_OK;
+	json_t *arr = json_array();
+	int r;
+
+	*rows = NULL;
+	if (!st || !arr) {
+		json_decref(arr);
+		return st ? DH_E_NOMEM : DH_E_DB;
+	}
+	sqlite3_bind_text(st, 1, model_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, channel_id, -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o =
+			json_pack("{s:s, s:s, s:b}", "id", (const char *)sqlite3_column_text(st, 0),
+				  "version", (const char *)sqlite3_column_text(st, 1), "draft",
+				  sqlite3_column_int(st, 2));
+		if (!o || json_array_append_new(arr, o) != 0) {
+			rc = DH_E_NOMEM;
+			break;
+		}
+	}
+	if (rc == DH_OK && r != SQLITE_DONE)
+		rc = dh_db_error(db, r, NULL);
+	sqlite3_reset(st);
+	if (rc != DH_OK)
+		json_decref(arr);
+	else
+		*rows = arr;
+	return rc;
+}
