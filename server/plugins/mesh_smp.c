@@ -1,17 +1,21 @@
 /*
  * The mesh_smp delivery step: params parsing and validation, the conversion of the distributor
- * driver's snapshots into payload.mesh, and the run on a worker thread. Talks to the
- * distributor only through smp/dfd.h and to the session only through its step context; it
- * never touches the database or HTTP.
+ * driver's snapshots into payload.mesh, and the run on a worker thread behind the plugin
+ * interface of plugins/dh_plugin.h. Talks to the distributor only through smp/dfd.h and to the
+ * session only through its step context; it never touches the database or HTTP.
  */
 #include "plugins/mesh_smp.h"
 #include "core/util.h"
+#include "plugins/dh_plugin.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Longest serial device path accepted; struct dh_dfd_params holds 256 bytes with the NUL. */
 #define DEVICE_MAX (sizeof(((struct dh_dfd_params *)0)->device) - 1)
@@ -509,6 +513,12 @@ enum dh_err dh_mesh_smp_params_from_json(const json_t *params, struct dh_dfd_par
 				p->allow_partial = json_is_true(v);
 			else
 				p->preempt = json_is_true(v);
+		} else if (strcmp(k, "timeout") == 0) {
+			/* The pipeline's step time limit in seconds (pipeline.c reads it). */
+			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+			    json_integer_value(v) > DH_MESH_SMP_TIMEOUT_MAX)
+				return bad(why, cap, "timeout: must be an integer 1..%d (seconds)",
+					   DH_MESH_SMP_TIMEOUT_MAX);
 		} else if ((kn = find_knob(k)) != NULL) {
 			if (set_knob(kn, v, p, why, cap) != DH_OK)
 				return DH_E_INVALID;
@@ -653,25 +663,18 @@ enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_p
 	p = malloc(sizeof(*p));
 	if (!p) {
 		res = DH_DFD_E_INVALID;
-		snprintf(err->detail, sizeof(err->detail), "mesh_smp: out of memory");
+		snprintf(err->detail, sizeof(err->detail), "out of memory");
 		goto out;
 	}
 	/* Checked when the procedure was saved, but a row may predate the check. */
 	if (dh_mesh_smp_params_from_json(params, p, why, sizeof(why)) != DH_OK) {
 		res = DH_DFD_E_INVALID;
-		snprintf(err->detail, sizeof(err->detail), "mesh_smp: params: %s", why);
+		snprintf(err->detail, sizeof(err->detail), "params: %s", why);
 		goto out;
 	}
 	res = dh_dfd_run(p, image_path, publish ? on_report : NULL, &m, cancel, err);
 	if (publish)
 		flush(&m); /* the final state, whatever the throttle held back */
-	if (res != DH_DFD_OK) {
-		char detail[sizeof(err->detail)];
-
-		/* Name the step, so that the session's error says where it failed. */
-		snprintf(detail, sizeof(detail), "%s", err->detail);
-		snprintf(err->detail, sizeof(err->detail), "mesh_smp: %.620s", detail);
-	}
 out:
 	if (res != DH_DFD_OK) {
 		err->result = res;
@@ -682,3 +685,102 @@ out:
 	free(p);
 	return res;
 }
+
+/*
+ * The driver polls a flag; the step context answers a question. A watcher thread asks the
+ * context every DH_MESH_SMP_WATCH_MS and raises the flag, so that a session timeout or a
+ * shutdown stops the distribution (with "dfd cancel") within a fraction of a second even while
+ * the driver sits in a long wait.
+ */
+struct watch {
+	struct dh_step_ctx *ctx;
+	volatile int cancel;
+	bool done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->done) {
+		if (w->ctx->cancelled(w->ctx)) {
+			w->cancel = 1;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += DH_MESH_SMP_WATCH_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void publish_ctx(void *arg, json_t *mesh, unsigned progress)
+{
+	struct dh_step_ctx *ctx = arg;
+	json_t *obj = json_pack("{s:O}", "mesh", mesh);
+
+	/* A failed merge means the session timed out or the database failed; the watcher
+	 * notices the former, and the next snapshot retries the latter. */
+	if (obj)
+		ctx->merge(ctx, obj);
+	json_decref(obj);
+	ctx->progress(ctx, progress / 100.0, json_string_value(json_object_get(mesh, "stage")));
+}
+
+static enum dh_step_result mesh_run(struct dh_step_ctx *ctx)
+{
+	struct dh_dfd_error err;
+	struct watch w = { .ctx = ctx };
+	pthread_condattr_t ca;
+	pthread_t th;
+	bool watching = false;
+	enum dh_dfd_result res;
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&th, NULL, watch_main, &w) != 0) {
+		snprintf(ctx->error, sizeof(ctx->error),
+			 "cannot start the cancellation watcher: %s", strerror(errno));
+		res = DH_DFD_E_INVALID;
+		goto out;
+	}
+	watching = true;
+	res = dh_mesh_smp_execute(ctx->params, ctx->image_path, &w.cancel, publish_ctx, ctx, &err);
+	if (res != DH_DFD_OK)
+		snprintf(ctx->error, sizeof(ctx->error), "%s: %.*s", err.code,
+			 (int)(sizeof(ctx->error) - sizeof(err.code) - 4), err.detail);
+out:
+	if (watching) {
+		pthread_mutex_lock(&w.lock);
+		w.done = true;
+		pthread_cond_signal(&w.cond);
+		pthread_mutex_unlock(&w.lock);
+		pthread_join(th, NULL);
+	}
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	if (res == DH_DFD_OK)
+		return DH_STEP_OK;
+	if (res == DH_DFD_E_CANCELLED && w.cancel)
+		return DH_STEP_CANCELLED;
+	return DH_STEP_FAIL;
+}
+
+const struct dh_plugin dh_plugin_mesh_smp = {
+	.abi = DH_PLUGIN_ABI,
+	.name = "mesh_smp",
+	.admin_only = false,
+	.run = mesh_run,
+};

@@ -28,12 +28,14 @@
  *   timing knobs, integers in milliseconds unless named otherwise, each bounded (see the
  *   table in mesh_smp.c): poll_ms, fast_poll_ms, probe_tries, idle_deadline_ms,
  *   upload_deadline_ms, distribute_deadline_ms, stall_ms, verify_wait_ms, smp_timeout_ms,
- *   shell_timeout_ms, chunk_timeout_ms, rto_ms, retries, mtu, window.
+ *   shell_timeout_ms, chunk_timeout_ms, rto_ms, retries, mtu, window; and "timeout", the
+ *   pipeline's time limit of the step in seconds.
  */
 #ifndef DH_PLUGINS_MESH_SMP_H
 #define DH_PLUGINS_MESH_SMP_H
 
 #include "core/err.h"
+#include "plugins/dh_plugin.h"
 #include "smp/dfd.h"
 
 #include <jansson.h>
@@ -62,6 +64,11 @@ bool dh_mesh_smp_validate(const json_t *params, char *why, size_t cap);
  */
 json_t *dh_mesh_smp_report_to_json(const struct dh_dfd_report *r);
 
+/* Largest "timeout" (seconds) a step may ask the pipeline for: ten years, as procedures. */
+#define DH_MESH_SMP_TIMEOUT_MAX 315360000
+/* How often the run asks its step context whether to stop (ms). */
+#define DH_MESH_SMP_WATCH_MS 100
+
 /* Least time between two progress writes that only move percentages (ms). */
 #define DH_MESH_SMP_WRITE_MS 250
 
@@ -76,10 +83,14 @@ typedef void (*dh_mesh_smp_publish_fn)(void *ctx, json_t *mesh, unsigned progres
  * parses params, calls dh_dfd_run with cancel as its cancellation flag, and hands snapshots
  * to publish (may be NULL) whenever they change, throttled to one per DH_MESH_SMP_WRITE_MS
  * except for phase, stage and receiver changes; the final snapshot is always handed over.
- * On failure err holds dh_dfd_code(result) and a detail starting with "mesh_smp: ".
+ * On failure err holds dh_dfd_code(result) and the driver's detail, which names the driver
+ * stage (the session's error adds the step's name).
  */
 enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_path,
 				       volatile int *cancel, dh_mesh_smp_publish_fn publish,
 				       void *ctx, struct dh_dfd_error *err);
+
+/* The step as a built-in plugin (listed in plugins/loader.c). */
+extern const struct dh_plugin dh_plugin_mesh_smp;
 
 #endif
