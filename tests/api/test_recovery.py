@@ -1,0 +1,127 @@
+"""Restart safety: kill -9 the server with sessions queued and processing, start it again on
+the same data dir, and check that none is lost: queued ones run, a processing one is taken up
+again once and failed with a clear error the second time; an orderly stop leaves a processing
+session to be taken up without counting that run."""
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import Client, Server, unique
+from sessutil import FU, new_session, procedure, upload_fw, wait_for, wait_state
+
+ARGS = ["--reaper-interval-ms", "100", "--workers", "1"]
+
+
+def kill_pids(pidfile):
+    """Ends the step processes a killed server left behind."""
+    if not os.path.exists(pidfile):
+        return
+    with open(pidfile) as f:
+        for line in f:
+            try:
+                os.kill(int(line), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+
+
+def catalog_of(admin):
+    p = admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+    m = admin.create("/api/v1/models/", {"tid": unique("m"), "name": "M", "product": p["id"]})
+    c = admin.create("/api/v1/channels/", {"tid": unique("c"), "name": "stable"})
+    dm = admin.create("/api/v1/delivery-methods/", {"tid": unique("dm"), "name": "H",
+                                                    "kind": "http"})
+    return {"product": p, "model": m, "channel": c, "method": dm}
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data_dir = str(tmp_path / "var")
+    pidfile = str(tmp_path / "pids")
+    servers = []
+
+    def start():
+        s = Server(data_dir=data_dir, extra_args=ARGS).start()
+        servers.append(s)
+        return s, Client(s, s.admin_token)
+
+    yield start, pidfile
+    for s in servers:
+        s.stop(signal.SIGKILL if s.proc else signal.SIGTERM)
+    kill_pids(pidfile)
+    for s in servers:
+        assert not s.sanitizer_report(), s.sanitizer_report()[-4000:]
+
+
+def sleeper(pidfile):
+    return [{"plugin": "link"},
+            {"plugin": "exec", "params": {"program": "/bin/sh",
+                                          "args": ["-c", f"echo $$ >> {pidfile}; exec sleep 60"]}}]
+
+
+def test_kill9_loses_no_session(setup):
+    start, pidfile = setup
+    srv, admin = start()
+    cat = catalog_of(admin)
+    upload_fw(admin, cat, "1.1.0")
+    slow = procedure(admin, cat, steps=sleeper(pidfile), processing_timeout=120)
+    fast = procedure(admin, cat, confirm=True)
+    busy = new_session(admin, cat, slow, "1.0.0")
+    admin.post(FU + busy["id"] + "/start")
+    wait_for(admin, busy["id"], lambda s: s["state"] == "processing" and "download_link" in s["payload"])
+    # the one worker is busy: these stay queued
+    waiting = [new_session(admin, cat, fast, "1.0.0") for _ in range(3)]
+    for s in waiting:
+        assert admin.post(FU + s["id"] + "/start").status_code == 200
+    assert all(admin.get(FU + s["id"]).json()["state"] == "queued" for s in waiting)
+    srv.kill9()
+    kill_pids(pidfile)
+
+    srv, admin = start()
+    for s in waiting:
+        s = wait_state(admin, s["id"], "created")
+        assert [h["state"] for h in s["history"]] == ["ready", "queued", "processing", "created"]
+    s = wait_for(admin, busy["id"], lambda x: x["state"] == "processing" and x["attempts"] == 2)
+    assert [h["state"] for h in s["history"]] == ["ready", "queued", "processing", "queued",
+                                                  "processing"]
+    assert "recovered" in srv.read_log()
+    srv.kill9()
+    kill_pids(pidfile)
+
+    srv, admin = start()
+    s = wait_state(admin, busy["id"], "fail")
+    assert s["error"]["code"] == "interrupted"
+    assert "server stopped" in s["error"]["detail"] and "not retried" in s["error"]["detail"]
+    assert s["finished"] is False and s["expiration_time"]
+    r = admin.get(FU, params={"limit": 100}).json()
+    assert r["count"] == 4
+
+
+def test_orderly_stop_leaves_processing_recoverable(setup):
+    start, pidfile = setup
+    srv, admin = start()
+    cat = catalog_of(admin)
+    upload_fw(admin, cat, "1.1.0")
+    slow = procedure(admin, cat, steps=sleeper(pidfile), processing_timeout=120)
+    s = new_session(admin, cat, slow, "1.0.0")
+    admin.post(FU + s["id"] + "/start")
+    wait_for(admin, s["id"], lambda x: x["state"] == "processing" and x["attempts"] == 1)
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 10  # the running step was cancelled, not waited for
+    with open(pidfile) as f:
+        pid = int(f.readline())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the step's process group was killed
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the exec step survived an orderly stop")
+    srv, admin = start()
+    s = wait_for(admin, s["id"], lambda x: x["state"] == "processing" and
+                 [h["state"] for h in x["history"]].count("processing") == 2)
+    assert s["attempts"] == 1  # an orderly stop does not use up the retry
