@@ -154,6 +154,14 @@ static void blob_path(const char *sha, char *out, size_t size)
 		out[0] = 0;
 }
 
+/* A step's own error code: [a-z0-9_], not empty (dh_plugin.h). */
+static bool step_code_ok(const char *code)
+{
+	size_t n = strlen(code);
+
+	return n > 0 && strspn(code, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
 /* Runs step i of s; returns its result, with the failure sentence in *error (new ref). */
 static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, const char *image,
 				    json_t **error)
@@ -213,7 +221,10 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 		res = DH_STEP_FAIL;
 	} else if (res == DH_STEP_FAIL) {
 		ctx.error[sizeof(ctx.error) - 1] = 0;
-		*error = dh_session_error("step_failed", "Step %u (%s) failed: %s", i + 1, p->name,
+		ctx.error_code[sizeof(ctx.error_code) - 1] = 0;
+		*error = dh_session_error(step_code_ok(ctx.error_code) ? ctx.error_code
+								       : "step_failed",
+					  "Step %u (%s) failed: %s", i + 1, p->name,
 					  *ctx.error ? ctx.error : "no reason given");
 	} else if (res != DH_STEP_OK && res != DH_STEP_CANCELLED) {
 		*error = dh_session_error("step_failed", "Step %u (%s) failed: it returned %d.",

@@ -20,7 +20,8 @@
  * ctx->merge (persisted and published at once, so the dashboard and the device see them),
  * progress with ctx->progress. On failure, return DH_STEP_FAIL and write one sentence into
  * ctx->error (what failed, not a stack trace): the session ends in `fail` with error
- * {"code": "step_failed", "detail": "Step N (name) failed: <sentence>"}.
+ * {"code": "step_failed", "detail": "Step N (name) failed: <sentence>"}; a step may name a more
+ * precise code in ctx->error_code.
  *
  * Lifecycle: init() once after loading (may be NULL), fini() once at shutdown after every run
  * has returned (may be NULL). Neither is called concurrently with anything else.
@@ -41,6 +42,8 @@
 
 /* Room for a step's error sentence, NUL included. */
 #define DH_STEP_ERROR_MAX 400
+/* Room for a step's machine error code, NUL included. */
+#define DH_STEP_CODE_MAX 40
 
 /* What run returns. */
 enum dh_step_result {
@@ -117,6 +120,13 @@ struct dh_step_ctx {
 
 	void *step_state; /* free for the plugin during one run */
 	void *priv;       /* the server's; do not touch */
+
+	/*
+	 * Optional machine code for DH_STEP_FAIL, [a-z0-9_]{1,39} (e.g. "partial_failure"), that
+	 * replaces "step_failed" in the session's error; left empty, "step_failed". Last in the
+	 * struct so that plugins built before it keep working with ABI 1.
+	 */
+	char error_code[DH_STEP_CODE_MAX];
 };
 
 #endif

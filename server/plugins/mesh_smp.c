@@ -758,9 +758,11 @@ static enum dh_step_result mesh_run(struct dh_step_ctx *ctx)
 	}
 	watching = true;
 	res = dh_mesh_smp_execute(ctx->params, ctx->image_path, &w.cancel, publish_ctx, ctx, &err);
-	if (res != DH_DFD_OK)
-		snprintf(ctx->error, sizeof(ctx->error), "%s: %.*s", err.code,
-			 (int)(sizeof(ctx->error) - sizeof(err.code) - 4), err.detail);
+	if (res != DH_DFD_OK) {
+		snprintf(ctx->error_code, sizeof(ctx->error_code), "%s", err.code);
+		snprintf(ctx->error, sizeof(ctx->error), "%.*s", (int)(sizeof(ctx->error) - 1),
+			 err.detail);
+	}
 out:
 	if (watching) {
 		pthread_mutex_lock(&w.lock);
