@@ -125,3 +125,20 @@ def test_orderly_stop_leaves_processing_recoverable(setup):
     s = wait_for(admin, s["id"], lambda x: x["state"] == "processing" and
                  [h["state"] for h in x["history"]].count("processing") == 2)
     assert s["attempts"] == 1  # an orderly stop does not use up the retry
+
+
+def test_queued_past_processing_timeout_fails(setup):
+    start, pidfile = setup
+    srv, admin = start()
+    cat = catalog_of(admin)
+    upload_fw(admin, cat, "1.1.0")
+    slow = procedure(admin, cat, steps=sleeper(pidfile), processing_timeout=120)
+    quick = procedure(admin, cat, processing_timeout=1)
+    busy = new_session(admin, cat, slow, "1.0.0")
+    admin.post(FU + busy["id"] + "/start")
+    wait_state(admin, busy["id"], "processing")
+    s = new_session(admin, cat, quick, "1.0.0")
+    admin.post(FU + s["id"] + "/start")
+    s = wait_state(admin, s["id"], "fail", timeout=10)
+    assert s["error"]["code"] == "timeout" and "queue" in s["error"]["detail"]
+    assert [h["state"] for h in s["history"]] == ["ready", "queued", "fail"]
