@@ -108,6 +108,43 @@ static void stderr_tail(struct buf *err, char *out, size_t size)
 	out[o] = 0;
 }
 
+bool dh_exec_validate(const json_t *params, char *why, size_t cap)
+{
+	const char *k, *program = json_string_value(json_object_get(params, "program"));
+	json_t *v, *args = json_object_get(params, "args"), *timeout;
+	size_t i;
+
+	if (!program || program[0] != '/' || strlen(program) > 4095) {
+		snprintf(why, cap, "params.program: must be an absolute path");
+		return false;
+	}
+	if (args && (!json_is_array(args) || json_array_size(args) > EXEC_ARGS_MAX)) {
+		snprintf(why, cap, "params.args: must be an array of at most %d strings",
+			 EXEC_ARGS_MAX);
+		return false;
+	}
+	json_array_foreach(args, i, v)
+	{
+		if (!json_is_string(v)) {
+			snprintf(why, cap, "params.args[%zu]: must be a string", i);
+			return false;
+		}
+	}
+	timeout = json_object_get(params, "timeout");
+	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 1)) {
+		snprintf(why, cap, "params.timeout: must be a positive number of seconds");
+		return false;
+	}
+	json_object_foreach((json_t *)params, k, v)
+	{
+		if (strcmp(k, "program") && strcmp(k, "args") && strcmp(k, "timeout")) {
+			snprintf(why, cap, "params.%.60s: unknown key", k);
+			return false;
+		}
+	}
+	return true;
+}
+
 static enum dh_step_result exec_run(struct dh_step_ctx *ctx)
 {
 	const char *program = json_string_value(json_object_get(ctx->params, "program"));

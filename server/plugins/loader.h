@@ -9,11 +9,20 @@
 #include "core/err.h"
 #include "plugins/dh_plugin.h"
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The built-in steps (plugins/link.c, plugins/exec.c). */
 extern const struct dh_plugin dh_plugin_link;
 extern const struct dh_plugin dh_plugin_exec;
+
+/*
+ * The exec step's params check, run when a procedure is saved: program an absolute path,
+ * args at most 64 strings, timeout a positive integer (seconds), nothing else. True when
+ * params (NULL: {}) are acceptable; otherwise why (cap bytes) names the key.
+ */
+bool dh_exec_validate(const json_t *params, char *why, size_t cap);
 
 /* Most shared objects loaded from --plugin-dir; a deployment has a handful. */
 #define DH_PLUGINS_MAX 64

@@ -34,6 +34,7 @@ static const struct {
 	bool (*validate)(const json_t *params, char *why, size_t cap);
 } validators[] = {
 	{ "mesh_smp", dh_mesh_smp_validate },
+	{ "exec", dh_exec_validate },
 };
 
 bool dh_plugin_validate(const char *name, const json_t *params, char *why, size_t cap)

@@ -361,3 +361,16 @@ def test_bad_input_changes_nothing(admin, catalog):
         assert_error(admin.post(FU + s["id"] + "/confirm", json=body), 400, "invalid")
     assert admin.get(FU + s["id"]).json()["state"] == "ready"
     assert admin.get(FU, params={"limit": 1}).json()["count"] == before + 1
+
+
+def test_exec_params_checked_when_procedure_is_saved(admin, catalog):
+    for params, word in (({}, "program"), ({"program": "sh"}, "program"),
+                         ({"program": "/bin/sh", "args": "x"}, "args"),
+                         ({"program": "/bin/sh", "args": [1]}, "args[0]"),
+                         ({"program": "/bin/sh", "timeout": 0}, "timeout"),
+                         ({"program": "/bin/sh", "bogus": 1}, "bogus")):
+        r = admin.post("/api/v1/delivery-procedures/",
+                       json={"tid": unique("dp"), "name": "x",
+                             "delivery_method": catalog["method"]["tid"],
+                             "steps": [{"plugin": "exec", "params": params}]})
+        assert word in assert_error(r, 400, "invalid")["fields"]["steps"], (params, r.text)
