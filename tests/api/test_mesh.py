@@ -1,10 +1,25 @@
-"""The mesh_smp delivery step: params checked when a procedure is saved, and (once sessions
-run) whole distributions against the simulator in tests/sim/dfd_sim.py."""
+"""The mesh_smp delivery step: params checked when a procedure is saved, and whole firmware
+update sessions that distribute through the simulator of tests/sim/dfd_sim.py (started as a
+subprocess on a free UDP port per test, fast mesh speed, short poll intervals)."""
+import json
+import os
+import select
+import socket
+import subprocess
+import time
+
 import pytest
 
-from conftest import assert_error, unique
+from conftest import ROOT, assert_error, unique
 
 PROCS = "/api/v1/delivery-procedures/"
+SESSIONS = "/api/v1/firmware-update/"
+SIM = os.path.join(ROOT, "tests", "sim", "dfd_sim.py")
+MKIMAGE = os.path.join(ROOT, "scripts", "mkimage")
+PYTHON = "/usr/bin/python3"
+# Poll quickly so a test sees the phases; each run is a few seconds at the simulator's speed.
+FAST = {"poll_ms": 50, "fast_poll_ms": 50}
+SESSION_DEADLINE = 60.0
 RX = [{"addr": 2, "img_idx": 0}]
 
 
@@ -14,12 +29,12 @@ def mesh_method(admin):
                         {"tid": unique("dm"), "name": "Mesh", "kind": "mesh-smp"})
 
 
-def mesh_proc(admin, method, params, confirm=True, extra_steps=({"plugin": "link"},)):
-    return admin.create(PROCS, {"tid": unique("dp"), "name": "Mesh",
-                                "delivery_method": method["id"],
-                                "steps": [{"plugin": "mesh_smp", "params": params}]
-                                + list(extra_steps),
-                                "confirm": confirm})
+def mesh_proc(admin, method, params, confirm=True, extra_steps=({"plugin": "link"},), **extra):
+    body = {"tid": unique("dp"), "name": "Mesh", "delivery_method": method["id"],
+            "steps": [{"plugin": "mesh_smp", "params": params}] + list(extra_steps),
+            "confirm": confirm}
+    body.update(extra)
+    return admin.create(PROCS, body)
 
 
 GOOD_PARAMS = [
@@ -86,3 +101,252 @@ def test_bad_params_rejected_at_creation_and_patch(admin, mesh_method, params, k
     err = assert_error(admin.patch(PROCS + good["id"], json={"steps": [step]}), 400, "invalid")
     assert "step 0" in err["fields"]["steps"] and key in err["fields"]["steps"], err
     assert admin.get(PROCS + good["id"]).json()["steps"] == good["steps"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions through the simulator
+# ---------------------------------------------------------------------------------------------
+
+class Sim:
+    """dfd_sim.py as a subprocess: reads its ready line, answers control commands."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [PYTHON, SIM, "--udp-port", "0", "--step-delay", "0.02", "--cancel-delay", "0.05"]
+            + [str(a) for a in args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self._line(10.0)
+        assert ready.get("event") == "ready", ready
+        self.port = ready["udp_port"]
+
+    def _line(self, timeout):
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert r, "simulator did not answer in time"
+        line = self.proc.stdout.readline()
+        assert line, "simulator exited"
+        return json.loads(line)
+
+    def cmd(self, name, args=None):
+        msg = {"cmd": name}
+        if args is not None:
+            msg["args"] = args
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        ans = self._line(10.0)
+        assert ans.get("event") == "ok", ans
+        return ans.get("result")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
+
+
+@pytest.fixture
+def sims():
+    """Starts simulators with sims(*args); stops each of them after the test."""
+    started = []
+
+    def start(*args):
+        s = Sim(*args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def free_udp_port():
+    """A UDP port nothing listens on (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_image(tmp_path, version, size, seed=1):
+    """An MCUboot image file; its MCUboot image hash (what image state lists) is in .hash."""
+    out = tmp_path / f"fw-{version}.img"
+    r = subprocess.run([PYTHON, MKIMAGE, "--version", version, "--random-body", str(size),
+                        "--seed", str(seed), str(out)], check=True, capture_output=True,
+                       text=True, timeout=30)
+    image_hash[str(out)] = r.stderr.split("image_hash=")[1].split()[0]
+    return out
+
+
+image_hash = {}
+
+
+def upload_firmware(admin, catalog, path, version):
+    with open(path, "rb") as f:
+        r = admin.post("/api/v1/firmware/", files={"file": (path.name, f,
+                                                            "application/octet-stream")},
+                       data={"model": catalog["model"]["tid"], "version": version,
+                             "channels": catalog["channel"]["tid"]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def sim_params(sim, **extra):
+    params = {"udp": f"127.0.0.1:{sim.port}", "receivers": [{"addr": 2}, {"addr": 3}]}
+    params.update(FAST)
+    params.update(extra)
+    return params
+
+
+def start_session(admin, catalog, method, params, confirm=True, **extra):
+    proc = mesh_proc(admin, method, params, confirm=confirm, **extra)
+    r = admin.post(SESSIONS + "request", json={
+        "model": catalog["model"]["tid"], "device_id": unique("dev"),
+        "delivery_method": method["tid"], "delivery_procedure_tid": proc["tid"],
+        "current_channel": catalog["channel"]["tid"], "current_firmware_version": "1.0.0"})
+    assert r.status_code == 201, r.text
+    s = r.json()
+    assert s["state"] == "ready", s
+    r = admin.post(SESSIONS + s["id"] + "/start")
+    assert r.status_code in (200, 202), r.text
+    return s["id"]
+
+
+def follow(admin, sid, deadline=SESSION_DEADLINE):
+    """Polls the session until it leaves queued/processing; returns it and every distinct
+    payload.mesh seen on the way."""
+    seen = []
+    end = time.monotonic() + deadline
+    while True:
+        s = admin.get(SESSIONS + sid).json()
+        mesh = s.get("payload", {}).get("mesh")
+        if mesh is not None and (not seen or seen[-1] != mesh):
+            seen.append(mesh)
+        if s["state"] not in ("ready", "queued", "processing"):
+            return s, seen
+        assert time.monotonic() < end, ("session still running", s)
+        time.sleep(0.02)
+
+
+def test_distribution_then_confirm(admin, catalog, mesh_method, sims, tmp_path):
+    img = make_image(tmp_path, "1.2.0", 64 * 1024)
+    fw = upload_firmware(admin, catalog, img, "1.2.0")
+    sim = sims("--speed", "40000")  # 64 KiB in about 1.6 s: several polls in phase 1
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim))
+    s, seen = follow(admin, sid)
+    assert s["state"] == "created", s
+    assert s["target_firmware"] == fw["id"] and s["error"] is None
+    # progress was visible while the mesh transfer ran
+    assert any(m["phase"] == 1 and (0 < m["progress"] < 100 or
+                                    any(0 < r["progress"] < 100 for r in m["receivers"]))
+               for m in seen), seen
+    mesh = s["payload"]["mesh"]
+    assert mesh["phase"] == 4 and mesh["progress"] == 100 and mesh["stage"] == "finish", mesh
+    assert [r["addr"] for r in mesh["receivers"]] == [2, 3]
+    assert all(r["phase"] == 8 and r["status"] == 0 for r in mesh["receivers"]), mesh
+    assert mesh["upload"] == {"off": fw["size"], "len": fw["size"]}
+    assert len(mesh["fwid"]) == 16 and fw["sha256"].startswith(mesh["fwid"])
+    # the link step ran after the distribution
+    assert s["payload"]["download_link"].endswith(f"/api/v1/firmware-update/{sid}/image")
+    assert s["payload"]["sha256"] == fw["sha256"]
+    # the driver left the distributor idle and without receivers (SMP.md 8 step 11)
+    dfd = sim.cmd("snapshot")["dfd"]
+    assert dfd["phase"] == 0 and dfd["receivers"] == [] and dfd["params"]["apply"] is True
+    r = admin.post(SESSIONS + sid + "/confirm", json={"success": True})
+    assert r.status_code == 200, r.text
+    assert admin.get(SESSIONS + sid).json()["state"] == "success"
+
+
+def test_policy_verify_sends_apply(admin, catalog, mesh_method, sims, tmp_path):
+    img = make_image(tmp_path, "1.3.0", 16 * 1024)
+    upload_firmware(admin, catalog, img, "1.3.0")
+    sim = sims()
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim, policy="verify"))
+    s, _ = follow(admin, sid)
+    assert s["state"] == "created", s
+    assert all(r["phase"] == 8 for r in s["payload"]["mesh"]["receivers"])
+    # started without apply: only the driver's own `dfd apply` got the receivers to phase 8
+    assert sim.cmd("snapshot")["dfd"]["params"]["apply"] is False
+
+
+def test_failing_receiver_fails_the_session(admin, catalog, mesh_method, sims, tmp_path):
+    img = make_image(tmp_path, "1.4.0", 32 * 1024)
+    upload_firmware(admin, catalog, img, "1.4.0")
+    sim = sims("--speed", "100000", "--fail-receiver", "0x0003:50")
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim))
+    s, _ = follow(admin, sid)
+    assert s["state"] == "fail", s
+    assert s["error"]["code"] == "partial_failure", s["error"]
+    assert "mesh_smp" in s["error"]["detail"] and "0x0003" in s["error"]["detail"], s["error"]
+    rx = {r["addr"]: r for r in s["payload"]["mesh"]["receivers"]}
+    assert rx[2]["phase"] == 8 and rx[3]["status"] != 0, rx
+    assert "download_link" not in s["payload"]  # the link step never ran
+
+
+def test_failing_receiver_allowed_partial(admin, catalog, mesh_method, sims, tmp_path):
+    img = make_image(tmp_path, "1.4.1", 32 * 1024)
+    upload_firmware(admin, catalog, img, "1.4.1")
+    sim = sims("--speed", "100000", "--fail-receiver", "0x0003:50")
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim, allow_partial=True),
+                        confirm=False)
+    s, _ = follow(admin, sid)
+    assert s["state"] == "success", s
+    rx = {r["addr"]: r for r in s["payload"]["mesh"]["receivers"]}
+    assert rx[2]["phase"] == 8 and rx[3]["status"] != 0, rx
+
+
+def test_distributor_unreachable(admin, catalog, mesh_method, tmp_path):
+    img = make_image(tmp_path, "1.5.0", 4 * 1024)
+    upload_firmware(admin, catalog, img, "1.5.0")
+    params = {"udp": f"127.0.0.1:{free_udp_port()}", "receivers": RX, "probe_tries": 2,
+              "smp_timeout_ms": 300, "rto_ms": 50, "retries": 2}
+    t0 = time.monotonic()
+    sid = start_session(admin, catalog, mesh_method, params)
+    s, _ = follow(admin, sid, deadline=20.0)
+    assert s["state"] == "fail", s
+    assert s["error"]["code"] == "distributor_unreachable", s["error"]
+    assert "mesh_smp" in s["error"]["detail"] and "probe" in s["error"]["detail"]
+    assert time.monotonic() - t0 < 15.0
+
+
+@pytest.mark.parametrize("fault", [("--reboot-after-bytes", "20000"), ("--drop", "0.05")],
+                         ids=["reboot-mid-upload", "lossy"])
+def test_interrupted_upload_still_distributes(admin, catalog, mesh_method, sims, tmp_path,
+                                              fault):
+    img = make_image(tmp_path, "1.6.0", 48 * 1024)
+    fw = upload_firmware(admin, catalog, img, "1.6.0")
+    sim = sims("--seed", "7", *fault)
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim))
+    s, _ = follow(admin, sid)
+    assert s["state"] == "created", s
+    assert all(r["phase"] == 8 for r in s["payload"]["mesh"]["receivers"])
+    snap = sim.cmd("snapshot")
+    assert snap["images"][1]["hash"] == image_hash[str(img)], snap["images"]
+    assert snap["stats"]["upload_bytes"] >= fw["size"]
+    if fault[0] == "--reboot-after-bytes":
+        assert snap["boot_count"] >= 2, snap["boot_count"]
+    else:
+        assert snap["stats"]["rx_dropped"] > 0, snap["stats"]
+
+
+def test_timeout_cancels_the_distribution(admin, catalog, mesh_method, sims, tmp_path):
+    img = make_image(tmp_path, "1.7.0", 64 * 1024)
+    upload_firmware(admin, catalog, img, "1.7.0")
+    sim = sims("--speed", "2000")  # about 30 s of mesh transfer: the session times out first
+    t0 = time.monotonic()
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim), processing_timeout=3)
+    s, seen = follow(admin, sid, deadline=30.0)
+    assert s["state"] == "fail", s
+    assert time.monotonic() - t0 < 20.0
+    assert any(m["phase"] == 1 for m in seen), seen  # it was distributing
+    # the step stopped the distributor: `dfd cancel` took it through 6 back to idle
+    end = time.monotonic() + 10.0
+    while True:
+        dfd = sim.cmd("snapshot")["dfd"]
+        if dfd["phase"] == 0:
+            break
+        assert time.monotonic() < end, dfd
+        time.sleep(0.05)
+    assert all(r["phase"] != 8 for r in s["payload"]["mesh"]["receivers"])
