@@ -120,6 +120,7 @@ int main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) != 0 && errno == EINTR)
 		;
 	dh_info("server.stopping", "signal=%d", sig);
+	dh_api_events_stop();
 	dh_http_stop();
 	dh_pipeline_stop();
 	dh_plugins_unload();

@@ -70,4 +70,13 @@ enum dh_err dh_api_sessions_start(struct dh_req *req);
 enum dh_err dh_api_sessions_confirm(struct dh_req *req);
 enum dh_err dh_api_sessions_image(struct dh_req *req);
 
+/*
+ * events.c: GET /api/v1/events, Server-Sent Events of session changes the caller may see.
+ * dh_api_events_stop ends every stream and joins the notifier; call it before
+ * dh_http_stop so that no connection is left parked when MHD stops.
+ */
+enum dh_err dh_api_events(struct dh_req *req);
+unsigned dh_api_events_subscribers(void);
+void dh_api_events_stop(void);
+
 #endif

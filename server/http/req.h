@@ -96,6 +96,19 @@ enum dh_err dh_http_reply_fd(struct dh_req *req, unsigned status, int fd, uint64
 typedef long (*dh_stream_read_fn)(void *cls, uint64_t pos, char *buf, size_t max);
 enum dh_err dh_http_reply_stream(struct dh_req *req, unsigned status, const char *ctype,
 				 dh_stream_read_fn read, void *cls, void (*release)(void *));
+/*
+ * Long-lived streams (Server-Sent Events) must not hold one of MHD's few pool threads
+ * while they have nothing to send. A stream's read callback may park its connection with
+ * dh_http_suspend(conn) (conn is req->conn, which stays valid as long as the stream's
+ * response lives) and then return 0; any thread wakes it with dh_http_resume(conn), after
+ * which MHD calls the read callback again. Call each once per park: suspend only from the
+ * read callback (MHD's rule), resume exactly once after each suspend.
+ */
+void dh_http_suspend(void *conn);
+void dh_http_resume(void *conn);
+/* The connection's socket, for a poll() that notices a client gone while its connection
+ * is parked (MHD does not look at parked sockets); -1 when unknown. */
+int dh_http_conn_fd(void *conn);
 /* Adds a header to the answer created by one of the calls above. */
 void dh_http_header(struct dh_req *req, const char *name, const char *value);
 

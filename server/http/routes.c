@@ -23,6 +23,7 @@ const struct dh_route dh_routes[] = {
 	{ GH, "/healthz", dh_api_healthz, DH_ACT_NONE, 0, NULL },
 	{ GH, "/metrics", dh_api_metrics, DH_ACT_NONE, 0, NULL },
 	{ GH, "/api/v1/openapi.json", dh_http_openapi, DH_ACT_NONE, 0, NULL },
+	{ GH, "/api/v1/events", dh_api_events, DH_ACT_UPDATE, 0, NULL },
 	CRUD_ROUTES("products", products, DH_ACT_MANAGE),
 	CRUD_ROUTES("models", models, DH_ACT_MANAGE),
 	CRUD_ROUTES("channels", channels, DH_ACT_MANAGE),

@@ -221,6 +221,24 @@ enum dh_err dh_http_reply_stream(struct dh_req *req, unsigned status, const char
 	return rc;
 }
 
+void dh_http_suspend(void *conn)
+{
+	MHD_suspend_connection(conn);
+}
+
+void dh_http_resume(void *conn)
+{
+	MHD_resume_connection(conn);
+}
+
+int dh_http_conn_fd(void *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci ? ci->connect_fd : -1;
+}
+
 const char *dh_req_header(struct dh_req *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
