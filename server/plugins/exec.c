@@ -255,8 +255,12 @@ static enum dh_step_result exec_run(struct dh_step_ctx *ctx)
 				*fd = -1;
 			}
 		}
-		if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+		if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
 			reaped = true;
+			/* what the program left running in its group would hold the pipes open
+			 * until the deadline: the step is over, so end it */
+			kill(-pid, SIGKILL);
+		}
 	}
 	if (!reaped) {
 		kill(-pid, SIGKILL);

@@ -374,3 +374,14 @@ def test_exec_params_checked_when_procedure_is_saved(admin, catalog):
                              "delivery_method": catalog["method"]["tid"],
                              "steps": [{"plugin": "exec", "params": params}]})
         assert word in assert_error(r, 400, "invalid")["fields"]["steps"], (params, r.text)
+
+
+def test_exec_background_children_do_not_hold_the_step(admin, catalog):
+    upload_fw(admin, catalog, "1.9.7")
+    dp = procedure(admin, catalog, confirm=False, processing_timeout=30, steps=[
+        {"plugin": "exec", "params": {"program": "/bin/sh",
+                                      "args": ["-c", "sleep 30 & echo '{\"bg\": true}'"]}}])
+    s = new_session(admin, catalog, dp, "1.0.0")
+    admin.post(FU + s["id"] + "/start")
+    s = wait_state(admin, s["id"], "success", timeout=10)
+    assert s["payload"]["bg"] is True
