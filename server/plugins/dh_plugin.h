@@ -112,7 +112,9 @@ struct dh_step_ctx {
 	 * {"step": name, "fraction": 0..1, "what": what}. Throttle calls to a few per second.
 	 */
 	void (*progress)(struct dh_step_ctx *ctx, double fraction, const char *what);
-	/* True when the step must stop now: deadline passed, session timed out, or shutdown. */
+	/* True when the step must stop now: deadline passed, session timed out, or shutdown.
+	 * Safe to call from a thread of the plugin's own during run (mesh_smp watches with one);
+	 * merge and progress are for the calling worker thread only. */
 	bool (*cancelled)(struct dh_step_ctx *ctx);
 
 	/* One sentence for DH_STEP_FAIL (snprintf into it). */
