@@ -104,6 +104,8 @@ void dh_config_usage(void *out)
 	}
 	fprintf(f, "  --%-20s %s\n  --%-20s %s\n", "help", "print this help and exit", "version",
 		"print the version and exit");
+	fprintf(f, "  --%-20s %s\n", "list-routes",
+		"print every API route (methods, path, required right) and exit");
 	fprintf(f, "\nOn the first start of a fresh database an admin user is created and its\n"
 		   "token printed once; DEVICEHUB_ADMIN_TOKEN sets that token instead.\n");
 }
@@ -128,6 +130,10 @@ int dh_config_parse(int argc, char **argv)
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
 			dh_config_usage(stdout);
 			return 1;
+		}
+		if (strcmp(arg, "--list-routes") == 0) {
+			dh_cfg.list_routes = true;
+			continue;
 		}
 		if (strcmp(arg, "--version") == 0) {
 			printf("devicehubd %s\n", DH_VERSION);

@@ -27,6 +27,7 @@ struct dh_config {
 	const char *log_level;
 	const char *web_dir;
 	unsigned reaper_interval_ms;
+	bool list_routes; /* --list-routes: print the route table and exit */
 };
 
 /* The one configuration, filled by dh_config_parse. */

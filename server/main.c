@@ -9,6 +9,7 @@
 #include "config.h"
 #include "core/util.h"
 #include "dh_db.h"
+#include "http/router.h"
 #include "http/server.h"
 #include "log.h"
 #include "pipeline/pipeline.h"
@@ -65,6 +66,18 @@ static int bootstrap_admin(void)
 	return 0;
 }
 
+/* --list-routes: one line per route, "METHODS<TAB>PATTERN<TAB>RIGHT", for tests and docs. */
+static void list_routes(void)
+{
+	char methods[96];
+
+	for (size_t i = 0; i < dh_routes_count; i++) {
+		dh_route_allow_string(dh_routes[i].methods, methods, sizeof(methods));
+		printf("%s\t%s\t%s\n", methods, dh_routes[i].pattern,
+		       dh_action_name(dh_routes[i].right));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct dh_error err = { 0 };
@@ -76,6 +89,10 @@ int main(int argc, char **argv)
 	rc = dh_config_parse(argc, argv);
 	if (rc != 0)
 		return rc == 1 ? 0 : 2;
+	if (dh_cfg.list_routes) {
+		list_routes();
+		return 0;
+	}
 	if (!dh_log_level_parse(dh_cfg.log_level, &lvl)) {
 		fprintf(stderr, "devicehubd: --log-level must be debug, info, warn or error\n");
 		return 2;
