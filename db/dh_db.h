@@ -237,7 +237,7 @@ void dh_db_session_release_leases(struct dh_db *db, const char *owner);
 /* Filters of the session list; NULL/"" fields do not filter. finished: -1 any, 0, 1. */
 struct dh_session_filter {
 	const char *state;
-	const char *device; /* twin id */
+	const char *device; /* twin id or the device's own name */
 	const char *model;  /* model id */
 	int finished;
 };

@@ -402,13 +402,14 @@ void dh_db_session_release_leases(struct dh_db *db, const char *owner)
 enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
 			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count)
 {
-	static const char sql_count[] = "SELECT count(*) FROM sessions s WHERE"
-					" (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
-					" s.device_ref = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
-					" AND (?4 < 0 OR s.finished = ?4)";
+	static const char sql_count[] =
+		"SELECT count(*) FROM sessions s WHERE"
+		" (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
+		" s.device_ref = ?2 OR s.device_name = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
+		" AND (?4 < 0 OR s.finished = ?4)";
 	static const char sql[] =
 		"SELECT " SESSION_COLS " WHERE (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
-		" s.device_ref = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
+		" s.device_ref = ?2 OR s.device_name = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
 		" AND (?4 < 0 OR s.finished = ?4)"
 		" ORDER BY s.create_time DESC, s.id DESC LIMIT ?5 OFFSET ?6";
 	const char *texts[2] = { sql_count, sql };

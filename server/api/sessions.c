@@ -523,9 +523,8 @@ static enum dh_err list_filter(struct dh_req *req, struct dh_session_filter *f, 
 		f->finished = 0;
 	else if (q)
 		dh_error_field(&req->err, "finished", "must be true or false");
+	/* the twin's id, or the device's own name (device_id) */
 	f->device = dh_req_query(req, "device");
-	if (f->device && !dh_uuid_valid(f->device))
-		*empty = true; /* a twin id is a uuid; nothing else matches */
 	q = dh_req_query(req, "model");
 	if (q) {
 		if (strlen(q) > 64 || dh_db_obj_resolve(req->db, "models", q, true, model) != DH_OK)

@@ -299,6 +299,8 @@ def test_list_filters_and_pagination(admin, catalog):
     twin = admin.get("/api/v1/devices/", params={"device_id": dev}).json()["results"][0]
     r = admin.get(FU, params={"device": twin["id"], "limit": 2}).json()
     assert r["count"] == 3 and len(r["results"]) == 2 and r["next"]
+    assert admin.get(FU, params={"device": dev}).json()["count"] == 3
+    assert admin.get(FU, params={"device": unique("nobody")}).json()["count"] == 0
     r = admin.get(FU, params={"model": catalog["model"]["id"], "finished": "false"}).json()
     assert r["count"] == 4
     assert admin.get(FU, params={"model": "nope"}).json()["count"] == 0
