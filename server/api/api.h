@@ -56,8 +56,9 @@ enum dh_err dh_api_firmware_image(struct dh_req *req);
  * naming the size) when the range starts beyond the end; always Accept-Ranges, the strong
  * ETag (the quoted sha256), Content-Type application/octet-stream and, when last_modified
  * (RFC 3339, e.g. the image's create_time; may be NULL) parses, Last-Modified. Several
- * ranges or a malformed Range are ignored (200). The bytes go from a shared mapping of the
- * blob without copies. The caller has checked rights. DH_E_IO when the blob is missing.
+ * ranges or a malformed Range are ignored (200). The bytes go out by sendfile or from a
+ * shared mapping of the blob, never copied in user space. The caller has checked rights.
+ * DH_E_IO when the blob is missing.
  */
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
 			     const char *last_modified);

@@ -1,8 +1,9 @@
 /*
  * Image downloads: answers GET and HEAD for one stored blob with the Range, If-Range,
- * ETag and Last-Modified behaviour of API.md's Downloads section. The bytes are sent from
- * a shared read-only mapping of the blob (db/blob.c's cache) without copies; the mapping's
- * reference is dropped when the HTTP layer is done with the response. Rights and which
+ * ETag and Last-Modified behaviour of API.md's Downloads section. Large answers go out by
+ * sendfile from the blob file, small ones from a shared read-only mapping of the blob
+ * (db/blob.c's cache) whose reference is dropped when the HTTP layer is done with the
+ * response; neither copies the bytes through user space. Rights and which
  * blob to send are the callers' (firmware images, session download links).
  */
 #include "api/api.h"
@@ -10,13 +11,42 @@
 #include "blob.h"
 #include "core/util.h"
 #include "http/range.h"
+#include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 /* "Sat, 18 Apr 2026 13:12:50 GMT" and NUL. */
 #define HTTP_DATE_LEN 32
+
+/*
+ * Answers of at least this many bytes go out with sendfile from the blob file, smaller ones
+ * from the shared mapping. Measured with wrk against nginx on a 1 MiB image (2 cores, noisy):
+ * sendfile 0.61-0.79x nginx at 256 connections where the mapping gave 0.37-0.46x (the kernel
+ * sends page-cache pages without the copy a send() from user memory makes); for 4 KiB
+ * ranges the mapping saves the open() per request.
+ */
+#define DH_SENDFILE_MIN (64 * 1024)
+
+/* Answers len bytes of blob sha256 from off with sendfile (the HTTP layer owns the fd). */
+static enum dh_err reply_sendfile(struct dh_req *req, unsigned status, const char *sha256,
+				  uint64_t off, uint64_t len)
+{
+	char path[DH_BLOB_PATH_MAX];
+	int fd;
+
+	if (!dh_blob_path(sha256, path, sizeof(path)))
+		return dh_error_set(&req->err, DH_E_INTERNAL, "Not a blob hash.");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		dh_error("blob.missing", "sha256=%s errno=%d", sha256, errno);
+		return dh_error_set(&req->err, DH_E_IO, "The stored image is missing.");
+	}
+	return dh_http_reply_fd(req, status, fd, off, len);
+}
 
 /* RFC 9110 5.6.7 IMF-fixdate, locale-independent. */
 static bool http_date(const char *rfc3339, char out[HTTP_DATE_LEN])
@@ -76,12 +106,16 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 	} else {
 		status = 206;
 	}
-	map = dh_blob_map_get(sha256, size, &req->err);
-	if (!map)
-		return req->err.code;
-	/* the response holds the mapping's reference; the HTTP layer puts it back */
-	rc = dh_http_reply_buffer(req, status, map->data + r.start, (size_t)r.len, dh_blob_map_put,
-				  map);
+	if (r.len >= DH_SENDFILE_MIN) {
+		rc = reply_sendfile(req, status, sha256, r.start, r.len);
+	} else {
+		map = dh_blob_map_get(sha256, size, &req->err);
+		if (!map)
+			return req->err.code;
+		/* the response holds the mapping's reference; the HTTP layer puts it back */
+		rc = dh_http_reply_buffer(req, status, map->data + r.start, (size_t)r.len,
+					  dh_blob_map_put, map);
+	}
 	if (rc != DH_OK)
 		return rc;
 	dh_http_header(req, "Content-Type", "application/octet-stream");
