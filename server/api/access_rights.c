@@ -10,15 +10,6 @@
 
 static const char *const actions[] = { "admin", "manage", "upload", "update", "draft", NULL };
 
-static enum dh_err auth_changed(struct dh_req *req, const char *id, json_t *row)
-{
-	(void)req;
-	(void)id;
-	(void)row;
-	dh_db_auth_changed();
-	return DH_OK;
-}
-
 static bool set(json_t *row, const char *col)
 {
 	json_t *v = json_object_get(row, col);
@@ -95,7 +86,7 @@ static const struct dh_resource rights = {
 	.fields = right_fields,
 	.nfields = sizeof(right_fields) / sizeof(right_fields[0]),
 	.right = DH_ACT_ADMIN,
-	.hooks = { .validate = check_scope_fields, .after_write = auth_changed },
+	.hooks = { .validate = check_scope_fields, .after_write = dh_api_obj_auth_changed },
 };
 
 DH_CRUD_HANDLERS(access_rights, rights)

@@ -559,3 +559,12 @@ out:
 	json_decref(row);
 	return rc;
 }
+
+enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row)
+{
+	(void)req;
+	(void)id;
+	(void)row;
+	dh_db_auth_changed();
+	return DH_OK;
+}

@@ -100,6 +100,10 @@ json_t *dh_api_list_envelope(struct dh_req *req, int64_t count, int64_t limit, i
 enum dh_err dh_api_resolve_ref(struct dh_req *req, const char *name, const char *table,
 			       bool has_tid, json_t *value, char id[DH_UUID_LEN]);
 
+/* An after_write hook for users, tokens and access rights: every change to them invalidates
+ * the authentication cache at once. */
+enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row);
+
 /* Defines the five dh_api_<name>_* handlers of api.h over resource res. */
 #define DH_CRUD_HANDLERS(name, res)                                                                \
 	enum dh_err dh_api_##name##_list(struct dh_req *req)                                       \

@@ -16,15 +16,6 @@
 #define DH_SECRET_BYTES 24
 #define DH_SECRET_LEN   (3 + 2 * DH_SECRET_BYTES + 1)
 
-static enum dh_err auth_changed(struct dh_req *req, const char *id, json_t *row)
-{
-	(void)req;
-	(void)id;
-	(void)row;
-	dh_db_auth_changed();
-	return DH_OK;
-}
-
 static enum dh_err own_only(struct dh_req *req, json_t *row)
 {
 	const char *user = json_string_value(json_object_get(row, "user_id"));
@@ -112,7 +103,7 @@ static const struct dh_resource tokens = {
 	.hooks = { .validate = make_secret,
 		   .access = own_only,
 		   .decorate = show_secret_once,
-		   .after_write = auth_changed,
+		   .after_write = dh_api_obj_auth_changed,
 		   .list_filter = own_filter },
 };
 

@@ -7,15 +7,6 @@
 
 #include <string.h>
 
-static enum dh_err auth_changed(struct dh_req *req, const char *id, json_t *row)
-{
-	(void)req;
-	(void)id;
-	(void)row;
-	dh_db_auth_changed();
-	return DH_OK;
-}
-
 static enum dh_err not_self(struct dh_req *req, const struct dh_resource *res, json_t *row,
 			    bool creating)
 {
@@ -45,7 +36,7 @@ static const struct dh_resource users = {
 	.fields = user_fields,
 	.nfields = sizeof(user_fields) / sizeof(user_fields[0]),
 	.right = DH_ACT_ADMIN,
-	.hooks = { .validate = not_self, .after_write = auth_changed },
+	.hooks = { .validate = not_self, .after_write = dh_api_obj_auth_changed },
 };
 
 DH_CRUD_HANDLERS(users, users)
