@@ -250,28 +250,53 @@ def created_session(hub):
     return s
 
 
+# The shape of the server's sessions table (migrations/0002_sessions.sql) without its
+# foreign keys: the same columns and indexes, so the raw rate writes comparable rows.
+RAW_SCHEMA = """
+CREATE TABLE sessions (id TEXT PRIMARY KEY, create_time TEXT NOT NULL,
+    update_time TEXT NOT NULL, creator TEXT NOT NULL DEFAULT '', creator_id TEXT,
+    state TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0, expire_us INTEGER,
+    delivery_procedure_id TEXT NOT NULL, product_id TEXT NOT NULL, model_id TEXT NOT NULL,
+    channel_id TEXT, device_ref TEXT, device_name TEXT, current_firmware_id TEXT,
+    current_version TEXT, target_firmware_id TEXT, target_version TEXT,
+    allow_draft INTEGER NOT NULL DEFAULT 0, steps TEXT NOT NULL DEFAULT '[]',
+    needs_confirm INTEGER NOT NULL DEFAULT 0, ready_timeout INTEGER NOT NULL,
+    processing_timeout INTEGER NOT NULL, confirm_timeout INTEGER NOT NULL,
+    retention INTEGER NOT NULL, base_url TEXT NOT NULL DEFAULT '', queue_us INTEGER,
+    lease_owner TEXT, lease_until INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL DEFAULT '{}', error TEXT, history TEXT NOT NULL DEFAULT '[]');
+CREATE INDEX sessions_expire ON sessions(expire_us) WHERE finished = 0;
+CREATE INDEX sessions_queue ON sessions(state, queue_us);
+CREATE INDEX sessions_model ON sessions(model_id, create_time);
+CREATE INDEX sessions_device ON sessions(device_ref);
+CREATE INDEX sessions_created ON sessions(create_time, id);
+"""
+RAW_INSERT = """INSERT INTO sessions (id, create_time, update_time, creator, creator_id, state,
+    expire_us, delivery_procedure_id, product_id, model_id, channel_id, current_version,
+    target_firmware_id, target_version, steps, needs_confirm, ready_timeout,
+    processing_timeout, confirm_timeout, retention, base_url, history)
+    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"""
+
+
 def raw_insert_rate(tmp, seconds):
-    """One-row transactions into a session-shaped table, WAL and synchronous=NORMAL as the
+    """One-row transactions into a sessions-shaped table, WAL and synchronous=NORMAL as the
     server uses, on the same disk as its data dir, from one Python thread."""
     path = os.path.join(tmp, f"raw-{uuid.uuid4().hex}.db")
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("""CREATE TABLE s (id TEXT PRIMARY KEY, create_time TEXT NOT NULL,
-        creator TEXT, state TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
-        expiration_time TEXT, procedure_id TEXT, current_fw TEXT, target_fw TEXT,
-        device_id TEXT, payload TEXT, error TEXT, history TEXT)""")
-    db.execute("CREATE INDEX s_exp ON s(expiration_time)")
-    db.execute("CREATE INDEX s_state ON s(state)")
+    db.executescript(RAW_SCHEMA)
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    now = "2026-01-01T00:00:00.000000+00:00"
     n = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         db.execute("BEGIN")
-        db.execute("INSERT INTO s VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                   (str(uuid.uuid4()), "2026-01-01T00:00:00.000000+00:00", "admin", "ready",
-                    0, "2026-01-02T00:00:00.000000+00:00", str(uuid.uuid4()),
-                    None, str(uuid.uuid4()), None, "{}", None,
-                    '[{"state":"ready","time":"2026-01-01T00:00:00.000000+00:00"}]'))
+        db.execute(RAW_INSERT, (
+            str(uuid.uuid4()), now, now, "admin", ids[0], "ready", 1767225600000000 + n,
+            ids[1], ids[2], ids[3], ids[0], "1.0.0", ids[1], "2.0.0", '[{"plugin":"link"}]',
+            1, 86400, 86400, 86400, 31536000, "http://127.0.0.1:8080",
+            '[{"state":"ready","time":"' + now + '"}]'))
         db.execute("COMMIT")
         n += 1
     el = time.monotonic() - t0
