@@ -10,6 +10,10 @@ DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-
 sqlite3 curl"
 # shellcheck disable=SC2034
 DH_BENCH_PKGS="nginx-light wrk python3-requests sqlite3"
+# shellcheck disable=SC2034
+# browser tests (tests/browser/run installs them): Debian's Chromium and a font for
+# readable screenshots; node and npm run playwright-core (a newer node already there is kept)
+DH_BROWSER_PKGS="chromium fonts-dejavu-core nodejs npm"
 
 # dh_install PKG... : apt-get installs those not yet installed (as root, or with sudo).
 dh_install() {
