@@ -50,9 +50,14 @@ function signInPage(message) {
       showError(form, { detail: 'Enter a token.', fields: { token: 'required' } });
       return;
     }
+    let err = null;
     try {
       await api.get('tokens/?limit=1', { tok: t, quiet401: true });
-    } catch (err) {
+    } catch (e) {
+      // 403 is a valid token whose user holds no grant yet; only 401 means a bad token
+      if (e.status !== 403) err = e;
+    }
+    if (err) {
       const text = err.status === 401
         ? 'This token is not valid: it is unknown, expired or revoked.'
         : err.detail;

@@ -17,6 +17,11 @@ function schemaText(s) {
   return s.format ? `${s.type} (${s.format})` : s.type || 'object';
 }
 
+// Text with `code` spans, as the document's descriptions write them.
+function prose(text) {
+  return String(text || '').split('`').map((part, i) => (i % 2 ? el('code', {}, part) : part));
+}
+
 function schemaLink(s) {
   const r = refName(s);
   return r ? el('a', { href: `#/api/${r}`, class: 'schema-link' }, r) : el('code', {}, schemaText(s));
@@ -28,16 +33,16 @@ function operation(doc, method, path, op) {
   return el('details', { class: 'op', id: `op-${op.operationId}` },
     el('summary', {}, el('span', { class: `method m-${method}` }, method.toUpperCase()),
       el('code', { class: 'path' }, path), el('span', { class: 'op-sum' }, op.summary || '')),
-    op.description ? el('p', { class: 'op-desc' }, op.description) : null,
+    op.description ? el('p', { class: 'op-desc' }, prose(op.description)) : null,
     params.length ? el('div', { class: 'table-wrap' }, el('table', { class: 'grid small' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Parameter'), el('th', {}, 'In'), el('th', {}, 'Type'), el('th', {}, 'About'))),
       el('tbody', {}, params.map((p) => el('tr', {}, el('td', {}, el('code', {}, p.name), p.required ? ' *' : ''),
-        el('td', {}, p.in), el('td', {}, schemaText(p.schema)), el('td', {}, p.description || '')))))) : null,
+        el('td', {}, p.in), el('td', {}, schemaText(p.schema)), el('td', {}, prose(p.description))))))) : null,
     body ? el('p', {}, 'Body: ', Object.entries(body).map(([ct, c]) => [el('code', {}, ct), ' ', schemaLink(c.schema), ' '])) : null,
     el('ul', { class: 'responses' }, Object.entries(op.responses || {}).map(([code, r0]) => {
       const r = refName(r0) ? doc.components.responses[refName(r0)] : r0;
       const content = r.content ? Object.entries(r.content)[0] : null;
-      return el('li', {}, el('b', { class: `code c${code[0]}` }, code), ' ', r.description || '',
+      return el('li', {}, el('b', { class: `code c${code[0]}` }, code), ' ', prose(r.description),
         content ? [' — ', el('code', {}, content[0]), ' ', schemaLink(content[1].schema)] : null);
     })));
 }
@@ -51,7 +56,7 @@ function schemaCard(name, s) {
       el('thead', {}, el('tr', {}, el('th', {}, 'Field'), el('th', {}, 'Type'), el('th', {}, 'About'))),
       el('tbody', {}, Object.entries(props).map(([k, v]) => el('tr', {},
         el('td', {}, el('code', {}, k), req.has(k) ? ' *' : ''), el('td', {}, schemaLink(v)),
-        el('td', {}, v.description || (v.enum ? `one of ${v.enum.join(', ')}` : ''))))))));
+        el('td', {}, v.description ? prose(v.description) : (v.enum ? `one of ${v.enum.join(', ')}` : ''))))))));
 }
 
 export function render(main, args) {
@@ -69,7 +74,7 @@ export function render(main, args) {
     }
     clear(box,
       el('section', { class: 'card' }, el('h2', {}, `${doc.info.title} ${doc.info.version}`),
-        el('p', {}, doc.info.description),
+        el('p', {}, prose(doc.info.description)),
         el('p', { class: 'muted' }, `OpenAPI ${doc.openapi} · ${Object.keys(doc.paths).length} paths`)),
       [...byTag.entries()].map(([tag, ops]) => el('section', { class: 'api-group' }, el('h2', {}, tag), ops)),
       el('section', { class: 'api-group', id: 'schemas' }, el('h2', {}, 'Schemas'),
