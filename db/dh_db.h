@@ -66,6 +66,12 @@ int dh_db_schema_version(struct dh_db *db);
  */
 sqlite3_stmt *dh_db_prep(struct dh_db *db, const char *sql);
 
+/*
+ * The same for SQL text built at run time (the cache keeps its own copy, matched by
+ * content). Only for a small, bounded set of texts, e.g. one per table and lookup kind.
+ */
+sqlite3_stmt *dh_db_prep_text(struct dh_db *db, const char *sql);
+
 /* Runs one statement that returns no rows; maps constraint errors like the object store. */
 enum dh_err dh_db_exec(struct dh_db *db, const char *sql, struct dh_error *err);
 

@@ -52,7 +52,7 @@ enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, 
 		     has_tid ? " OR tid = ?1" : "");
 	if (n < 0 || (size_t)n >= sizeof(sql))
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
+	st = dh_db_prep_text(db, sql);
 	if (!st)
 		return DH_E_DB;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -60,7 +60,7 @@ enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, 
 		*out = dh_db_row_to_json(st);
 		rc = *out ? DH_OK : DH_E_NOMEM;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc;
 }
 
@@ -78,7 +78,7 @@ enum dh_err dh_db_obj_resolve(struct dh_db *db, const char *table, const char *k
 		     has_tid ? " OR tid = ?1" : "");
 	if (n < 0 || (size_t)n >= sizeof(sql))
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
+	st = dh_db_prep_text(db, sql);
 	if (!st)
 		return DH_E_DB;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -86,7 +86,7 @@ enum dh_err dh_db_obj_resolve(struct dh_db *db, const char *table, const char *k
 		dh_db_col_copy(st, 0, id, DH_UUID_LEN);
 		rc = DH_OK;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc;
 }
 

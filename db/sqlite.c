@@ -25,6 +25,7 @@
 struct stmt_slot {
 	const char *sql;
 	sqlite3_stmt *st;
+	char *owned; /* the slot's own copy of sql, for texts built at run time */
 };
 
 struct dh_db {
@@ -103,8 +104,10 @@ void dh_db_close(struct dh_db *db)
 {
 	if (!db)
 		return;
-	for (size_t i = 0; i < db->nstmt; i++)
+	for (size_t i = 0; i < db->nstmt; i++) {
 		sqlite3_finalize(db->stmts[i].st);
+		free(db->stmts[i].owned);
+	}
 	sqlite3_close(db->h);
 	free(db);
 }
@@ -128,35 +131,57 @@ struct dh_db *dh_db_thread(void)
 	return db;
 }
 
-sqlite3_stmt *dh_db_prep(struct dh_db *db, const char *sql)
+/* Prepares sql and stores it in the cache under key (owned: the cache frees it). */
+static sqlite3_stmt *prep_store(struct dh_db *db, const char *sql, char *owned)
 {
 	sqlite3_stmt *st = NULL;
-	size_t i;
+	struct stmt_slot *slot;
 
-	for (i = 0; i < db->nstmt; i++) {
-		if (db->stmts[i].sql == sql) {
-			st = db->stmts[i].st;
-			sqlite3_reset(st);
-			sqlite3_clear_bindings(st);
-			return st;
-		}
-	}
 	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
 		dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(db->h));
+		free(owned);
 		return NULL;
 	}
-	if (db->nstmt < DB_STMT_CACHE) {
-		db->stmts[db->nstmt].sql = sql;
-		db->stmts[db->nstmt].st = st;
-		db->nstmt++;
-	} else {
+	if (db->nstmt == DB_STMT_CACHE) {
 		/* the cache is full: evict the oldest; callers never hold two evicted ones */
 		sqlite3_finalize(db->stmts[0].st);
+		free(db->stmts[0].owned);
 		memmove(db->stmts, db->stmts + 1, (DB_STMT_CACHE - 1) * sizeof(db->stmts[0]));
-		db->stmts[DB_STMT_CACHE - 1].sql = sql;
-		db->stmts[DB_STMT_CACHE - 1].st = st;
+		db->nstmt--;
 	}
+	slot = &db->stmts[db->nstmt++];
+	slot->sql = owned ? owned : sql;
+	slot->st = st;
+	slot->owned = owned;
 	return st;
+}
+
+static sqlite3_stmt *ready(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+sqlite3_stmt *dh_db_prep(struct dh_db *db, const char *sql)
+{
+	for (size_t i = 0; i < db->nstmt; i++) {
+		if (db->stmts[i].sql == sql)
+			return ready(db->stmts[i].st);
+	}
+	return prep_store(db, sql, NULL);
+}
+
+sqlite3_stmt *dh_db_prep_text(struct dh_db *db, const char *sql)
+{
+	char *copy;
+
+	for (size_t i = 0; i < db->nstmt; i++) {
+		if (db->stmts[i].owned && strcmp(db->stmts[i].owned, sql) == 0)
+			return ready(db->stmts[i].st);
+	}
+	copy = strdup(sql);
+	return copy ? prep_store(db, copy, copy) : NULL;
 }
 
 enum dh_err dh_db_error(struct dh_db *db, int rc, struct dh_error *err)
