@@ -3,7 +3,7 @@
 // through playwright-core with a fresh profile and no network beyond 127.0.0.1, a small
 // API client, and screenshots into artifacts/.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -145,4 +145,58 @@ export function mcubootImage(bodyLen, [maj, min, rev, build]) {
 
 export function readText(p) {
   return readFileSync(p, 'utf8');
+}
+
+// tests/sim/dfd_sim.py as a child process on a free UDP port (its first line says which).
+export class MeshSim {
+  constructor(args = []) {
+    this.args = args;
+  }
+
+  start() {
+    return new Promise((resolve, reject) => {
+      this.proc = spawn('/usr/bin/python3', [path.join(ROOT, 'tests', 'sim', 'dfd_sim.py'),
+        '--udp-port', '0', '--step-delay', '0.02', ...this.args], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('simulator did not start')), START_MS);
+      this.proc.stdout.on('data', (d) => {
+        out += d.toString();
+        const line = out.split('\n')[0];
+        if (!this.port && out.includes('\n')) {
+          clearTimeout(timer);
+          const ready = JSON.parse(line);
+          if (ready.event !== 'ready') reject(new Error(line));
+          this.port = ready.udp_port;
+          resolve(this);
+        }
+      });
+      this.proc.on('exit', (code) => {
+        if (!this.port) {
+          clearTimeout(timer);
+          reject(new Error(`simulator exited with ${code}`));
+        }
+      });
+    });
+  }
+
+  async stop() {
+    if (this.proc && this.proc.exitCode === null) {
+      const done = new Promise((r) => this.proc.once('exit', r));
+      this.proc.kill('SIGTERM');
+      await Promise.race([done, sleep(10000)]);
+      if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
+    }
+  }
+}
+
+// An MCUboot image of size bytes made by scripts/mkimage.
+export function makeImage(version, size) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dh-img-'));
+  const out = path.join(dir, 'fw.img');
+  const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'mkimage'), '--version', version,
+    '--random-body', String(size), '--seed', '7', out], { timeout: 30000 });
+  if (r.status !== 0) throw new Error(`mkimage: ${r.stderr}`);
+  const data = readFileSync(out);
+  rmSync(dir, { recursive: true, force: true });
+  return data;
 }

@@ -150,6 +150,22 @@ function renderList(main) {
   };
 }
 
+// Names of the numbers in payload.mesh (SMP.md: DFD phase; Firmware Update target phase).
+const DFD_PHASES = ['idle', 'transfer active', 'transfer success', 'applying', 'completed',
+  'failed', 'cancelling', 'suspended'];
+const RX_PHASES = ['idle', 'transfer error', 'transfer active', 'verify', 'verify OK',
+  'verify failed', 'applying', 'transfer cancelled', 'apply success', 'apply failed', 'unknown'];
+
+function named(names, n) {
+  if (typeof n !== 'number') return n ?? '—';
+  return n >= 0 && n < names.length ? `${names[n]} (${n})` : String(n);
+}
+
+function status(n) {
+  if (typeof n !== 'number') return n ?? '—';
+  return n === 0 ? 'ok' : `error ${n}`;
+}
+
 function renderDetail(main, id) {
   let s = null;
   const body = el('div', { id: 'session-detail', class: 'detail' }, el('p', { class: 'muted' }, 'Loading…'));
@@ -191,13 +207,14 @@ function renderDetail(main, id) {
     const recv = m.receivers || [];
     return el('section', { class: 'card', id: 'mesh' },
       el('h2', {}, 'Mesh distribution'),
-      el('p', {}, 'Phase ', el('b', {}, m.phase || '—'), ', status ', el('b', {}, m.status || '—')),
+      el('p', { id: 'mesh-phase' }, 'Phase ', el('b', {}, named(DFD_PHASES, m.phase)),
+        m.stage ? [', step ', el('b', {}, m.stage)] : null, ', status ', el('b', {}, status(m.status))),
       progressBar(m.progress, 'distribution progress'),
       el('div', { class: 'table-wrap' }, el('table', { class: 'grid', id: 'receivers' },
         el('thead', {}, el('tr', {}, el('th', {}, 'Receiver'), el('th', {}, 'Phase'), el('th', {}, 'Status'), el('th', {}, 'Progress'))),
         el('tbody', {}, recv.length ? recv.map((r) => el('tr', { dataset: { addr: r.addr } },
           el('td', {}, el('code', {}, `0x${Number(r.addr).toString(16).padStart(4, '0')}`)),
-          el('td', {}, r.phase || '—'), el('td', {}, r.status || '—'),
+          el('td', {}, named(RX_PHASES, r.phase)), el('td', {}, status(r.status)),
           el('td', {}, progressBar(r.progress, `receiver ${r.addr}`)))) : emptyRow(4, 'No receivers reported yet.')))));
   }
 
