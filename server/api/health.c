@@ -37,8 +37,12 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"devicehub_http_requests_total{class=\"5xx\"} %llu\n"
 		"# HELP devicehub_http_upload_bytes_total Request body bytes received.\n"
 		"# TYPE devicehub_http_upload_bytes_total counter\n"
-		"devicehub_http_upload_bytes_total %llu\n",
-		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded);
+		"devicehub_http_upload_bytes_total %llu\n"
+		"# HELP devicehub_event_subscribers Open /api/v1/events streams.\n"
+		"# TYPE devicehub_event_subscribers gauge\n"
+		"devicehub_event_subscribers %u\n",
+		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded,
+		dh_api_events_subscribers());
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
 	return dh_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,

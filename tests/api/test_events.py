@@ -257,6 +257,8 @@ def test_subscriber_limit_503_then_free_again():
     try:
         subs = [Sse(srv), Sse(srv)]
         assert [x.status for x in subs] == [200, 200]
+        metrics = Client(srv).get("/metrics").text
+        assert "devicehub_event_subscribers 2\n" in metrics, metrics
         extra = Sse(srv)
         assert extra.status == 503
         assert extra.headers.get("retry-after")
