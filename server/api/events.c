@@ -281,88 +281,96 @@ static bool parse_arg(struct dh_req *req, const char *name, const char *text, ui
 	return false;
 }
 
+/* Frees a subscriber that never joined the list. */
+static void sub_discard(struct sub *s)
+{
+	if (!s)
+		return;
+	dh_principal_release(&s->who);
+	free(s->buf);
+	free(s);
+}
+
+/* Adds s to the list, starting the notifier with the first subscriber; the error when the
+ * list is full or the server is stopping. */
+static enum dh_err sub_join(struct dh_req *req, struct sub *s)
+{
+	enum dh_err rc = DH_OK;
+	unsigned count;
+
+	pthread_mutex_lock(&reg.lock);
+	count = reg.count;
+	if (reg.is_stopping) {
+		rc = dh_error_set(&req->err, DH_E_UNAVAILABLE, "The server is shutting down.");
+	} else if (count >= dh_cfg.max_events) {
+		rc = dh_error_set(&req->err, DH_E_UNAVAILABLE,
+				  "All %u event subscriptions are taken; try again later or poll"
+				  " /api/v1/firmware-update/.",
+				  dh_cfg.max_events);
+	} else if (!reg.has_thread && pthread_create(&reg.thread, NULL, notifier, NULL) != 0) {
+		rc = dh_error_set(&req->err, DH_E_UNAVAILABLE, "Cannot start the event notifier.");
+	} else {
+		reg.has_thread = true;
+		s->next = reg.head;
+		if (reg.head)
+			reg.head->prev = s;
+		reg.head = s;
+		reg.count++;
+	}
+	pthread_mutex_unlock(&reg.lock);
+	if (rc != DH_OK && count >= dh_cfg.max_events)
+		dh_warn("events.full", "subscribers=%u max=%u", count, dh_cfg.max_events);
+	return rc;
+}
+
 enum dh_err dh_api_events(struct dh_req *req)
 {
 	const char *hb = dh_req_query(req, "heartbeat");
 	const char *last = dh_req_header(req, "Last-Event-ID");
 	uint64_t heartbeat = DH_SSE_HEARTBEAT_MS, after, newest = dh_events_last_seq();
 	struct sub *s = NULL;
-	enum dh_err rc;
+	enum dh_err rc = DH_E_INVALID;
 
 	if (hb && !parse_arg(req, "heartbeat", hb, DH_SSE_HEARTBEAT_MIN_MS, DH_SSE_HEARTBEAT_MAX_MS,
 			     &heartbeat))
-		return DH_E_INVALID;
+		goto out;
 	/* EventSource sends Last-Event-ID on reconnects; ?last_event_id= serves a first connect */
 	if (!last || !*last)
 		last = dh_req_query(req, "last_event_id");
 	after = newest;
 	if (last && *last && !parse_arg(req, "last_event_id", last, 0, UINT64_MAX, &after))
-		return DH_E_INVALID;
+		goto out;
 	/* an id from before a restart (the sequence starts again at 1): send all kept events */
 	if (after > newest)
 		after = 0;
+	rc = DH_E_NOMEM;
 	s = calloc(1, sizeof(*s));
-	if (!s || !dh_principal_copy(&s->who, &req->who)) {
-		free(s);
-		return DH_E_NOMEM;
-	}
+	if (!s || !dh_principal_copy(&s->who, &req->who))
+		goto out;
 	s->conn = req->conn;
 	s->fd = dh_http_conn_fd(req->conn);
 	s->after = after;
 	s->heartbeat_ms = (int64_t)heartbeat;
 	s->heartbeat_due_ms = dh_mono_ms() + s->heartbeat_ms;
 	/* the first bytes open the stream for the client at once, and set its retry delay */
-	if (!buf_printf(s, "retry: %d\n: connected\n\n", DH_SSE_RETRY_MS)) {
-		dh_principal_release(&s->who);
-		free(s);
-		return DH_E_NOMEM;
-	}
-
-	pthread_mutex_lock(&reg.lock);
-	if (reg.is_stopping || reg.count >= dh_cfg.max_events) {
-		unsigned count = reg.count;
-		bool is_stopping = reg.is_stopping;
-		pthread_mutex_unlock(&reg.lock);
-		dh_principal_release(&s->who);
-		free(s->buf);
-		free(s);
-		if (is_stopping)
-			return dh_error_set(&req->err, DH_E_UNAVAILABLE,
-					    "The server is shutting down.");
-		dh_warn("events.full", "subscribers=%u max=%u", count, dh_cfg.max_events);
-		return dh_error_set(&req->err, DH_E_UNAVAILABLE,
-				    "All %u event subscriptions are taken; try again later or poll"
-				    " /api/v1/firmware-update/.",
-				    dh_cfg.max_events);
-	}
-	if (!reg.has_thread) {
-		if (pthread_create(&reg.thread, NULL, notifier, NULL) != 0) {
-			pthread_mutex_unlock(&reg.lock);
-			dh_principal_release(&s->who);
-			free(s->buf);
-			free(s);
-			return dh_error_set(&req->err, DH_E_UNAVAILABLE,
-					    "Cannot start the event notifier.");
-		}
-		reg.has_thread = true;
-	}
-	s->next = reg.head;
-	if (reg.head)
-		reg.head->prev = s;
-	reg.head = s;
-	reg.count++;
-	pthread_mutex_unlock(&reg.lock);
-
+	if (!buf_printf(s, "retry: %d\n: connected\n\n", DH_SSE_RETRY_MS))
+		goto out;
+	rc = sub_join(req, s);
+	if (rc != DH_OK)
+		goto out;
 	/* from here on sub_free owns s, also when the reply cannot be made */
 	rc = dh_http_reply_stream(req, 200, "text/event-stream; charset=utf-8", sub_read, s,
 				  sub_free);
+	s = NULL;
 	if (rc != DH_OK)
-		return rc;
+		goto out;
 	dh_http_header(req, "Cache-Control", "no-cache");
 	dh_http_header(req, "X-Accel-Buffering", "no");
 	dh_debug("events.subscribe", "user=%s after=%llu heartbeat_ms=%llu", req->who.user_name,
 		 (unsigned long long)after, (unsigned long long)heartbeat);
-	return DH_OK;
+out:
+	sub_discard(s);
+	return rc;
 }
 
 unsigned dh_api_events_subscribers(void)
