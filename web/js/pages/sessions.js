@@ -119,6 +119,11 @@ function renderList(main) {
     if (!d || !d.id) return;
     if (ev.type === 'session.created') {
       rows.set(d.id, d);
+      // keep the table bounded on a busy fleet: drop the oldest beyond the list's size
+      while (rows.size > LIST_LIMIT) {
+        const oldest = [...rows.values()].reduce((a, b) => (a.create_time < b.create_time ? a : b));
+        rows.delete(oldest.id);
+      }
     } else if (rows.has(d.id)) {
       const s = rows.get(d.id);
       if (ev.type === 'session.state') Object.assign(s, { state: d.state, finished: d.finished, error: d.error });
