@@ -71,8 +71,8 @@ export function render(main, args) {
   const tbody = el('tbody');
   const cols = res.fields.filter((f) => !['textarea', 'steps'].includes(f.kind) && !f.name.endsWith('timeout') && f.name !== 'retention');
   const table = el('table', { class: 'grid', id: `${res.key}-table` },
-    el('thead', {}, el('tr', {}, cols.map((f) => el('th', {}, label(f.name))),
-      res.key === 'delivery-procedures' ? el('th', {}, 'Steps') : null, el('th', {}, ''))),
+    el('thead', {}, el('tr', {}, cols.map((f, i) => el('th', { class: i >= 2 ? 'hide-sm' : null }, label(f.name))),
+      res.key === 'delivery-procedures' ? el('th', { class: 'hide-sm' }, 'Steps') : null, el('th', {}, ''))),
     tbody);
   let items = [];
 
@@ -97,8 +97,8 @@ export function render(main, args) {
 
   function draw() {
     clear(tbody, items.length ? items.map((o) => el('tr', { dataset: { id: o.id, tid: o.tid || '' } },
-      cols.map((f) => el('td', {}, cell(f, o))),
-      res.key === 'delivery-procedures' ? el('td', {}, (o.steps || []).map((s) => s.plugin).join(' → ') || 'link') : null,
+      cols.map((f, i) => el('td', { class: i >= 2 ? 'hide-sm' : null }, cell(f, o))),
+      res.key === 'delivery-procedures' ? el('td', { class: 'hide-sm' }, (o.steps || []).map((s) => s.plugin).join(' → ') || 'link') : null,
       el('td', { class: 'row-actions' },
         el('button', { class: 'btn small', type: 'button', onclick: () => openForm(o) }, 'Edit'),
         deleteButton(o)))) : emptyRow(cols.length + 2, `No ${res.title.toLowerCase()} yet.`));
