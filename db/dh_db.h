@@ -190,6 +190,11 @@ enum dh_err dh_db_session_insert(struct dh_db *db, const struct dh_session *s,
 /* Loads session id into s (released first by the caller). DH_E_NOT_FOUND when none. */
 enum dh_err dh_db_session_get(struct dh_db *db, const char *id, struct dh_session *s);
 
+/* What an image download needs of session id: s without its JSON members (steps, payload,
+ * error, history stay NULL) and the target image's create_time in image_time ("" if none). */
+enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct dh_session *s,
+				       char image_time[DH_TIME_LEN]);
+
 /* What a move changes besides the state (see dh_db_session_move). */
 struct dh_session_move {
 	const struct dh_fsm_row *row; /* the transition; row->from is the expected state */

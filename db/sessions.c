@@ -40,7 +40,8 @@ static json_t *col_json(sqlite3_stmt *st, int i, json_t *(*fallback)(void))
 	return v;
 }
 
-static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
+/* The scalar columns 0-26 of SESSION_COLS (or of a query with the same first columns). */
+static void row_scalars(sqlite3_stmt *st, struct dh_session *s)
 {
 	char state[32];
 
@@ -70,6 +71,11 @@ static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
 		s->timeouts[i] = sqlite3_column_int64(st, 21 + i);
 	dh_db_col_copy(st, 25, s->base_url, sizeof(s->base_url));
 	s->attempts = sqlite3_column_int(st, 26);
+}
+
+static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
+{
+	row_scalars(st, s);
 	s->steps = col_json(st, 27, json_array);
 	s->payload = col_json(st, 28, json_object);
 	s->error = col_json(st, 29, NULL);
@@ -146,6 +152,37 @@ enum dh_err dh_db_session_get(struct dh_db *db, const char *id, struct dh_sessio
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		row_to_session(st, s);
+		rc = DH_OK;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct dh_session *s,
+				       char image_time[DH_TIME_LEN])
+{
+	/* SESSION_COLS' scalar columns, then the image's create_time: no JSON to parse */
+	static const char sql[] =
+		"SELECT s.id, s.create_time, s.creator, s.creator_id, s.state, s.finished,"
+		" s.expire_us, s.delivery_procedure_id, s.product_id, s.model_id, s.channel_id,"
+		" s.device_ref, s.device_name, s.current_firmware_id, s.current_version,"
+		" s.target_firmware_id, s.target_version, f.sha256, f.size, s.allow_draft,"
+		" s.needs_confirm, s.ready_timeout, s.processing_timeout, s.confirm_timeout,"
+		" s.retention, s.base_url, s.attempts, f.create_time FROM sessions s LEFT JOIN"
+		" firmware f ON f.id = s.target_firmware_id WHERE s.id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		row_scalars(st, s);
+		dh_db_col_copy(st, 27, image_time, DH_TIME_LEN);
 		rc = DH_OK;
 	} else if (r != SQLITE_DONE) {
 		rc = dh_db_error(db, r, NULL);

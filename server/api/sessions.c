@@ -412,20 +412,27 @@ out:
 	return rc;
 }
 
-/* Loads the session of the path and checks the caller's rights over it. */
-static enum dh_err load(struct dh_req *req, struct dh_session *s)
+/* Loads the session of the path into s, whole or (image_time set) only what a download needs,
+ * and checks the caller's rights over it. */
+static enum dh_err load_as(struct dh_req *req, struct dh_session *s, char *image_time)
 {
 	const char *id = req->nargs ? req->args[0] : "";
 	enum dh_err rc;
 
 	if (!dh_uuid_valid(id))
 		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such session.");
-	rc = dh_db_session_get(req->db, id, s);
+	rc = image_time ? dh_db_session_get_download(req->db, id, s, image_time)
+			: dh_db_session_get(req->db, id, s);
 	if (rc == DH_E_NOT_FOUND)
 		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such session: '%s'.", id);
 	if (rc != DH_OK)
 		return rc;
 	return check_rights(req, s, true);
+}
+
+static enum dh_err load(struct dh_req *req, struct dh_session *s)
+{
+	return load_as(req, s, NULL);
 }
 
 enum dh_err dh_api_sessions_get(struct dh_req *req)
@@ -589,8 +596,8 @@ out:
 enum dh_err dh_api_sessions_image(struct dh_req *req)
 {
 	struct dh_session s = { 0 };
-	json_t *fw = NULL;
-	enum dh_err rc = load(req, &s);
+	char image_time[DH_TIME_LEN] = "";
+	enum dh_err rc = load_as(req, &s, image_time);
 
 	if (rc != DH_OK)
 		goto out;
@@ -607,13 +614,8 @@ enum dh_err dh_api_sessions_image(struct dh_req *req)
 				  dh_state_name(s.state));
 		goto out;
 	}
-	rc = dh_db_obj_get(req->db, "firmware", s.target_fw, false, &fw);
-	if (rc != DH_OK)
-		goto out;
-	rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size,
-			      jstr(fw, "create_time"));
+	rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size, image_time);
 out:
-	json_decref(fw);
 	dh_db_session_release(&s);
 	return rc;
 }
