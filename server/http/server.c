@@ -680,7 +680,13 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 
 enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 {
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+	/*
+	 * poll(), not epoll: with MHD 0.9.75's edge-triggered epoll a client that hung up in the
+	 * middle of an upload was at times not noticed until the connection timeout, keeping the
+	 * request (and its temporary blob file) alive for two minutes; test_firmware's aborted
+	 * upload test failed about one run in two. poll() is level-triggered and sees the hang-up.
+	 */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
 			 MHD_ALLOW_SUSPEND_RESUME;
 	struct sockaddr_in6 a6 = { 0 };
 	struct sockaddr_in a4 = { 0 };
