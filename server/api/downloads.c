@@ -48,6 +48,29 @@ static enum dh_err reply_sendfile(struct dh_req *req, unsigned status, const cha
 	return dh_http_reply_fd(req, status, fd, off, len);
 }
 
+/* Writes v in decimal at p and returns the end (no NUL); printf costs more per request. */
+static char *put_u64(char *p, unsigned long long v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/* Writes v as two digits at p and returns the end. */
+static char *put_2d(char *p, int v)
+{
+	*p++ = (char)('0' + v / 10 % 10);
+	*p++ = (char)('0' + v % 10);
+	return p;
+}
+
 /* RFC 9110 5.6.7 IMF-fixdate, locale-independent. */
 static bool http_date(const char *rfc3339, char out[HTTP_DATE_LEN])
 {
@@ -57,18 +80,34 @@ static bool http_date(const char *rfc3339, char out[HTTP_DATE_LEN])
 	struct tm tm;
 	int64_t us;
 	time_t t;
-	int n;
+	char *p = out;
 
 	if (!rfc3339 || !dh_time_parse(rfc3339, &us))
 		return false;
 	t = (time_t)(us / 1000000);
 	if (!gmtime_r(&t, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
-	    tm.tm_mon > 11)
+	    tm.tm_mon > 11 || tm.tm_year < 0 || tm.tm_year > 9999 - 1900)
 		return false;
-	n = snprintf(out, HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-		     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec);
-	return n > 0 && n < HTTP_DATE_LEN;
+	/* "Sun, 06 Nov 1994 08:49:37 GMT" */
+	memcpy(p, days[tm.tm_wday], 3);
+	p += 3;
+	*p++ = ',';
+	*p++ = ' ';
+	p = put_2d(p, tm.tm_mday);
+	*p++ = ' ';
+	memcpy(p, months[tm.tm_mon], 3);
+	p += 3;
+	*p++ = ' ';
+	p = put_2d(p, (tm.tm_year + 1900) / 100);
+	p = put_2d(p, (tm.tm_year + 1900) % 100);
+	*p++ = ' ';
+	p = put_2d(p, tm.tm_hour);
+	*p++ = ':';
+	p = put_2d(p, tm.tm_min);
+	*p++ = ':';
+	p = put_2d(p, tm.tm_sec);
+	memcpy(p, " GMT", 5);
+	return true;
 }
 
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
@@ -80,9 +119,13 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 	enum dh_range_kind kind;
 	bool has_date = http_date(last_modified, date);
 	unsigned status = 200;
+	size_t hlen;
 	enum dh_err rc;
 
-	snprintf(etag, sizeof(etag), "\"%s\"", sha256);
+	hlen = strnlen(sha256, DH_SHA256_HEX - 1);
+	etag[0] = '"';
+	memcpy(etag + 1, sha256, hlen);
+	memcpy(etag + 1 + hlen, "\"", 2);
 	kind = dh_range_parse(dh_req_header(req, "Range"), size, &r);
 	/* a stale If-Range means "send me the whole new image" (RFC 9110 13.1.5) */
 	if ((kind == DH_RANGE_ONE || kind == DH_RANGE_UNSATISFIABLE) &&
@@ -124,9 +167,15 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 	if (has_date)
 		dh_http_header(req, "Last-Modified", date);
 	if (status == 206) {
-		snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
-			 (unsigned long long)r.start, (unsigned long long)(r.start + r.len - 1),
-			 (unsigned long long)size);
+		/* "bytes %llu-%llu/%llu" */
+		char *p = crange;
+		memcpy(p, "bytes ", 6);
+		p = put_u64(p + 6, r.start);
+		*p++ = '-';
+		p = put_u64(p, r.start + r.len - 1);
+		*p++ = '/';
+		p = put_u64(p, size);
+		*p = 0;
 		dh_http_header(req, "Content-Range", crange);
 	}
 	return DH_OK;
