@@ -35,6 +35,9 @@
  * is MHD's default and holds any sane request head.
  */
 #define DH_CONN_MEMORY (32 * 1024)
+/* JSON answers up to this size are dumped into a per-thread buffer; larger ones (long
+ * lists) are dumped a second time into a malloc'd buffer of the size the first dump gave. */
+#define DH_JSON_SMALL (64 * 1024)
 /* Seconds an idle connection is kept. */
 #define DH_CONN_TIMEOUT 120
 
@@ -109,16 +112,32 @@ enum dh_err dh_http_reply_text(struct dh_req *req, unsigned status, const char *
 
 enum dh_err dh_http_reply_json(struct dh_req *req, unsigned status, json_t *body)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-	struct MHD_Response *r;
+	/* Most answers fit: dumped here and copied once by MHD; json_dumps grows its buffer by
+	 * realloc and copies it once more at the end. */
+	static _Thread_local char small[DH_JSON_SMALL];
+	const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII;
+	size_t n = body ? json_dumpb(body, small, sizeof(small), flags) : 0;
+	struct MHD_Response *r = NULL;
+	char *text = NULL;
 	enum dh_err rc;
 
+	if (n == 0)
+		goto out;
+	if (n <= sizeof(small)) {
+		r = MHD_create_response_from_buffer(n, small, MHD_RESPMEM_MUST_COPY);
+		goto out;
+	}
+	text = malloc(n);
+	if (!text || json_dumpb(body, text, n, flags) != n)
+		goto out;
+	r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+	if (r)
+		text = NULL;
+out:
+	free(text);
 	json_decref(body);
-	if (!text)
-		return DH_E_NOMEM;
-	r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if (!r)
-		free(text);
+		return DH_E_NOMEM;
 	rc = set_response(req, status, r);
 	if (rc == DH_OK)
 		dh_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -507,6 +526,15 @@ static enum dh_err append_body(struct dh_req *req, const char *data, size_t len)
 	return DH_OK;
 }
 
+/* Eight lower-case hex digits of v at out (no NUL). */
+static void hex32(char *out, uint32_t v)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	for (int i = 7; i >= 0; i--, v >>= 4)
+		out[i] = hx[v & 15];
+}
+
 static struct dh_req *req_new(struct MHD_Connection *conn, const char *url, const char *method)
 {
 	static atomic_ullong counter;
@@ -521,8 +549,10 @@ static struct dh_req *req_new(struct MHD_Connection *conn, const char *url, cons
 	req->path = url;
 	req->start_us = dh_now_us();
 	n = atomic_fetch_add(&counter, 1);
-	snprintf(req->id, sizeof(req->id), "%08llx%08llx",
-		 (unsigned long long)(req->start_us / 1000000) & 0xffffffffull, n & 0xffffffffull);
+	/* "%08llx%08llx" of the seconds and the counter, without printf's per-call cost */
+	hex32(req->id, (uint32_t)(req->start_us / 1000000));
+	hex32(req->id + 8, (uint32_t)n);
+	req->id[16] = 0;
 	return req;
 }
 
