@@ -360,6 +360,13 @@ enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err)
 	n = snprintf(db_path, sizeof(db_path), "%s/devicehub.db", data_dir);
 	if (n < 0 || (size_t)n >= sizeof(db_path))
 		return dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+	/*
+	 * No memory statistics: with them every SQLite allocation and free takes one global
+	 * mutex, which the HTTP and worker threads then contend for (futex calls on every
+	 * request). Nothing reads them. Only possible before SQLite initializes; later it
+	 * fails harmlessly.
+	 */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	db = dh_db_open(db_path, err);
 	if (!db)
 		return err ? err->code : DH_E_DB;
