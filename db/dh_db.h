@@ -146,6 +146,14 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 unsigned long dh_db_auth_generation(void);
 void dh_db_auth_changed(void);
 
+/*
+ * Increments after every commit of a write by any connection of this process, once the
+ * change is visible to other connections (and also just before it). A value read before a
+ * query and found unchanged after it tags what the query read as current until the value
+ * changes. 0: no such guarantee (a connection is not in WAL mode); cache nothing.
+ */
+unsigned long dh_db_write_generation(void);
+
 /* ---- firmware-update sessions (sessions.c) ---- */
 
 /* A session row. Strings are "" when NULL in the database; json fields are owned. */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,13 @@ struct dh_db {
 	struct stmt_slot stmts[DB_STMT_CACHE];
 };
 
+/* WAL frames after which a commit checkpoints (SQLite's own default hook does the same). */
+#define DB_WAL_CHECKPOINT_PAGES 1000
+
 static char db_path[PATH_MAX];
+/* See dh_db_write_generation; 0 once a connection is found not to be in WAL mode. */
+static atomic_ulong write_gen = 1;
+static atomic_bool write_gen_ok = true;
 static pthread_key_t thread_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -63,6 +70,46 @@ void dh_db_thread_close(void)
 sqlite3 *dh_db_handle(struct dh_db *db)
 {
 	return db->h;
+}
+
+unsigned long dh_db_write_generation(void)
+{
+	return atomic_load(&write_gen_ok) ? atomic_load(&write_gen) : 0;
+}
+
+/* Called by SQLite after each commit of this connection, once the new data is visible to
+ * others and the write lock is released (WAL mode only). Replaces SQLite's default hook,
+ * so it also checkpoints as that one does. */
+static int on_wal_commit(void *cls, sqlite3 *h, const char *name, int pages)
+{
+	(void)cls;
+	atomic_fetch_add(&write_gen, 1);
+	if (pages >= DB_WAL_CHECKPOINT_PAGES)
+		sqlite3_wal_checkpoint(h, name);
+	return SQLITE_OK;
+}
+
+/* Called by SQLite before each commit of a write transaction of this connection. */
+static int on_commit(void *cls)
+{
+	(void)cls;
+	atomic_fetch_add(&write_gen, 1);
+	return 0;
+}
+
+/* Is connection h in WAL mode? */
+static bool is_wal(sqlite3 *h)
+{
+	sqlite3_stmt *st = NULL;
+	bool wal = false;
+
+	if (sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(st, 0);
+		wal = m && strcmp(m, "wal") == 0;
+	}
+	sqlite3_finalize(st);
+	return wal;
 }
 
 struct dh_db *dh_db_open(const char *path, struct dh_error *err)
@@ -94,6 +141,10 @@ struct dh_db *dh_db_open(const char *path, struct dh_error *err)
 		sqlite3_free(msg);
 		goto fail;
 	}
+	sqlite3_commit_hook(db->h, on_commit, NULL);
+	sqlite3_wal_hook(db->h, on_wal_commit, NULL);
+	if (!is_wal(db->h))
+		atomic_store(&write_gen_ok, false);
 	return db;
 fail:
 	dh_db_close(db);

@@ -15,6 +15,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/session.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,77 @@ out:
 	return rc;
 }
 
+/*
+ * Per-thread cache of the two reads devices repeat most, a session's JSON and what its
+ * image download needs, valid while dh_db_write_generation() is unchanged: any commit by
+ * any connection of the process drops every entry. Rights are checked on every request.
+ */
+#define SESS_CACHE_SLOTS 16
+
+struct sess_cached {
+	unsigned long gen;   /* 0: empty */
+	struct dh_session s; /* scalar members only (JSON members NULL) */
+	char image_time[DH_TIME_LEN];
+	char *text; /* GET: the answer */
+	size_t len;
+};
+
+struct sess_cache {
+	bool registered; /* for tcache_free at thread exit */
+	struct sess_cached get[SESS_CACHE_SLOTS], image[SESS_CACHE_SLOTS];
+};
+
+static _Thread_local struct sess_cache tcache;
+static pthread_key_t tcache_key;
+static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
+
+static void tcache_free(void *p)
+{
+	struct sess_cache *c = p;
+
+	for (size_t i = 0; i < SESS_CACHE_SLOTS; i++) {
+		free(c->get[i].text);
+		c->get[i].text = NULL;
+		c->get[i].gen = c->image[i].gen = 0;
+	}
+}
+
+static void tcache_key_make(void)
+{
+	pthread_key_create(&tcache_key, tcache_free);
+}
+
+/* This thread's slot for session id in arr (tcache.get or tcache.image). */
+static struct sess_cached *tcache_slot(struct sess_cached *arr, const char *id)
+{
+	size_t h = 0;
+
+	if (!tcache.registered) {
+		pthread_once(&tcache_once, tcache_key_make);
+		pthread_setspecific(tcache_key, &tcache);
+		tcache.registered = true;
+	}
+	for (const char *p = id; *p; p++)
+		h = h * 31 + (unsigned char)*p;
+	return &arr[h % SESS_CACHE_SLOTS];
+}
+
+static bool tcache_hit(const struct sess_cached *c, const char *id, unsigned long gen)
+{
+	return gen && c->gen == gen && strcmp(c->s.id, id) == 0;
+}
+
+/* Keeps s's scalars in c as read at generation gen, if nothing committed since. */
+static bool tcache_put(struct sess_cached *c, const struct dh_session *s, unsigned long gen)
+{
+	if (!gen || gen != dh_db_write_generation())
+		return false;
+	c->s = *s;
+	c->s.steps = c->s.payload = c->s.error = c->s.history = NULL;
+	c->gen = gen;
+	return true;
+}
+
 /* Loads the session of the path into s, whole or (image_time set) only what a download needs,
  * and checks the caller's rights over it. */
 static enum dh_err load_as(struct dh_req *req, struct dh_session *s, char *image_time)
@@ -437,11 +509,44 @@ static enum dh_err load(struct dh_req *req, struct dh_session *s)
 
 enum dh_err dh_api_sessions_get(struct dh_req *req)
 {
+	static const char ctype[] = "application/json; charset=utf-8";
+	const char *id = req->nargs ? req->args[0] : "";
+	unsigned long gen = dh_db_write_generation(); /* before the read */
+	struct sess_cached *c = tcache_slot(tcache.get, id);
 	struct dh_session s = { 0 };
-	enum dh_err rc = load(req, &s);
+	json_t *out = NULL;
+	char *text = NULL;
+	enum dh_err rc;
 
-	if (rc == DH_OK)
-		rc = reply_session(req, 200, &s);
+	if (tcache_hit(c, id, gen)) {
+		rc = check_rights(req, &c->s, true);
+		return rc == DH_OK ? dh_http_reply_text(req, 200, ctype, c->text, c->len) : rc;
+	}
+	rc = load(req, &s);
+	if (rc != DH_OK)
+		goto out;
+	out = dh_session_to_json(&s);
+	text = out ? json_dumps(out, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	if (!text) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	rc = dh_http_reply_text(req, 200, ctype, text, strlen(text));
+	if (rc == DH_OK) {
+		char *old = c->text;
+		c->gen = 0;
+		if (tcache_put(c, &s, gen)) {
+			c->text = text;
+			c->len = strlen(text);
+			text = NULL;
+		} else {
+			c->text = NULL;
+		}
+		free(old);
+	}
+out:
+	free(text);
+	json_decref(out);
 	dh_db_session_release(&s);
 	return rc;
 }
@@ -595,10 +700,21 @@ out:
 
 enum dh_err dh_api_sessions_image(struct dh_req *req)
 {
+	const char *id = req->nargs ? req->args[0] : "";
+	unsigned long gen = dh_db_write_generation(); /* before the read */
+	struct sess_cached *c = tcache_slot(tcache.image, id);
 	struct dh_session s = { 0 };
-	char image_time[DH_TIME_LEN] = "";
-	enum dh_err rc = load_as(req, &s, image_time);
+	enum dh_err rc;
 
+	if (tcache_hit(c, id, gen)) {
+		s = c->s;
+		rc = check_rights(req, &s, true);
+	} else {
+		c->gen = 0;
+		rc = load_as(req, &s, c->image_time);
+		if (rc == DH_OK)
+			tcache_put(c, &s, gen);
+	}
 	if (rc != DH_OK)
 		goto out;
 	if (s.finished) {
@@ -614,7 +730,7 @@ enum dh_err dh_api_sessions_image(struct dh_req *req)
 				  dh_state_name(s.state));
 		goto out;
 	}
-	rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size, image_time);
+	rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size, c->image_time);
 out:
 	dh_db_session_release(&s);
 	return rc;
