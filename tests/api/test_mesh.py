@@ -350,3 +350,43 @@ def test_timeout_cancels_the_distribution(admin, catalog, mesh_method, sims, tmp
         assert time.monotonic() < end, dfd
         time.sleep(0.05)
     assert all(r["phase"] != 8 for r in s["payload"]["mesh"]["receivers"])
+
+
+class PtySim(Sim):
+    """The simulator with its console pty (SMP.md 5); keeps the pty path of its ready line."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [PYTHON, SIM, "--udp-port", "0", "--step-delay", "0.02", "--cancel-delay", "0.05",
+             "--serial-pty"] + [str(a) for a in args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            ready = self._line(10.0)
+            assert ready.get("event") == "ready" and ready["pty"], ready
+        except BaseException:
+            self.stop()
+            raise
+        self.port = ready["udp_port"]
+        self.pty = ready["pty"]
+
+
+def test_distribution_over_serial_pty(admin, catalog, mesh_method, tmp_path):
+    img = make_image(tmp_path, "1.8.0", 24 * 1024)
+    fw = upload_firmware(admin, catalog, img, "1.8.0")
+    sim = PtySim("--no-udp", "--speed", "400000")  # only the pty can carry the session
+    try:
+        params = {"transport": "serial", "device": sim.pty, "baud": 115200,
+                  "receivers": [{"addr": 2}, {"addr": 3}]}
+        params.update(FAST)
+        sid = start_session(admin, catalog, mesh_method, params)
+        s, _ = follow(admin, sid)
+        assert s["state"] == "created", s
+        mesh = s["payload"]["mesh"]
+        assert [r["addr"] for r in mesh["receivers"]] == [2, 3]
+        assert all(r["phase"] == 8 and r["status"] == 0 for r in mesh["receivers"]), mesh
+        assert mesh["upload"] == {"off": fw["size"], "len": fw["size"]}
+        snap = sim.cmd("snapshot")
+        assert snap["images"][1]["hash"] == image_hash[str(img)], snap["images"]
+        assert snap["dfd"]["phase"] == 0 and snap["dfd"]["receivers"] == []
+    finally:
+        sim.stop()
