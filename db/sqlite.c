@@ -31,6 +31,7 @@ struct stmt_slot {
 
 struct dh_db {
 	sqlite3 *h;
+	bool write_locked; /* holds write_lock (between dh_db_begin and commit/rollback) */
 	size_t nstmt;
 	struct stmt_slot stmts[DB_STMT_CACHE];
 };
@@ -39,6 +40,21 @@ struct dh_db {
 #define DB_WAL_CHECKPOINT_PAGES 1000
 
 static char db_path[PATH_MAX];
+/*
+ * Write transactions of this process queue here rather than in SQLite: a BEGIN IMMEDIATE
+ * that finds another connection writing sleeps in SQLite's busy handler (1 ms, then longer)
+ * and retries; two HTTP threads creating sessions spent most of their time so.
+ */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void write_release(struct dh_db *db)
+{
+	if (db->write_locked) {
+		db->write_locked = false;
+		pthread_mutex_unlock(&write_lock);
+	}
+}
+
 /* See dh_db_write_generation; 0 once a connection is found not to be in WAL mode. */
 static atomic_ulong write_gen = 1;
 static atomic_bool write_gen_ok = true;
@@ -155,6 +171,7 @@ void dh_db_close(struct dh_db *db)
 {
 	if (!db)
 		return;
+	write_release(db);
 	for (size_t i = 0; i < db->nstmt; i++) {
 		sqlite3_finalize(db->stmts[i].st);
 		free(db->stmts[i].owned);
@@ -281,15 +298,21 @@ enum dh_err dh_db_exec(struct dh_db *db, const char *sql, struct dh_error *err)
 
 enum dh_err dh_db_begin(struct dh_db *db)
 {
+	if (!db->write_locked) {
+		pthread_mutex_lock(&write_lock);
+		db->write_locked = true;
+	}
 	for (int i = 0; i < DB_BEGIN_TRIES; i++) {
 		int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			return DH_OK;
 		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
 			dh_error("db.begin", "detail=\"%s\"", sqlite3_errmsg(db->h));
+			write_release(db);
 			return DH_E_DB;
 		}
 	}
+	write_release(db);
 	dh_warn("db.busy", "what=begin tries=%d", DB_BEGIN_TRIES);
 	return DH_E_BUSY;
 }
@@ -298,8 +321,10 @@ enum dh_err dh_db_commit(struct dh_db *db)
 {
 	for (int i = 0; i < DB_BEGIN_TRIES; i++) {
 		int rc = sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK) {
+			write_release(db);
 			return DH_OK;
+		}
 		if (rc != SQLITE_BUSY) {
 			dh_error("db.commit", "detail=\"%s\"", sqlite3_errmsg(db->h));
 			dh_db_rollback(db);
@@ -314,6 +339,7 @@ void dh_db_rollback(struct dh_db *db)
 {
 	if (!sqlite3_get_autocommit(db->h))
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	write_release(db);
 }
 
 int dh_db_schema_version(struct dh_db *db)
