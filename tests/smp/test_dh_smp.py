@@ -3,12 +3,15 @@ would and checks its exit code (0 success, 1 failure, 2 usage), the JSON on stdo
 progress on stderr, then what the simulated device holds afterwards."""
 import hashlib
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import SimStartError, free_udp_port, make_image, mcuboot_hash
+from conftest import BIN, SimStartError, free_udp_port, make_image, mcuboot_hash
 
 COMMANDS = ["echo", "params", "image-list", "upload", "reset", "shell", "mesh-distribute"]
 IMAGE_SIZE = 200 * 1024
@@ -27,7 +30,7 @@ def progress(err):
             for m in re.findall(r"^upload (\d+)/(\d+) bytes \((\d+)%\)$", err, re.M)]
 
 
-def check_uploaded(smp, sim, res, data, target):
+def check_uploaded(smp, sim, res, data):
     """The upload run ended well and slot 1 holds the image, seen by dh-smp and the sim."""
     assert res.rc == 0, res
     body = res.json
@@ -161,7 +164,7 @@ def test_image_list_before_and_after_upload(smp, sim, tmp_path):
                          "active": True, "permanent": False}
     data = make_image(tmp_path / "fw.img", "1.2.3", 16 * 1024, seed=11)
     res = smp("--udp", sim.udp, "upload", tmp_path / "fw.img")
-    check_uploaded(smp, sim, res, data, 1)
+    check_uploaded(smp, sim, res, data)
     after = slots(smp("--udp", sim.udp, "image-list"))
     assert sorted(after) == [0, 1] and after[0] == before[0]
     assert after[1]["hash"] == mcuboot_hash(data)
@@ -176,7 +179,7 @@ def test_upload_over_udp(smp, sims, tmp_path, fault):
     sim = sims(*fault)
     data = make_image(tmp_path / "fw.img", "1.2.3", IMAGE_SIZE, seed=3)
     res = smp("--udp", sim.udp, "upload", tmp_path / "fw.img")
-    body, snap = check_uploaded(smp, sim, res, data, 1)
+    body, snap = check_uploaded(smp, sim, res, data)
     assert body["window"] >= 1 and body["chunk_first"] > 0 and body["chunk_next"] > 0
     assert body["resumed_from"] == body["chunk_first"]  # fresh device: no earlier part
     if not fault:
@@ -193,16 +196,16 @@ def test_upload_over_udp(smp, sims, tmp_path, fault):
 
 def test_upload_resumes_or_skips_identical_image(smp, sim, tmp_path):
     data = make_image(tmp_path / "fw.img", "1.2.3", 32 * 1024, seed=5)
-    check_uploaded(smp, sim, smp("--udp", sim.udp, "upload", tmp_path / "fw.img"), data, 1)
+    check_uploaded(smp, sim, smp("--udp", sim.udp, "upload", tmp_path / "fw.img"), data)
     again = smp("--udp", sim.udp, "upload", tmp_path / "fw.img")
-    body, _ = check_uploaded(smp, sim, again, data, 1)
+    body, _ = check_uploaded(smp, sim, again, data)
     assert body["resumed_from"] == len(data)  # the device already had it all
 
 
 def test_upload_over_pty(smp, sim, tmp_path):
     data = make_image(tmp_path / "fw.img", "1.2.3", 64 * 1024, seed=4)
     res = smp("--serial", sim.pty, "upload", tmp_path / "fw.img")
-    check_uploaded(smp, sim, res, data, 1)
+    check_uploaded(smp, sim, res, data)
 
 
 def test_upload_of_non_mcuboot_file_fails_cleanly(smp, sim, tmp_path):
@@ -304,3 +307,26 @@ def test_echo_over_ipv6(smp, sims):
     assert sim.udp.startswith("[::1]:")
     res = smp("--udp", sim.udp, "echo", "six")
     assert res.rc == 0 and res.json["r"] == "six", res
+
+
+def test_interrupt_cancels_a_hanging_upload(sims, tmp_path):
+    sim = sims("--mute")
+    make_image(tmp_path / "fw.img", "1.2.3", 16 * 1024)
+    proc = subprocess.Popen([BIN, "--udp", sim.udp, "--timeout-ms", "30000", "upload",
+                             str(tmp_path / "fw.img")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        assert proc.poll() is None  # still waiting for the silent device
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=5)
+    assert proc.returncode == 1, (out, err)
+    assert json.loads(out) == {"ok": False, "command": "upload", "error": "cancelled",
+                               "detail": ""}
+    assert "dh-smp: upload failed: cancelled" in err and "Sanitizer" not in err
