@@ -107,6 +107,10 @@ def test_orderly_stop_leaves_processing_recoverable(setup):
     s = new_session(admin, cat, slow, "1.0.0")
     admin.post(FU + s["id"] + "/start")
     wait_for(admin, s["id"], lambda x: x["state"] == "processing" and x["attempts"] == 1)
+    deadline = time.monotonic() + 10  # the exec step's program has started (it wrote its pid)
+    while not (os.path.exists(pidfile) and os.path.getsize(pidfile) > 0):
+        assert time.monotonic() < deadline, "the exec step's program never started"
+        time.sleep(0.02)
     t0 = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - t0 < 10  # the running step was cancelled, not waited for
