@@ -422,6 +422,19 @@ out:
 	return rc;
 }
 
+/* Ends the write transaction begun for a create, patch or delete: on success runs the
+ * resource's after_write hook and commits, otherwise (or when the hook fails) rolls back. */
+static enum dh_err end_write(struct dh_req *req, const struct dh_resource *res, enum dh_err rc,
+			     const char *id, json_t *row)
+{
+	if (rc == DH_OK && res->hooks.after_write)
+		rc = res->hooks.after_write(req, id, row);
+	if (rc == DH_OK)
+		return dh_db_commit(req->db);
+	dh_db_rollback(req->db);
+	return rc;
+}
+
 enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
 {
 	json_t *row = NULL, *stored = NULL, *out;
@@ -443,13 +456,7 @@ enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
 	rc = dh_db_begin(req->db);
 	if (rc != DH_OK)
 		goto out;
-	rc = dh_db_obj_insert(req->db, res->table, row, &req->err);
-	if (rc == DH_OK && res->hooks.after_write)
-		rc = res->hooks.after_write(req, id, row);
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
+	rc = end_write(req, res, dh_db_obj_insert(req->db, res->table, row, &req->err), id, row);
 	if (rc != DH_OK)
 		goto out;
 	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
@@ -508,13 +515,8 @@ enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
 	rc = dh_db_begin(req->db);
 	if (rc != DH_OK)
 		goto out;
-	rc = dh_db_obj_update(req->db, res->table, id, cols, &req->err);
-	if (rc == DH_OK && res->hooks.after_write)
-		rc = res->hooks.after_write(req, id, merged);
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
+	rc = end_write(req, res, dh_db_obj_update(req->db, res->table, id, cols, &req->err), id,
+		       merged);
 	if (rc != DH_OK)
 		goto out;
 	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
@@ -541,13 +543,7 @@ enum dh_err dh_api_obj_delete(struct dh_req *req, const struct dh_resource *res)
 	rc = dh_db_begin(req->db);
 	if (rc != DH_OK)
 		goto out;
-	rc = dh_db_obj_delete(req->db, res->table, id, &req->err);
-	if (rc == DH_OK && res->hooks.after_write)
-		rc = res->hooks.after_write(req, id, NULL);
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
+	rc = end_write(req, res, dh_db_obj_delete(req->db, res->table, id, &req->err), id, NULL);
 	if (rc == DH_E_REFERENCED)
 		dh_error_set(&req->err, DH_E_REFERENCED,
 			     "This %s is still referenced by other objects; delete or change those"
