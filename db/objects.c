@@ -37,57 +37,66 @@ static sqlite3_stmt *prepare(struct dh_db *db, const char *sql)
 	return st;
 }
 
-enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, bool has_tid,
-			  json_t **out)
+/*
+ * Finds the row of table whose id (or tid, when has_tid) is key and selects cols of it.
+ * Returns the statement positioned on that row (the caller resets it) or NULL with *rc
+ * saying why: DH_E_NOT_FOUND, or a database error.
+ */
+static sqlite3_stmt *lookup(struct dh_db *db, const char *cols, const char *table, const char *key,
+			    bool has_tid, enum dh_err *rc)
 {
 	char sql[OBJ_SQL_MAX];
 	sqlite3_stmt *st;
-	enum dh_err rc = DH_E_NOT_FOUND;
-	int n;
+	int n, r;
 
-	*out = NULL;
+	*rc = DH_E_INTERNAL;
 	if (!ident_ok(table) || !key)
-		return DH_E_INTERNAL;
-	n = snprintf(sql, sizeof(sql), "SELECT * FROM %s WHERE id = ?1%s LIMIT 1", table,
+		return NULL;
+	n = snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE id = ?1%s LIMIT 1", cols, table,
 		     has_tid ? " OR tid = ?1" : "");
 	if (n < 0 || (size_t)n >= sizeof(sql))
-		return DH_E_INTERNAL;
+		return NULL;
 	st = dh_db_prep_text(db, sql);
-	if (!st)
-		return DH_E_DB;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*out = dh_db_row_to_json(st);
-		rc = *out ? DH_OK : DH_E_NOMEM;
+	if (!st) {
+		*rc = DH_E_DB;
+		return NULL;
 	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*rc = DH_OK;
+		return st;
+	}
+	*rc = r == SQLITE_DONE ? DH_E_NOT_FOUND : dh_db_error(db, r, NULL);
 	sqlite3_reset(st);
-	return rc;
+	return NULL;
+}
+
+enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, bool has_tid,
+			  json_t **out)
+{
+	enum dh_err rc;
+	sqlite3_stmt *st = lookup(db, "*", table, key, has_tid, &rc);
+
+	*out = NULL;
+	if (!st)
+		return rc;
+	*out = dh_db_row_to_json(st);
+	sqlite3_reset(st);
+	return *out ? DH_OK : DH_E_NOMEM;
 }
 
 enum dh_err dh_db_obj_resolve(struct dh_db *db, const char *table, const char *key, bool has_tid,
 			      char id[DH_UUID_LEN])
 {
-	char sql[OBJ_SQL_MAX];
-	sqlite3_stmt *st;
-	enum dh_err rc = DH_E_NOT_FOUND;
-	int n;
+	enum dh_err rc;
+	sqlite3_stmt *st = lookup(db, "id", table, key, has_tid, &rc);
 
-	if (!ident_ok(table) || !key)
-		return DH_E_INTERNAL;
-	n = snprintf(sql, sizeof(sql), "SELECT id FROM %s WHERE id = ?1%s LIMIT 1", table,
-		     has_tid ? " OR tid = ?1" : "");
-	if (n < 0 || (size_t)n >= sizeof(sql))
-		return DH_E_INTERNAL;
-	st = dh_db_prep_text(db, sql);
 	if (!st)
-		return DH_E_DB;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		dh_db_col_copy(st, 0, id, DH_UUID_LEN);
-		rc = DH_OK;
-	}
+		return rc;
+	dh_db_col_copy(st, 0, id, DH_UUID_LEN);
 	sqlite3_reset(st);
-	return rc;
+	return DH_OK;
 }
 
 /* Appends s to sql at *o; false when it would not fit. */
