@@ -1,20 +1,21 @@
 """The mesh_smp delivery step: params checked when a procedure is saved, and whole firmware
 update sessions that distribute through the simulator of tests/sim/dfd_sim.py (started as a
 subprocess on a free UDP port per test, fast mesh speed, short poll intervals)."""
-import json
 import os
-import select
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import ROOT, assert_error, unique
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "sim"))
+from process import Sim  # noqa: E402  (tests/sim/process.py)
+
 PROCS = "/api/v1/delivery-procedures/"
 SESSIONS = "/api/v1/firmware-update/"
-SIM = os.path.join(ROOT, "tests", "sim", "dfd_sim.py")
 MKIMAGE = os.path.join(ROOT, "scripts", "mkimage")
 PYTHON = "/usr/bin/python3"
 # Poll quickly so a test sees the phases; each run is a few seconds at the simulator's speed.
@@ -106,47 +107,6 @@ def test_bad_params_rejected_at_creation_and_patch(admin, mesh_method, params, k
 # ---------------------------------------------------------------------------------------------
 # Sessions through the simulator
 # ---------------------------------------------------------------------------------------------
-
-class Sim:
-    """dfd_sim.py as a subprocess: reads its ready line, answers control commands."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [PYTHON, SIM, "--udp-port", "0", "--step-delay", "0.02", "--cancel-delay", "0.05"]
-            + [str(a) for a in args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        ready = self._line(10.0)
-        assert ready.get("event") == "ready", ready
-        self.port = ready["udp_port"]
-
-    def _line(self, timeout):
-        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert r, "simulator did not answer in time"
-        line = self.proc.stdout.readline()
-        assert line, "simulator exited"
-        return json.loads(line)
-
-    def cmd(self, name, args=None):
-        msg = {"cmd": name}
-        if args is not None:
-            msg["args"] = args
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        ans = self._line(10.0)
-        assert ans.get("event") == "ok", ans
-        return ans.get("result")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            f.close()
-
 
 @pytest.fixture
 def sims():
@@ -352,28 +312,10 @@ def test_timeout_cancels_the_distribution(admin, catalog, mesh_method, sims, tmp
     assert all(r["phase"] != 8 for r in s["payload"]["mesh"]["receivers"])
 
 
-class PtySim(Sim):
-    """The simulator with its console pty (SMP.md 5); keeps the pty path of its ready line."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [PYTHON, SIM, "--udp-port", "0", "--step-delay", "0.02", "--cancel-delay", "0.05",
-             "--serial-pty"] + [str(a) for a in args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            ready = self._line(10.0)
-            assert ready.get("event") == "ready" and ready["pty"], ready
-        except BaseException:
-            self.stop()
-            raise
-        self.port = ready["udp_port"]
-        self.pty = ready["pty"]
-
-
 def test_distribution_over_serial_pty(admin, catalog, mesh_method, tmp_path):
     img = make_image(tmp_path, "1.8.0", 24 * 1024)
     fw = upload_firmware(admin, catalog, img, "1.8.0")
-    sim = PtySim("--no-udp", "--speed", "400000")  # only the pty can carry the session
+    sim = Sim("--serial-pty", "--no-udp", "--speed", "400000")  # only the pty can carry the session
     try:
         params = {"transport": "serial", "device": sim.pty, "baud": 115200,
                   "receivers": [{"addr": 2}, {"addr": 3}]}
