@@ -158,6 +158,17 @@ class Client:
         return r.json()
 
 
+def self_signed_cert(directory):
+    """Writes a self-signed certificate for 127.0.0.1 and its key (openssl CLI) into
+    directory; returns (cert path, key path)."""
+    c, k = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k,
+                    "-out", c, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return c, k
+
+
 def unique(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -1,25 +1,18 @@
 """HTTPS: with --tls-cert and --tls-key the server speaks TLS only; a client that trusts
 the certificate gets the API, plain HTTP to the same port does not."""
-import os
 import socket
-import subprocess
 import tempfile
 
 import pytest
 import requests
 
-from conftest import ADMIN_TOKEN, Server, unique
+from conftest import ADMIN_TOKEN, Server, self_signed_cert, unique
 
 
 @pytest.fixture(scope="module")
 def cert():
     with tempfile.TemporaryDirectory(prefix="dh-tls-") as d:
-        c, k = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k,
-                        "-out", c, "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=60)
-        yield c, k
+        yield self_signed_cert(d)
 
 
 @pytest.fixture(scope="module")

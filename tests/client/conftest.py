@@ -24,6 +24,7 @@ Client = api.Client
 ADMIN_TOKEN = api.ADMIN_TOKEN
 unique = api.unique
 make_user = api.make_user
+self_signed_cert = api.self_signed_cert
 
 
 class Cli:

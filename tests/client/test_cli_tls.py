@@ -1,23 +1,16 @@
 """The CLI over HTTPS: --ca FILE trusts a certificate, --insecure skips verification, and
 without either a self-signed server is refused with a clear message and exit 1."""
-import os
-import subprocess
 import tempfile
 
 import pytest
 
-from conftest import ADMIN_TOKEN, Cli, Server, unique
+from conftest import ADMIN_TOKEN, Cli, Server, self_signed_cert, unique
 
 
 @pytest.fixture(scope="module")
 def cert():
     with tempfile.TemporaryDirectory(prefix="dh-cli-tls-") as d:
-        c, k = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k,
-                        "-out", c, "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=60)
-        yield c, k
+        yield self_signed_cert(d)
 
 
 @pytest.fixture(scope="module")
