@@ -58,19 +58,21 @@ bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, con
 	if (plen > 1 && path[plen - 1] == '/')
 		plen--;
 	for (size_t i = 0; i < n; i++) {
-		struct dh_route_match tmp = { 0 };
+		struct dh_route_match tmp;
 		if (!match_one(routes[i].pattern, path, plen, &tmp))
 			continue;
 		any = true;
 		m->allowed |= routes[i].methods;
-		if (!m->route && (routes[i].methods & method)) {
-			tmp.allowed = 0;
-			tmp.route = &routes[i];
-			*m = (struct dh_route_match){ .route = tmp.route,
-						      .allowed = m->allowed,
-						      .nargs = tmp.nargs };
-			memcpy(m->arg_start, tmp.arg_start, sizeof(tmp.arg_start));
-			memcpy(m->arg_len, tmp.arg_len, sizeof(tmp.arg_len));
+		if (routes[i].methods & method) {
+			/* the first route that takes the method wins; allowed only matters for 405
+			 */
+			for (size_t a = 0; a < tmp.nargs; a++) {
+				m->arg_start[a] = tmp.arg_start[a];
+				m->arg_len[a] = tmp.arg_len[a];
+			}
+			m->nargs = tmp.nargs;
+			m->route = &routes[i];
+			return true;
 		}
 	}
 	return any;

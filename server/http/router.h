@@ -33,7 +33,7 @@ extern const struct dh_route dh_route_static;
 /* Outcome of matching a path against the table. */
 struct dh_route_match {
 	const struct dh_route *route; /* NULL: no route for method+path */
-	unsigned allowed;             /* methods any route accepts for this path (for 405) */
+	unsigned allowed;             /* when route is NULL: the methods the path accepts (405) */
 	size_t nargs;
 	const char *arg_start[DH_MAX_ARGS];
 	size_t arg_len[DH_MAX_ARGS];
