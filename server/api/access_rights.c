@@ -19,8 +19,7 @@ static bool set(json_t *row, const char *col)
 static enum dh_err check_scope_fields(struct dh_req *req, const struct dh_resource *res,
 				      json_t *row, bool creating)
 {
-	json_t *model = NULL;
-	const char *mp;
+	char mp[DH_UUID_LEN];
 	enum dh_err rc = DH_OK;
 
 	(void)res;
@@ -31,18 +30,15 @@ static enum dh_err check_scope_fields(struct dh_req *req, const struct dh_resour
 		return dh_error_field(&req->err, "channel", "a channel scope needs a model");
 	if (!set(row, "model_id"))
 		return DH_OK;
-	rc = dh_db_obj_get(req->db, "models", json_string_value(json_object_get(row, "model_id")),
-			   false, &model);
+	rc = dh_api_model_product(req, json_string_value(json_object_get(row, "model_id")), mp);
 	if (rc != DH_OK)
 		return rc;
-	mp = json_string_value(json_object_get(model, "product_id"));
 	/* on a patch the stored product follows a new model unless one is named too */
 	if (set(row, "product_id") && (creating || json_object_get(req->json, "product")) &&
 	    strcmp(json_string_value(json_object_get(row, "product_id")), mp) != 0)
 		rc = dh_error_field(&req->err, "product", "is not the model's product");
 	else
 		json_object_set_new(row, "product_id", json_string(mp));
-	json_decref(model);
 	return rc;
 }
 

@@ -11,21 +11,17 @@
 static enum dh_err device_scope(struct dh_req *req, json_t *row, struct dh_scope *s,
 				char ids[3][DH_UUID_LEN])
 {
-	json_t *model = NULL;
 	const char *model_id = json_string_value(json_object_get(row, "model_id"));
 	const char *channel_id = json_string_value(json_object_get(row, "channel_id"));
 	enum dh_err rc;
 
 	if (!model_id)
 		return DH_E_INTERNAL;
-	rc = dh_db_obj_get(req->db, "models", model_id, false, &model);
+	rc = dh_api_model_product(req, model_id, ids[0]);
 	if (rc != DH_OK)
 		return rc == DH_E_NOT_FOUND ? DH_E_INTERNAL : rc;
-	snprintf(ids[0], DH_UUID_LEN, "%s",
-		 json_string_value(json_object_get(model, "product_id")));
 	snprintf(ids[1], DH_UUID_LEN, "%s", model_id);
 	snprintf(ids[2], DH_UUID_LEN, "%s", channel_id ? channel_id : "");
-	json_decref(model);
 	s->product = ids[0];
 	s->model = ids[1];
 	s->channel = channel_id ? ids[2] : NULL;

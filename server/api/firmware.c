@@ -452,20 +452,6 @@ static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
 	return DH_OK;
 }
 
-/* The product of a model id, into product. */
-static enum dh_err model_product(struct dh_req *req, const char *model_id,
-				 char product[DH_UUID_LEN])
-{
-	json_t *model = NULL;
-	enum dh_err rc = dh_db_obj_get(req->db, "models", model_id, false, &model);
-
-	if (rc == DH_OK)
-		snprintf(product, DH_UUID_LEN, "%s",
-			 json_string_value(json_object_get(model, "product_id")));
-	json_decref(model);
-	return rc;
-}
-
 /* Records the row and moves the image into the blob store in one transaction. */
 static enum dh_err upload_store(struct dh_req *req, struct upload *u, json_t *row,
 				const char *const *channels, size_t nch)
@@ -528,7 +514,8 @@ enum dh_err dh_api_firmware_create(struct dh_req *req)
 		chp[i] = channels[i];
 		json_array_append_new(chj, json_string(channels[i]));
 	}
-	rc = model_product(req, json_string_value(json_object_get(row, "model_id")), product);
+	rc = dh_api_model_product(req, json_string_value(json_object_get(row, "model_id")),
+				  product);
 	if (rc != DH_OK)
 		goto out;
 	if (!fw_allow(req, DH_ACT_UPLOAD, product,

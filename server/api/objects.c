@@ -564,3 +564,19 @@ enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *
 	dh_db_auth_changed();
 	return DH_OK;
 }
+
+enum dh_err dh_api_model_product(struct dh_req *req, const char *model_id,
+				 char product[DH_UUID_LEN])
+{
+	json_t *model = NULL;
+	enum dh_err rc;
+
+	if (!model_id)
+		return DH_E_NOT_FOUND;
+	rc = dh_db_obj_get(req->db, "models", model_id, false, &model);
+	if (rc == DH_OK)
+		snprintf(product, DH_UUID_LEN, "%s",
+			 json_string_value(json_object_get(model, "product_id")));
+	json_decref(model);
+	return rc;
+}

@@ -100,6 +100,10 @@ json_t *dh_api_list_envelope(struct dh_req *req, int64_t count, int64_t limit, i
 enum dh_err dh_api_resolve_ref(struct dh_req *req, const char *name, const char *table,
 			       bool has_tid, json_t *value, char id[DH_UUID_LEN]);
 
+/* The product of a model given by id, into product (DH_E_NOT_FOUND for an unknown model). */
+enum dh_err dh_api_model_product(struct dh_req *req, const char *model_id,
+				 char product[DH_UUID_LEN]);
+
 /* An after_write hook for users, tokens and access rights: every change to them invalidates
  * the authentication cache at once. */
 enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row);

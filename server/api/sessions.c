@@ -256,7 +256,7 @@ static enum dh_err reply_session(struct dh_req *req, unsigned status, const stru
 
 enum dh_err dh_api_sessions_request(struct dh_req *req)
 {
-	json_t *body = req->json, *proc = NULL, *twin = NULL, *fw_row = NULL, *model_row = NULL;
+	json_t *body = req->json, *proc = NULL, *twin = NULL, *fw_row = NULL;
 	json_t *key;
 	struct dh_session s = { 0 };
 	char method[DH_UUID_LEN];
@@ -342,10 +342,9 @@ enum dh_err dh_api_sessions_request(struct dh_req *req)
 		rc = req->err.code;
 		goto out;
 	}
-	rc = dh_db_obj_get(req->db, "models", s.model, false, &model_row);
+	rc = dh_api_model_product(req, s.model, s.product);
 	if (rc != DH_OK)
 		goto out;
-	snprintf(s.product, sizeof(s.product), "%s", jstr(model_row, "product_id"));
 	rc = check_rights(req, &s, false);
 	if (rc != DH_OK)
 		goto out;
@@ -408,7 +407,6 @@ out:
 	json_decref(proc);
 	json_decref(twin);
 	json_decref(fw_row);
-	json_decref(model_row);
 	dh_db_session_release(&s);
 	return rc;
 }
