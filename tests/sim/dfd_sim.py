@@ -120,7 +120,7 @@ class Option:
 
 OPTIONS = [
     # transports
-    Option("bind", "127.0.0.1", str, "address the UDP socket binds"),
+    Option("bind", "127.0.0.1", str, "address the UDP socket binds (IPv4, or IPv6 such as ::1)"),
     Option("udp_port", 0, int, "UDP port, 0 = ephemeral (the bound port is reported)"),
     Option("udp", True, bool, "disable the UDP transport", flag="--no-udp"),
     Option("serial_pty", False, bool, "also serve SMP-over-console framing on a new pty"),
@@ -1018,7 +1018,8 @@ class DistributorSim:
     def start(self):
         """Open the transports and start the threads; returns self."""
         if self.cfg.udp:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            family = socket.AF_INET6 if ":" in self.cfg.bind else socket.AF_INET
+            self._sock = socket.socket(family, socket.SOCK_DGRAM)
             self._sock.bind((self.cfg.bind, self.cfg.udp_port))
             self._sock.settimeout(0.1)
             self.port = self._sock.getsockname()[1]
