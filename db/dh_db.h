@@ -268,6 +268,9 @@ struct dh_session_filter {
 enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
 			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count);
 
+/* Counts stored sessions per state into counts[DH_ST__COUNT] (finished ones included). */
+enum dh_err dh_db_session_counts(struct dh_db *db, int64_t counts[DH_ST__COUNT]);
+
 /*
  * Creates or updates the twin (model_id, device_id) with what the device reported: channel
  * (NULL keeps it), version, the firmware of that version (NULL if none), last_seen = now.

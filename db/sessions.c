@@ -625,3 +625,23 @@ enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
 		*rows = arr;
 	return rc;
 }
+
+enum dh_err dh_db_session_counts(struct dh_db *db, int64_t counts[DH_ST__COUNT])
+{
+	/* GROUP BY state walks the (state, queue_us) index, not the table */
+	static const char sql[] = "SELECT state, count(*) FROM sessions GROUP BY state";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	int r;
+
+	for (int i = 0; i < DH_ST__COUNT; i++)
+		counts[i] = 0;
+	if (!st)
+		return DH_E_DB;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		enum dh_state state = dh_state_parse((const char *)sqlite3_column_text(st, 0));
+		if ((unsigned)state < DH_ST__COUNT)
+			counts[state] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DH_OK : dh_db_error(db, r, NULL);
+}

@@ -1,6 +1,7 @@
 /*
  * Service endpoints without authentication: /healthz answers while the database is
- * reachable; /metrics gives request counters in the Prometheus text format.
+ * reachable; /metrics gives request counters and stored sessions per state in the
+ * Prometheus text format.
  */
 #include "api/api.h"
 
@@ -23,10 +24,14 @@ enum dh_err dh_api_healthz(struct dh_req *req)
 enum dh_err dh_api_metrics(struct dh_req *req)
 {
 	struct dh_http_stats st;
-	char text[2048];
+	char text[4096];
+	int64_t counts[DH_ST__COUNT];
 	int n;
+	size_t len;
 
 	dh_http_stats_get(&st);
+	if (dh_db_session_counts(req->db, counts) != DH_OK)
+		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
 	n = snprintf(
 		text, sizeof(text),
 		"# HELP devicehub_http_requests_total HTTP requests answered, by status class.\n"
@@ -45,6 +50,19 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		dh_api_events_subscribers());
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
-	return dh_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-				  (size_t)n);
+	len = (size_t)n;
+	n = snprintf(text + len, sizeof(text) - len,
+		     "# HELP devicehub_sessions Stored firmware-update sessions, by state.\n"
+		     "# TYPE devicehub_sessions gauge\n");
+	for (int s = DH_ST_NONE + 1; n >= 0 && (size_t)n < sizeof(text) - len && s < DH_ST__COUNT;
+	     s++) {
+		len += (size_t)n;
+		n = snprintf(text + len, sizeof(text) - len,
+			     "devicehub_sessions{state=\"%s\"} %lld\n",
+			     dh_state_name((enum dh_state)s), (long long)counts[s]);
+	}
+	if (n < 0 || (size_t)n >= sizeof(text) - len)
+		return DH_E_INTERNAL;
+	len += (size_t)n;
+	return dh_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

@@ -58,6 +58,25 @@ def test_metrics_counts_requests(anon):
     assert value(anon.get("/metrics").text, "4xx") >= before + 3
 
 
+def test_metrics_count_sessions_per_state(admin, anon, catalog):
+    def sessions(state):
+        for line in anon.get("/metrics").text.splitlines():
+            if line.startswith(f'devicehub_sessions{{state="{state}"}} '):
+                return int(line.split()[-1])
+        raise AssertionError(f"no devicehub_sessions line for {state}")
+    states = ("ready", "up_to_date", "queued", "processing", "created", "success", "fail",
+              "unconfirmed")
+    before = {st: sessions(st) for st in states}
+    body = {"model": catalog["model"]["tid"], "delivery_procedure_tid": catalog["procedure"]["tid"],
+            "current_channel": catalog["channel"]["tid"], "current_firmware_version": "9.0.0"}
+    for _ in range(2):  # no firmware in the channel: the device is up to date
+        r = admin.post("/api/v1/firmware-update/request", json=body)
+        assert r.status_code == 201 and r.json()["state"] == "up_to_date", r.text
+    after = {st: sessions(st) for st in states}
+    assert after["up_to_date"] == before["up_to_date"] + 2
+    assert all(after[st] == before[st] for st in states if st != "up_to_date")
+
+
 def test_unknown_paths_are_json_404(admin, anon):
     for path in ("/api/v1/nothing", "/api/v1/products/a/b/c", "/api/v2/products/",
                  "/api/v1/products/x/image"):
