@@ -213,6 +213,21 @@ describe('dashboard', () => {
     assert.match(await page.textContent('#sessions-table tbody'), /dev-a/);
   });
 
+  test('an operator starts and confirms a session from its page', async () => {
+    const c = await server.create('firmware-update/request', {
+      model: 'CAFEBABE', device_id: 'dev-c', delivery_method: 'http', delivery_procedure_tid: 'dp-link',
+      current_channel: 'stable', current_firmware_version: '1.0.0' });
+    await page.goto(`${server.url}/#/sessions/${c.id}`);
+    await page.click('#start-session', { timeout: T });
+    await page.waitForSelector('#timeline li[data-state=created]', { timeout: T });
+    await shot(page, 'session-actions');
+    await page.click('#confirm-success', { timeout: T });
+    await page.waitForSelector('#timeline li[data-state=success]', { timeout: T });
+    assert.equal(await page.locator('#actions').count(), 0); // nothing more to do by hand
+    const after = (await server.api('GET', `firmware-update/${c.id}`)).body;
+    assert.equal(after.state, 'success');
+  });
+
   test('devices and one device\'s history', async () => {
     await page.goto(`${server.url}/#/devices`);
     const row = page.locator('#devices-table tr', { hasText: 'dev-a' });

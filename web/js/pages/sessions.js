@@ -223,6 +223,33 @@ function renderDetail(main, id) {
           el('td', {}, progressBar(r.progress, `receiver ${r.addr}`)))) : emptyRow(4, 'No receivers reported yet.')))));
   }
 
+  // What an operator may do by hand: start a ready session, confirm a created one.
+  async function act(path, body) {
+    try {
+      await api.post(`firmware-update/${encodeURIComponent(id)}/${path}`, body);
+      await load();
+    } catch (e) {
+      toast(e.detail, 'error');
+    }
+  }
+
+  function actions() {
+    if (s.finished || (s.state !== 'ready' && s.state !== 'created')) return null;
+    if (s.state === 'ready') {
+      return el('section', { class: 'card', id: 'actions' }, el('h2', {}, 'Actions'),
+        el('button', { class: 'btn primary', type: 'button', id: 'start-session', onclick: () => act('start') }, 'Start'));
+    }
+    const message = el('input', { type: 'text', id: 'confirm-message', placeholder: 'why it failed (optional)' });
+    return el('section', { class: 'card', id: 'actions' }, el('h2', {}, 'Actions'),
+      el('p', { class: 'muted' }, 'Confirm on behalf of the device:'),
+      el('div', { class: 'actions' },
+        el('button', { class: 'btn primary', type: 'button', id: 'confirm-success', onclick: () => act('confirm', { success: true }) }, 'Confirm success'),
+        message,
+        el('button', { class: 'btn danger', type: 'button', id: 'confirm-failure',
+          onclick: () => act('confirm', message.value ? { success: false, message: message.value } : { success: false }) },
+        'Confirm failure')));
+  }
+
   function draw() {
     const p = s.payload || {};
     const link = p.download_link;
@@ -231,6 +258,7 @@ function renderDetail(main, id) {
         el('section', { class: 'card' }, el('h2', {}, 'Facts'), facts(),
           el('div', { class: `prog-line st-${s.state}` }, progressBar(progressOf(s), 'session progress'))),
         el('section', { class: 'card' }, el('h2', {}, 'History'), timeline())),
+      actions(),
       s.error ? el('section', { class: 'card error-box', id: 'session-error', role: 'alert' },
         el('h2', {}, 'Error'), el('p', {}, el('code', {}, s.error.code), ' ', s.error.detail)) : null,
       link ? el('section', { class: 'card', id: 'download' }, el('h2', {}, 'Download'),
