@@ -4,10 +4,10 @@
 
 # shellcheck disable=SC2034
 DH_BUILD_PKGS="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev python3"
+libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3"
 # shellcheck disable=SC2034
 DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
-sqlite3 curl"
+sqlite3 curl postgresql libcoap3-bin python3-hypothesis"
 # shellcheck disable=SC2034
 DH_BENCH_PKGS="nginx-light wrk python3-requests sqlite3"
 # shellcheck disable=SC2034
@@ -26,7 +26,9 @@ dh_install() {
 	echo "Installing Debian packages: ${missing[*]}" >&2
 	local sudo=""
 	[ "$(id -u)" -ne 0 ] && sudo="sudo"
-	$sudo apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+	$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+	# Another apt-get (a parallel build, unattended upgrades) may hold the lock: wait for it.
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+		--no-install-recommends \
 		"${missing[@]}" >&2
 }
