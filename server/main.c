@@ -1,13 +1,14 @@
 /*
- * devicehubd: reads flags and environment, prepares the data directory and database,
- * creates the first admin on a fresh database, starts the HTTP server and the delivery
- * threads, and on SIGINT/SIGTERM stops them in order: no new requests, finish running
- * ones, then close the database.
+ * devicehubd: reads flags and environment, locks the data directory against a second
+ * instance, prepares it and the database, creates the first admin on a fresh database,
+ * starts the HTTP server and the delivery threads, and on SIGINT/SIGTERM stops them in
+ * order: no new requests, finish running ones, then close the database.
  */
 #include "api/api.h"
 #include "blob.h"
 #include "config.h"
 #include "core/util.h"
+#include "datadir.h"
 #include "dh_db.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -106,6 +107,14 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* first of all: migrations, the blobs/tmp clean-up and session recovery below take
+	 * whatever they find for the leftovers of a dead process */
+	if (dh_datadir_lock(dh_cfg.data_dir, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		rc = err.code == DH_E_BUSY ? 2 : 1;
+		dh_error_release(&err);
+		return rc;
+	}
 	if (dh_db_setup(dh_cfg.data_dir, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
