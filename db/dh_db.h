@@ -289,11 +289,14 @@ enum dh_err dh_db_firmware_by_version(struct dh_db *db, const char *model_id, co
 				      char id[DH_UUID_LEN], bool *is_draft);
 
 /*
- * Every firmware of model in channel as a new array of {"id", "version", "draft"} rows (the
- * candidates of target selection), oldest first.
+ * Target selection: among the firmware of model in channel whose precedence key
+ * (core/target.h) is above current_key, non-drafts only unless drafts, the highest; among
+ * equal precedence (build metadata differs) the oldest. One indexed query, however many
+ * images the channel holds. id and version get "" when there is none (up to date).
  */
-enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
-				      const char *channel_id, json_t **rows);
+enum dh_err dh_db_firmware_target(struct dh_db *db, const char *model_id, const char *channel_id,
+				  const char *current_key, bool drafts, char id[DH_UUID_LEN],
+				  char version[DH_SEMVER_MAX]);
 
 /* ---- firmware catalogue (firmware.c) ---- */
 
@@ -306,12 +309,16 @@ enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
 enum dh_err dh_db_firmware_get(struct dh_db *db, const char *key, json_t **row);
 
 /*
- * Inserts a firmware row (columns of table firmware, borrowed) and its channels (ids).
+ * Inserts a firmware row (columns of table firmware, borrowed; its version_key is set here
+ * from its version) and its channels (ids).
  * (model_id, version) or tid already taken gives DH_E_CONFLICT naming the field. Call
  * inside a transaction.
  */
 enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *const *channels,
 				  size_t n, struct dh_error *err);
+
+/* Gives firmware rows written before migration 0003 their precedence key; at start-up. */
+enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err);
 
 /* Replaces the channels of firmware id. Call inside a transaction. */
 enum dh_err dh_db_firmware_set_channels(struct dh_db *db, const char *id,

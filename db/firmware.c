@@ -6,6 +6,7 @@
  */
 #include "dh_db.h"
 
+#include "core/target.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -110,13 +111,65 @@ enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *con
 				  size_t n, struct dh_error *err)
 {
 	const char *id = json_string_value(json_object_get(row, "id"));
+	char key[DH_TARGET_KEY_MAX];
 	enum dh_err rc;
 
-	if (!id)
+	if (!id || !dh_target_key_text(json_string_value(json_object_get(row, "version")), key))
 		return DH_E_INTERNAL;
+	if (json_object_set_new(row, "version_key", json_string(key)) != 0)
+		return DH_E_NOMEM;
 	rc = dh_db_obj_insert(db, "firmware", row, err);
 	if (rc == DH_OK)
 		rc = dh_db_firmware_set_channels(db, id, channels, n, err);
+	return rc;
+}
+
+enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err)
+{
+	sqlite3_stmt *sel = NULL, *upd;
+	char id[DH_UUID_LEN], key[DH_TARGET_KEY_MAX];
+	enum dh_err rc;
+	int r, n = 0;
+
+	rc = dh_db_begin(db);
+	if (rc != DH_OK)
+		return dh_error_set(err, rc, "Cannot begin filling firmware precedence keys");
+	if (sqlite3_prepare_v2(dh_db_handle(db),
+			       "SELECT id, version FROM firmware WHERE version_key IS NULL", -1,
+			       &sel, NULL) != SQLITE_OK) {
+		rc = dh_error_set(err, DH_E_DB, "Cannot read firmware versions: %s",
+				  sqlite3_errmsg(dh_db_handle(db)));
+		goto out;
+	}
+	while ((r = sqlite3_step(sel)) == SQLITE_ROW) {
+		/* a version that does not parse (none is stored so) gets the lowest key */
+		dh_target_key_text((const char *)sqlite3_column_text(sel, 1), key);
+		dh_db_col_copy(sel, 0, id, sizeof(id));
+		upd = dh_db_prep(db, "UPDATE firmware SET version_key = ?2 WHERE id = ?1");
+		if (!upd) {
+			rc = dh_error_set(err, DH_E_DB, "Cannot prepare the key update");
+			goto out;
+		}
+		sqlite3_bind_text(upd, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(upd, 2, key, -1, SQLITE_STATIC);
+		r = sqlite3_step(upd);
+		sqlite3_reset(upd);
+		if (r != SQLITE_DONE) {
+			rc = dh_db_error(db, r, err);
+			goto out;
+		}
+		n++;
+	}
+	if (r != SQLITE_DONE)
+		rc = dh_db_error(db, r, err);
+out:
+	sqlite3_finalize(sel);
+	if (rc == DH_OK)
+		rc = dh_db_commit(db);
+	else
+		dh_db_rollback(db);
+	if (rc == DH_OK && n)
+		dh_info("db.firmware_keys", "filled=%d", n);
 	return rc;
 }
 

@@ -587,42 +587,36 @@ enum dh_err dh_db_firmware_by_version(struct dh_db *db, const char *model_id, co
 	return rc;
 }
 
-enum dh_err dh_db_firmware_in_channel(struct dh_db *db, const char *model_id,
-				      const char *channel_id, json_t **rows)
+enum dh_err dh_db_firmware_target(struct dh_db *db, const char *model_id, const char *channel_id,
+				  const char *current_key, bool drafts, char id[DH_UUID_LEN],
+				  char version[DH_SEMVER_MAX])
 {
+	/* walks firmware_precedence from the top; the channel is checked per row by its key */
 	static const char sql[] =
-		"SELECT f.id, f.version, f.draft FROM firmware f JOIN firmware_channels fc"
-		" ON fc.firmware_id = f.id WHERE f.model_id = ?1 AND fc.channel_id = ?2"
-		" ORDER BY f.create_time, f.id";
+		"SELECT f.id, f.version FROM firmware f JOIN firmware_channels fc"
+		" ON fc.firmware_id = f.id AND fc.channel_id = ?2"
+		" WHERE f.model_id = ?1 AND f.version_key > ?3 AND (f.draft = 0 OR ?4 = 1)"
+		" ORDER BY f.version_key DESC, f.create_time, f.id LIMIT 1";
 	sqlite3_stmt *st = dh_db_prep(db, sql);
 	enum dh_err rc = DH_OK;
-	json_t *arr = json_array();
 	int r;
 
-	*rows = NULL;
-	if (!st || !arr) {
-		json_decref(arr);
-		return st ? DH_E_NOMEM : DH_E_DB;
-	}
+	id[0] = 0;
+	version[0] = 0;
+	if (!st)
+		return DH_E_DB;
 	sqlite3_bind_text(st, 1, model_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, channel_id, -1, SQLITE_STATIC);
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o =
-			json_pack("{s:s, s:s, s:b}", "id", (const char *)sqlite3_column_text(st, 0),
-				  "version", (const char *)sqlite3_column_text(st, 1), "draft",
-				  sqlite3_column_int(st, 2));
-		if (!o || json_array_append_new(arr, o) != 0) {
-			rc = DH_E_NOMEM;
-			break;
-		}
-	}
-	if (rc == DH_OK && r != SQLITE_DONE)
+	sqlite3_bind_text(st, 3, current_key, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, drafts);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, id, DH_UUID_LEN);
+		dh_db_col_copy(st, 1, version, DH_SEMVER_MAX);
+	} else if (r != SQLITE_DONE) {
 		rc = dh_db_error(db, r, NULL);
+	}
 	sqlite3_reset(st);
-	if (rc != DH_OK)
-		json_decref(arr);
-	else
-		*rows = arr;
 	return rc;
 }
 

@@ -456,6 +456,8 @@ enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err)
 				  db_path, v, dh_migrations[dh_migrations_count - 1].version);
 	else
 		rc = dh_db_migrate(db, dh_migrations, dh_migrations_count, err);
+	if (rc == DH_OK)
+		rc = dh_db_firmware_fill_keys(db, err);
 	dh_db_close(db);
 	return rc;
 }

@@ -136,33 +136,15 @@ static enum dh_err find_twin(struct dh_req *req, const char *model, const char *
 	return rc;
 }
 
-/* Picks the target among the model's firmware in the channel. */
+/* Picks the target among the model's firmware in the channel (core/target.h). */
 static enum dh_err select_target(struct dh_req *req, struct dh_session *s, bool drafts)
 {
-	json_t *rows = NULL, *row;
-	struct dh_target_candidate c[256];
-	size_t n = 0, i;
-	long best;
-	enum dh_err rc;
+	char key[DH_TARGET_KEY_MAX];
 
-	rc = dh_db_firmware_in_channel(req->db, s->model, s->channel, &rows);
-	if (rc != DH_OK)
-		return rc;
-	/* keep the newest 256 if a channel holds more: older ones cannot be the highest often */
-	json_array_foreach(rows, i, row)
-	{
-		size_t k = n < 256 ? n++ : (i % 256);
-		c[k].id = jstr(row, "id");
-		c[k].version = jstr(row, "version");
-		c[k].is_draft = json_is_true(json_object_get(row, "draft"));
-	}
-	best = dh_target_select(c, n, s->current_version, drafts);
-	if (best >= 0) {
-		snprintf(s->target_fw, sizeof(s->target_fw), "%s", c[best].id);
-		snprintf(s->target_version, sizeof(s->target_version), "%s", c[best].version);
-	}
-	json_decref(rows);
-	return DH_OK;
+	if (!dh_target_key_text(s->current_version, key))
+		return DH_OK; /* validated before: cannot happen */
+	return dh_db_firmware_target(req->db, s->model, s->channel, key, drafts, s->target_fw,
+				     s->target_version);
 }
 
 static const char *const timeout_cols[4] = {

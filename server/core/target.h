@@ -1,31 +1,34 @@
 /*
- * Target selection: which firmware a device should get. Among the candidates (the
- * firmware of the device's model in its channel, loaded by the caller), the highest SemVer
- * precedence strictly above the current version; drafts only when the caller says they are
- * allowed (allow_draft_firmware given and the `draft` right held). Pure: no I/O, no
- * allocation.
+ * Target selection: which firmware a device should get. Among the firmware of the device's
+ * model in its channel, the highest SemVer precedence strictly above the current version;
+ * drafts only when the caller says they are allowed. The database chooses (an indexed
+ * ORDER BY ... LIMIT 1, however many images a channel holds), so precedence must be a plain
+ * byte order: this module turns a version into a key whose bytewise order is SemVer
+ * precedence. Pure: no I/O, no allocation.
  */
 #ifndef DH_CORE_TARGET_H
 #define DH_CORE_TARGET_H
 
+#include "core/semver.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
-/* One firmware that could be the target; strings are borrowed. */
-struct dh_target_candidate {
-	const char *id;
-	const char *version;
-	bool is_draft;
-};
+/*
+ * Room for the key of any version dh_semver_parse accepts (shorter than DH_SEMVER_MAX). The
+ * worst growth is a one-digit numeric pre-release identifier with its dot: 2 characters
+ * become 5 bytes; core numbers grow less. So under 2.5 bytes per character, plus the NUL.
+ */
+#define DH_TARGET_KEY_MAX (3 * DH_SEMVER_MAX)
 
 /*
- * Index into c[0..n) of the target for a device running current (a SemVer string), or -1
- * when none is strictly higher (the session is up_to_date). Candidates whose version does
- * not parse are skipped; so are drafts unless drafts_allowed. An unparsable current version
- * selects nothing (callers validate it first). Among equal precedence (build metadata
- * differs) the first candidate wins, so the caller's order decides ties.
+ * Writes the precedence key of v into key: for any two versions a and b,
+ * strcmp(key(a), key(b)) has the sign of dh_semver_cmp(a, b) (build metadata is ignored,
+ * so versions that differ only there share a key). The key uses printable ASCII only.
  */
-long dh_target_select(const struct dh_target_candidate *c, size_t n, const char *current,
-		      bool drafts_allowed);
+void dh_target_key(const struct dh_semver *v, char key[DH_TARGET_KEY_MAX]);
+
+/* The same from text; false (key set to "") when text is not a SemVer 2.0 version. */
+bool dh_target_key_text(const char *text, char key[DH_TARGET_KEY_MAX]);
 
 #endif

@@ -64,6 +64,19 @@ def test_upgrade_from_first_migration_keeps_data():
         db.execute("INSERT INTO products (id, tid, name, description, create_time)"
                    " VALUES ('0d7cbb5e-5a7e-4c57-9c2e-2b8c7e1d7a10', 'old-product', 'Old',"
                    " 'made before the upgrade', ?)", (now,))
+        # firmware from before precedence keys (0003): they get theirs at start-up
+        db.execute("INSERT INTO models (id, tid, product_id, name, create_time) VALUES"
+                   " ('5b0f3c1e-0c1d-4e8a-9d33-6a0e7d2b9c01', 'old-model',"
+                   " '0d7cbb5e-5a7e-4c57-9c2e-2b8c7e1d7a10', 'M', ?)", (now,))
+        db.execute("INSERT INTO channels (id, tid, name, create_time) VALUES"
+                   " ('7c9e6d1a-3f2b-4a5c-8e7d-1b2c3d4e5f60', 'old-channel', 'c', ?)", (now,))
+        for i, v in enumerate(("1.10.0", "1.9.0", "1.2.0-rc.1")):
+            fid = f"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6{i}"
+            db.execute("INSERT INTO firmware (id, model_id, version, size, sha256, create_time)"
+                       " VALUES (?, '5b0f3c1e-0c1d-4e8a-9d33-6a0e7d2b9c01', ?, 1, ?, ?)",
+                       (fid, v, "ab" * 32, now))
+            db.execute("INSERT INTO firmware_channels VALUES (?,"
+                       " '7c9e6d1a-3f2b-4a5c-8e7d-1b2c3d4e5f60')", (fid,))
         db.commit()
         db.close()
         s = Server(data_dir=data_dir).start()
@@ -78,6 +91,15 @@ def test_upgrade_from_first_migration_keeps_data():
             # the upgraded database works for new objects too
             admin.create("/api/v1/models/", {"tid": "new-model", "name": "M",
                                              "product": "old-product"})
+            admin.create("/api/v1/delivery-methods/", {"tid": "dm", "name": "H",
+                                                       "kind": "http"})
+            admin.create("/api/v1/delivery-procedures/", {"tid": "dp", "name": "P",
+                                                          "delivery_method": "dm"})
+            r = admin.post("/api/v1/firmware-update/request", json={
+                "model": "old-model", "delivery_procedure_tid": "dp",
+                "current_channel": "old-channel", "current_firmware_version": "1.2.0-rc.0"})
+            assert r.status_code == 201, r.text
+            assert r.json()["target_firmware"].endswith("c60"), r.json()  # 1.10.0
         finally:
             s.cleanup()
 

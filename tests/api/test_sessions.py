@@ -81,6 +81,18 @@ def test_up_to_date_and_drafts(admin, catalog):
     assert s["target_firmware"] == draft["id"]
 
 
+def test_target_selection_sees_every_image_of_the_channel(admin, catalog):
+    """The highest precedence wins however many images the channel holds (#18): 9.0.0
+    uploaded first, then 300 patch releases of 1.0."""
+    nine = upload_fw(admin, catalog, "9.0.0", data=b"nine")
+    for i in range(1, 301):
+        upload_fw(admin, catalog, f"1.0.{i}", data=b"p%d" % i)
+    dp = procedure(admin, catalog)
+    assert new_session(admin, catalog, dp, "1.0.0")["target_firmware"] == nine["id"]
+    assert new_session(admin, catalog, dp, "8.99.99")["target_firmware"] == nine["id"]
+    assert new_session(admin, catalog, dp, "9.0.0")["state"] == "up_to_date"
+
+
 def test_explicit_targets_and_uuid_or_tid_references(admin, catalog):
     a = upload_fw(admin, catalog, "2.0.0")
     upload_fw(admin, catalog, "3.0.0")
