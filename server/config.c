@@ -19,6 +19,7 @@ enum opt_type {
 	OPT_STR,
 	OPT_UINT,
 	OPT_U64,
+	OPT_BOOL, /* a bare --flag means true; --flag=false, env 0/1/true/false/yes/no */
 };
 
 struct opt {
@@ -66,6 +67,14 @@ static const struct opt opts[] = {
 	  "directory of the dashboard files; default: web/ beside the binary's source" },
 	{ "reaper-interval-ms", "DEVICEHUB_REAPER_INTERVAL_MS", OPT_UINT, OFF(reaper_interval_ms),
 	  "1000", 10, 3600000, "how often the reaper applies session timeouts" },
+	{ "webhook-allow-private", "DEVICEHUB_WEBHOOK_ALLOW_PRIVATE", OPT_BOOL,
+	  OFF(webhook_allow_private), "false", 0, 0,
+	  "let webhooks and http steps reach loopback, private and link-local addresses" },
+	{ "webhook-ca", "DEVICEHUB_WEBHOOK_CA", OPT_STR, OFF(webhook_ca), "", 0, 0,
+	  "PEM file of the CAs that webhook and http-step servers are verified against;"
+	  " empty: the system's" },
+	{ "webhook-connect-timeout", "DEVICEHUB_WEBHOOK_CONNECT_TIMEOUT", OPT_UINT,
+	  OFF(webhook_connect_timeout), "5", 1, 300, "seconds to connect to a webhook receiver" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -77,6 +86,16 @@ static int set_opt(const struct opt *o, const char *val, const char *from)
 
 	if (o->type == OPT_STR) {
 		*(const char **)(base + o->offset) = val;
+		return 0;
+	}
+	if (o->type == OPT_BOOL) {
+		bool yes = !strcmp(val, "true") || !strcmp(val, "1") || !strcmp(val, "yes");
+		if (!yes && strcmp(val, "false") && strcmp(val, "0") && strcmp(val, "no")) {
+			fprintf(stderr, "devicehubd: %s --%s: '%s' is not true or false\n", from,
+				o->flag, val);
+			return 2;
+		}
+		*(bool *)(base + o->offset) = yes;
 		return 0;
 	}
 	if (!dh_parse_u64(val, &v) || v < o->min || v > o->max) {
@@ -157,6 +176,8 @@ int dh_config_parse(int argc, char **argv)
 		}
 		if (eq) {
 			val = eq + 1;
+		} else if (o->type == OPT_BOOL) {
+			val = "true";
 		} else if (a + 1 < argc) {
 			val = argv[++a];
 		} else {
@@ -169,6 +190,11 @@ int dh_config_parse(int argc, char **argv)
 	if (inet_pton(strchr(dh_cfg.listen, ':') ? AF_INET6 : AF_INET, dh_cfg.listen, addr) != 1) {
 		fprintf(stderr, "devicehubd: --listen '%s' is not an IPv4 or IPv6 address\n",
 			dh_cfg.listen);
+		return 2;
+	}
+	if (*dh_cfg.webhook_ca && access(dh_cfg.webhook_ca, R_OK) != 0) {
+		fprintf(stderr, "devicehubd: --webhook-ca %s: %s\n", dh_cfg.webhook_ca,
+			strerror(errno));
 		return 2;
 	}
 	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {

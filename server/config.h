@@ -27,6 +27,9 @@ struct dh_config {
 	const char *log_level;
 	const char *web_dir;
 	unsigned reaper_interval_ms;
+	bool webhook_allow_private;
+	const char *webhook_ca;
+	unsigned webhook_connect_timeout;
 	bool list_routes; /* --list-routes: print the route table and exit */
 };
 

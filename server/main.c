@@ -13,6 +13,7 @@
 #include "http/router.h"
 #include "http/server.h"
 #include "log.h"
+#include "outbound/outbound.h"
 #include "pipeline/pipeline.h"
 #include "plugins/loader.h"
 
@@ -115,6 +116,12 @@ int main(int argc, char **argv)
 		dh_error_release(&err);
 		return rc;
 	}
+	/* before any thread: libcurl's global state is set up once */
+	if (dh_outbound_global_init(&err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return 1;
+	}
 	if (dh_db_setup(dh_cfg.data_dir, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
@@ -152,6 +159,7 @@ int main(int argc, char **argv)
 	dh_plugins_unload();
 	dh_api_auth_cache_clear();
 	dh_db_thread_close();
+	dh_outbound_global_cleanup();
 	dh_info("server.stopped", "%s", "");
 	return 0;
 }

@@ -65,6 +65,8 @@ def test_unknown_flag_and_bad_values_exit_2():
         (["--tls-cert", "/nonexistent.pem"], "go together"),
         (["--log-level", "loud"], "--log-level"),
         (["--listen", "localhost"], "--listen"),
+        (["--webhook-allow-private=maybe"], "--webhook-allow-private"),
+        (["--webhook-ca", "/nonexistent.pem"], "--webhook-ca"),
     ]
     with tempfile.TemporaryDirectory() as d:
         for args, msg in cases:
