@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Payload keys of the pipeline and the built-in steps: a step's name may not take them, since
+ * steps such as http merge their answer into the payload under their name. */
+static const char *const reserved_names[] = { "download_link", "size",      "sha256", "progress",
+					      "short_link",    "coap_link", "mesh",   "delivered" };
+
 /* Steps in one procedure; a real pipeline has two or three. */
 #define DH_MAX_STEPS 32
 /* Ten years: the longest timeout or retention accepted, in seconds. */
@@ -42,6 +47,40 @@ static const struct dh_resource methods = {
 
 DH_CRUD_HANDLERS(delivery_methods, methods)
 
+/* A step's optional name: a tid, not a reserved payload key, unique in the procedure. */
+static enum dh_err check_step_name(struct dh_req *req, json_t *steps, size_t i)
+{
+	json_t *v = json_object_get(json_array_get(steps, i), "name");
+	const char *name = json_string_value(v);
+	char what[160];
+
+	if (!v)
+		return DH_OK;
+	if (!name || !dh_tid_valid(name)) {
+		snprintf(what, sizeof(what), "step %zu: 'name' must match [A-Za-z0-9._-]{1,64}", i);
+		return dh_error_field(&req->err, "steps", what);
+	}
+	for (size_t r = 0; r < sizeof(reserved_names) / sizeof(reserved_names[0]); r++) {
+		if (strcmp(name, reserved_names[r]) == 0) {
+			snprintf(what, sizeof(what),
+				 "step %zu: the name '%s' is a payload key of"
+				 " its own",
+				 i, name);
+			return dh_error_field(&req->err, "steps", what);
+		}
+	}
+	for (size_t j = 0; j < i; j++) {
+		const char *other =
+			json_string_value(json_object_get(json_array_get(steps, j), "name"));
+		if (other && strcmp(other, name) == 0) {
+			snprintf(what, sizeof(what), "step %zu: the name '%s' is taken by step %zu",
+				 i, name, j);
+			return dh_error_field(&req->err, "steps", what);
+		}
+	}
+	return DH_OK;
+}
+
 static enum dh_err check_steps(struct dh_req *req, const struct dh_resource *res, json_t *row,
 			       bool creating)
 {
@@ -65,11 +104,13 @@ static enum dh_err check_steps(struct dh_req *req, const struct dh_resource *res
 		}
 		json_object_foreach(step, k, v)
 		{
-			if (strcmp(k, "plugin") && strcmp(k, "params")) {
+			if (strcmp(k, "plugin") && strcmp(k, "params") && strcmp(k, "name")) {
 				snprintf(what, sizeof(what), "step %zu: unknown key '%s'", i, k);
 				return dh_error_field(&req->err, "steps", what);
 			}
 		}
+		if (check_step_name(req, steps, i) != DH_OK)
+			return req->err.code;
 		plugin = json_string_value(json_object_get(step, "plugin"));
 		if (!plugin) {
 			snprintf(what, sizeof(what), "step %zu: 'plugin' must be a string", i);

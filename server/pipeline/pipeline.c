@@ -168,6 +168,7 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 {
 	struct dh_session *s = r->s;
 	const char *name = json_string_value(json_object_get(step, "plugin"));
+	const char *label = json_string_value(json_object_get(step, "name"));
 	json_t *params = json_object_get(step, "params"), *empty = NULL;
 	json_t *timeout = json_object_get(params, "timeout");
 	const struct dh_plugin *p = dh_plugin_find(name);
@@ -196,7 +197,7 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 	ctx.image_size = (uint64_t)(s->target_size > 0 ? s->target_size : 0);
 	ctx.image_sha256 = s->target_sha256;
 	ctx.step_index = i;
-	ctx.step_name = p->name;
+	ctx.step_name = label && *label ? label : p->name;
 	ctx.params = params;
 	ctx.payload = r->payload;
 	/* the step may take what remains of processing_timeout, or its own timeout if shorter */
@@ -208,15 +209,15 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 	ctx.progress = ctx_progress;
 	ctx.cancelled = ctx_cancelled;
 	ctx.priv = r;
-	dh_info("session.step", "id=%s step=%u plugin=%s worker=%u", s->id, i + 1, p->name,
-		r->w->idx);
+	dh_info("session.step", "id=%s step=%u plugin=%s name=%s worker=%u", s->id, i + 1, p->name,
+		ctx.step_name, r->w->idx);
 	res = p->run(&ctx);
 	if (res == DH_STEP_CANCELLED && !atomic_load(&pool.stopping) &&
 	    !atomic_load(&r->w->cancel) && dh_mono_ms() >= ctx.deadline_ms) {
 		*error = dh_session_error("step_failed",
 					  "Step %u (%s) failed: it did not finish within its time"
 					  " limit of %lld s.",
-					  i + 1, p->name,
+					  i + 1, ctx.step_name,
 					  (long long)((ctx.deadline_ms - now + 999) / 1000));
 		res = DH_STEP_FAIL;
 	} else if (res == DH_STEP_FAIL) {
@@ -224,11 +225,11 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 		ctx.error_code[sizeof(ctx.error_code) - 1] = 0;
 		*error = dh_session_error(step_code_ok(ctx.error_code) ? ctx.error_code
 								       : "step_failed",
-					  "Step %u (%s) failed: %s", i + 1, p->name,
+					  "Step %u (%s) failed: %s", i + 1, ctx.step_name,
 					  *ctx.error ? ctx.error : "no reason given");
 	} else if (res != DH_STEP_OK && res != DH_STEP_CANCELLED) {
 		*error = dh_session_error("step_failed", "Step %u (%s) failed: it returned %d.",
-					  i + 1, p->name, (int)res);
+					  i + 1, ctx.step_name, (int)res);
 		res = DH_STEP_FAIL;
 	}
 	json_decref(empty);

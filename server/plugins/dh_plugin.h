@@ -95,7 +95,7 @@ struct dh_step_ctx {
 
 	/* the step */
 	unsigned step_index;   /* 0-based position in the procedure */
-	const char *step_name; /* the plugin name as configured */
+	const char *step_name; /* the step's "name" in the procedure, else the plugin name */
 	const json_t *params;  /* the step's params object (borrowed; {} when none) */
 	const json_t *payload; /* the payload so far (borrowed, read-only; updated by merge) */
 	int64_t deadline_ms;   /* CLOCK_MONOTONIC milliseconds by which run must return */
