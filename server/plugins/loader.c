@@ -5,6 +5,7 @@
  * To build a step in (e.g. mesh_smp), add its struct dh_plugin to builtin[] below.
  */
 #include "plugins/loader.h"
+#include "plugins/http_step.h"
 #include "plugins/mesh_smp.h"
 
 #include "log.h"
@@ -21,6 +22,7 @@ static const struct dh_plugin *const builtin[] = {
 	&dh_plugin_link,
 	&dh_plugin_exec,
 	&dh_plugin_mesh_smp,
+	&dh_plugin_http,
 };
 
 #define NBUILTIN (sizeof(builtin) / sizeof(builtin[0]))

@@ -3,6 +3,7 @@
  * themselves at start-up through the loader.
  */
 #include "plugins/registry.h"
+#include "plugins/http_step.h"
 #include "plugins/loader.h"
 #include "plugins/mesh_smp.h"
 
@@ -15,6 +16,7 @@ static const struct {
 	{ "link", false },
 	{ "exec", true },
 	{ "mesh_smp", false },
+	{ "http", false },
 };
 
 bool dh_plugin_known(const char *name, bool *admin_only)
@@ -35,6 +37,7 @@ static const struct {
 } validators[] = {
 	{ "mesh_smp", dh_mesh_smp_validate },
 	{ "exec", dh_exec_validate },
+	{ "http", dh_http_step_validate },
 };
 
 bool dh_plugin_validate(const char *name, const json_t *params, char *why, size_t cap)
