@@ -651,7 +651,7 @@ static void on_report(void *ctx, const struct dh_dfd_report *r)
 }
 
 enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_path,
-				       volatile int *cancel, dh_mesh_smp_publish_fn publish,
+				       atomic_int *cancel, dh_mesh_smp_publish_fn publish,
 				       void *ctx, struct dh_dfd_error *err)
 {
 	struct dh_dfd_params *p = NULL;
@@ -694,8 +694,8 @@ out:
  */
 struct watch {
 	struct dh_step_ctx *ctx;
-	volatile int cancel;
-	bool done;
+	atomic_int cancel; /* written by the watcher, read by the driver: atomic */
+	bool done;         /* under lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 };
@@ -708,7 +708,7 @@ static void *watch_main(void *arg)
 	pthread_mutex_lock(&w->lock);
 	while (!w->done) {
 		if (w->ctx->cancelled(w->ctx)) {
-			w->cancel = 1;
+			atomic_store(&w->cancel, 1);
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -775,7 +775,7 @@ out:
 	pthread_mutex_destroy(&w.lock);
 	if (res == DH_DFD_OK)
 		return DH_STEP_OK;
-	if (res == DH_DFD_E_CANCELLED && w.cancel)
+	if (res == DH_DFD_E_CANCELLED && atomic_load(&w.cancel))
 		return DH_STEP_CANCELLED;
 	return DH_STEP_FAIL;
 }

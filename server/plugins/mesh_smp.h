@@ -87,7 +87,7 @@ typedef void (*dh_mesh_smp_publish_fn)(void *ctx, json_t *mesh, unsigned progres
  * stage (the session's error adds the step's name).
  */
 enum dh_dfd_result dh_mesh_smp_execute(const json_t *params, const char *image_path,
-				       volatile int *cancel, dh_mesh_smp_publish_fn publish,
+				       atomic_int *cancel, dh_mesh_smp_publish_fn publish,
 				       void *ctx, struct dh_dfd_error *err);
 
 /* The step as a built-in plugin (listed in plugins/loader.c). */

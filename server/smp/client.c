@@ -83,7 +83,7 @@ void dh_smp_client_init(struct dh_smp_client *c, struct dh_smp_transport *tr,
 
 static bool is_cancelled(const struct dh_smp_client *c)
 {
-	return c->o.cancel && *c->o.cancel;
+	return c->o.cancel && atomic_load(c->o.cancel);
 }
 
 static int cur_rto(const struct dh_smp_client *c)

@@ -11,6 +11,7 @@
 #include "smp/smp.h"
 #include "smp/transport.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,10 +38,12 @@ struct dh_smp_client_opts {
 	 */
 	unsigned rto_ms;
 	unsigned rto_min_ms;
-	unsigned retries;     /* retransmissions of one request: 5, backoff 1x, 2x, 4x... */
-	size_t mtu;           /* cap on the frame size, 0 for none */
-	unsigned window;      /* cap on upload requests in flight, 0 = buf_count - 1 */
-	volatile int *cancel; /* optional: non-zero aborts waits with DH_SMP_E_CANCELLED */
+	unsigned retries; /* retransmissions of one request: 5, backoff 1x, 2x, 4x... */
+	size_t mtu;       /* cap on the frame size, 0 for none */
+	unsigned window;  /* cap on upload requests in flight, 0 = buf_count - 1 */
+	/* optional: non-zero aborts waits with DH_SMP_E_CANCELLED; another thread (or a
+	 * signal handler) may set it while a wait runs, hence atomic */
+	atomic_int *cancel;
 };
 
 void dh_smp_client_opts_default(struct dh_smp_client_opts *o);

@@ -78,7 +78,7 @@ struct run {
 	const struct dh_dfd_params *p;
 	struct dh_smp_transport *t;
 	struct dh_smp_client *c;
-	volatile int *cancel;
+	atomic_int *cancel;
 	dh_dfd_report_fn cb;
 	void *cb_ctx;
 	struct dh_dfd_report rep;
@@ -96,7 +96,7 @@ struct run {
 
 static bool cancelled(const struct run *r)
 {
-	return r->cancel && *r->cancel;
+	return r->cancel && atomic_load(r->cancel);
 }
 
 static void report(struct run *r, const char *stage)
@@ -249,7 +249,7 @@ static enum dh_smp_status dfd_get(struct run *r, int64_t *phase, int64_t *status
 /* Sends "dfd cancel" even after the caller's flag was raised (it is the way out). */
 static void send_cancel(struct run *r)
 {
-	volatile int *saved = r->c->o.cancel;
+	atomic_int *saved = r->c->o.cancel;
 	int64_t saved_deadline = r->c->deadline_ms;
 
 	r->c->o.cancel = NULL;
@@ -916,7 +916,7 @@ static enum dh_dfd_result prepare(struct run *r, const char *image_path)
 }
 
 enum dh_dfd_result dh_dfd_run(const struct dh_dfd_params *p, const char *image_path,
-			      dh_dfd_report_fn cb, void *cb_ctx, volatile int *cancel,
+			      dh_dfd_report_fn cb, void *cb_ctx, atomic_int *cancel,
 			      struct dh_dfd_error *err)
 {
 	struct run *r = NULL;

@@ -126,13 +126,13 @@ struct dh_dfd_error {
 
 /*
  * Runs the whole distribution of the image file at image_path with parameters p. cb (may be
- * NULL) receives snapshots; cancel (may be NULL) is polled in every wait, and a non-zero value
- * stops the run with DH_DFD_E_CANCELLED after sending "dfd cancel" if a distribution was
- * started. On failure err (may be NULL) names the code and a detail sentence. Blocks the
- * calling thread for the whole run (minutes to hours); thread-safe across distinct runs.
+ * NULL) receives snapshots; cancel (may be NULL; set from any thread) is polled in every wait, and
+ * a non-zero value stops the run with DH_DFD_E_CANCELLED after sending "dfd cancel" if a
+ * distribution was started. On failure err (may be NULL) names the code and a detail sentence.
+ * Blocks the calling thread for the whole run (minutes to hours); thread-safe across distinct runs.
  */
 enum dh_dfd_result dh_dfd_run(const struct dh_dfd_params *p, const char *image_path,
-			      dh_dfd_report_fn cb, void *cb_ctx, volatile int *cancel,
+			      dh_dfd_report_fn cb, void *cb_ctx, atomic_int *cancel,
 			      struct dh_dfd_error *err);
 
 #endif

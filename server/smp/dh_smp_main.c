@@ -53,12 +53,13 @@ static const char usage_text[] =
 	"                         fwid = first 8 bytes of the file's SHA-256, poll 5000 ms\n"
 	"exit status: 0 success, 1 failure, 2 usage error\n";
 
-static volatile int g_cancel;
+/* set by the signal handler: a lock-free atomic, safe there and seen by every wait */
+static atomic_int g_cancel;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	g_cancel = 1;
+	atomic_store(&g_cancel, 1);
 }
 
 static int usage_error(const char *what)

@@ -155,7 +155,7 @@ static bool write_image(void)
 struct seen {
 	bool probe, upload, distribute, finish;
 	struct dh_dfd_report last;
-	volatile int *cancel_at_distribute;
+	atomic_int *cancel_at_distribute;
 };
 
 static void on_report(void *ctx, const struct dh_dfd_report *r)
@@ -169,7 +169,7 @@ static void on_report(void *ctx, const struct dh_dfd_report *r)
 	if (strcmp(r->stage, "distribute") == 0) {
 		s->distribute = true;
 		if (s->cancel_at_distribute)
-			*s->cancel_at_distribute = 1;
+			atomic_store(s->cancel_at_distribute, 1);
 	}
 	if (strcmp(r->stage, "finish") == 0)
 		s->finish = true;
@@ -200,7 +200,7 @@ static void params_for(struct dh_dfd_params *p, unsigned port, size_t nrecv)
 /* Runs one case: simulator arguments, parameter tweak, expected result. */
 static enum dh_dfd_result run_case(const char *const *sim_args, bool big, size_t nrecv,
 				   void (*tweak)(struct dh_dfd_params *), struct seen *seen,
-				   struct dh_dfd_error *err, volatile int *cancel)
+				   struct dh_dfd_error *err, atomic_int *cancel)
 {
 	struct dh_dfd_params *p = malloc(sizeof(*p));
 	struct sim s = { 0 };
@@ -338,7 +338,7 @@ START_TEST(cancelled)
 	static const char *const args[] = { "--speed", "10", NULL };
 	struct seen seen = { 0 };
 	struct dh_dfd_error err;
-	volatile int cancel = 0;
+	atomic_int cancel = 0;
 
 	seen.cancel_at_distribute = &cancel;
 	ck_assert_int_eq(run_case(args, false, 1, NULL, &seen, &err, &cancel), DH_DFD_E_CANCELLED);
