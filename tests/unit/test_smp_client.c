@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,8 +24,9 @@ struct peer {
 	int fd;
 	unsigned port;
 	pthread_t th;
-	volatile int stop;
-	/* behaviour */
+	bool running;    /* the thread runs: the test neither sets nor reads the rest */
+	atomic_int stop; /* set by the test thread, read by the peer thread */
+	/* behaviour: set before peer_run (thread creation publishes it to the peer) */
 	int drop_every; /* drop every Nth request */
 	int dup_every;  /* send every Nth answer twice */
 	bool stale;   /* precede each answer by one for a long-answered seq and one with a bad id */
@@ -40,7 +42,7 @@ struct peer {
 	uint64_t len, off;
 	bool active;
 	uint8_t sha[32];
-	/* counters */
+	/* counters: read after peer_halt (the join publishes them to the test) */
 	unsigned received, dropped, chunks;
 };
 
@@ -150,7 +152,7 @@ static void *peer_main(void *arg)
 	struct peer *p = arg;
 	uint8_t buf[4096];
 
-	while (!p->stop) {
+	while (!atomic_load(&p->stop)) {
 		struct pollfd pf = { .fd = p->fd, .events = POLLIN };
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
@@ -211,14 +213,27 @@ static struct peer *peer_start(void)
 	ck_assert_int_eq(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	ck_assert_int_eq(getsockname(p->fd, (struct sockaddr *)&a, &al), 0);
 	p->port = ntohs(a.sin_port);
-	ck_assert_int_eq(pthread_create(&p->th, NULL, peer_main, p), 0);
 	return p;
+}
+
+static void peer_run(struct peer *p)
+{
+	ck_assert_int_eq(pthread_create(&p->th, NULL, peer_main, p), 0);
+	p->running = true;
+}
+
+static void peer_halt(struct peer *p)
+{
+	if (!p->running)
+		return;
+	atomic_store(&p->stop, 1);
+	pthread_join(p->th, NULL);
+	p->running = false;
 }
 
 static void peer_stop(struct peer *p)
 {
-	p->stop = 1;
-	pthread_join(p->th, NULL);
+	peer_halt(p);
 	close(p->fd);
 	free(p);
 }
@@ -231,6 +246,7 @@ struct fixture {
 	size_t img_len;
 };
 
+/* Opens the peer and the client; the test sets the peer's behaviour, then fixture_go. */
 static void fixture_open(struct fixture *fx, const struct dh_smp_client_opts *o)
 {
 	char err[128];
@@ -249,6 +265,17 @@ static void fixture_open(struct fixture *fx, const struct dh_smp_client_opts *o)
 		fx->img[i] = (uint8_t)(i * 31 + (i >> 8));
 }
 
+static void fixture_go(struct fixture *fx)
+{
+	peer_run(fx->p);
+}
+
+/* Stops the peer so that the test may read its counters and the image it received. */
+static void fixture_halt(struct fixture *fx)
+{
+	peer_halt(fx->p);
+}
+
 static void fixture_close(struct fixture *fx)
 {
 	peer_stop(fx->p);
@@ -259,6 +286,7 @@ static void fixture_close(struct fixture *fx)
 
 static void check_uploaded(struct fixture *fx)
 {
+	fixture_halt(fx);
 	ck_assert_uint_eq(fx->p->len, fx->img_len);
 	ck_assert_mem_eq(fx->p->img, fx->img, fx->img_len);
 }
@@ -271,6 +299,7 @@ START_TEST(basic_ops)
 	char out[64];
 
 	fixture_open(&fx, NULL);
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_echo(fx.c, "hello", out, sizeof(out)), DH_SMP_OK);
 	ck_assert_str_eq(out, "hello");
 	ck_assert(!fx.c->peer_v1);
@@ -294,6 +323,7 @@ START_TEST(params_fallback_and_v1_peer)
 	fixture_open(&fx, NULL);
 	fx.p->no_params = true;
 	fx.p->v1_only = true;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_echo(fx.c, "x", out, sizeof(out)), DH_SMP_OK);
 	ck_assert(fx.c->peer_v1);
 	ck_assert_int_eq(dh_smp_read_params(fx.c, &p), DH_SMP_OK);
@@ -314,6 +344,7 @@ START_TEST(v1_request_to_v2_only_peer)
 
 	fixture_open(&fx, NULL);
 	fx.p->v2_only = true;
+	fixture_go(&fx);
 	fx.c->ver = 0;
 	/* rc 12 (UNSUPPORTED_TOO_OLD) switches the client to v2 and it asks again. */
 	ck_assert_int_eq(dh_smp_echo(fx.c, "again", out, sizeof(out)), DH_SMP_OK);
@@ -329,6 +360,7 @@ START_TEST(upload_clean)
 	struct dh_smp_upload_result r;
 
 	fixture_open(&fx, NULL);
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, NULL, NULL, &r), DH_SMP_OK);
 	ck_assert(r.has_match && r.match);
 	ck_assert_uint_eq(r.window, 3);
@@ -361,10 +393,12 @@ START_TEST(upload_loss_dup_stale)
 	fx.p->drop_every = 7;
 	fx.p->dup_every = 5;
 	fx.p->stale = true;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, count_progress, &last, &r),
 			 DH_SMP_OK);
 	ck_assert_uint_eq(last, fx.img_len);
 	ck_assert(r.match);
+	fixture_halt(&fx);
 	ck_assert_uint_gt(fx.p->dropped, 0);
 	check_uploaded(&fx);
 	fixture_close(&fx);
@@ -378,6 +412,7 @@ START_TEST(upload_window_one)
 
 	fixture_open(&fx, NULL);
 	fx.p->buf_count = 2;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, NULL, NULL, &r), DH_SMP_OK);
 	ck_assert_uint_eq(r.window, 1);
 	check_uploaded(&fx);
@@ -392,6 +427,7 @@ START_TEST(upload_reboot_restarts)
 
 	fixture_open(&fx, NULL);
 	fx.p->reboot_at = 50000;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, NULL, NULL, &r), DH_SMP_OK);
 	ck_assert_uint_eq(r.restarts, 1);
 	ck_assert(r.match);
@@ -413,10 +449,12 @@ START_TEST(upload_resumes)
 	fx.p->off = have;
 	memcpy(fx.p->img, fx.img, have);
 	dh_smp_sha256(fx.img, fx.img_len, fx.p->sha);
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, NULL, NULL, &r), DH_SMP_OK);
 	ck_assert_uint_eq(r.resumed_from, have);
 	ck_assert(r.match);
 	/* 1 first chunk + the rest from 40000 in 1444-byte chunks. */
+	fixture_halt(&fx);
 	ck_assert_uint_eq(fx.p->chunks, 1 + (fx.img_len - have + 1443) / 1444);
 	check_uploaded(&fx);
 	fixture_close(&fx);
@@ -430,6 +468,7 @@ START_TEST(upload_match_false)
 
 	fixture_open(&fx, NULL);
 	fx.p->match_false = true;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_upload(fx.c, fx.img, fx.img_len, 0, NULL, NULL, &r),
 			 DH_SMP_E_MISMATCH);
 	ck_assert(r.has_match && !r.match);
@@ -448,9 +487,11 @@ START_TEST(timeout_retransmits)
 	o.timeout_ms = 1500;
 	fixture_open(&fx, &o);
 	fx.p->mute = true;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_echo(fx.c, "x", out, sizeof(out)), DH_SMP_E_TIMEOUT);
 	/* The original and 5 retransmissions of the same frame. */
 	ck_assert_uint_eq(fx.c->retransmits, 5);
+	fixture_halt(&fx);
 	ck_assert_uint_eq(fx.p->received, 6);
 	fixture_close(&fx);
 }
@@ -460,13 +501,14 @@ START_TEST(cancel_flag)
 {
 	struct dh_smp_client_opts o;
 	struct fixture fx;
-	volatile int cancel = 1;
+	atomic_int cancel = 1;
 	char out[16];
 
 	dh_smp_client_opts_default(&o);
 	o.cancel = &cancel;
 	fixture_open(&fx, &o);
 	fx.p->mute = true;
+	fixture_go(&fx);
 	ck_assert_int_eq(dh_smp_echo(fx.c, "x", out, sizeof(out)), DH_SMP_E_CANCELLED);
 	fixture_close(&fx);
 }
