@@ -100,7 +100,8 @@ class Server:
     def sanitizer_report(self):
         """The sanitizer complaints in the server's log, if any ('' when clean)."""
         log = self.read_log()
-        bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+        bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer")
                if m in log]
         return log if bad else ""
 
