@@ -182,10 +182,13 @@ struct dh_session {
 	int64_t timeouts[4]; /* seconds, indexed by enum dh_timeout */
 	char base_url[DH_BASE_URL_MAX];
 	int attempts;
-	json_t *steps;   /* array */
-	json_t *payload; /* object */
-	json_t *error;   /* object or NULL */
-	json_t *history; /* array of {state, time} */
+	char link_hash[DH_SHA256_HEX]; /* SHA-256 hex of the short-link token; "" when none */
+	int64_t delivered_bytes;       /* image bytes sent, repeats included (flushed) */
+	int64_t delivered_covered;     /* distinct image bytes sent at least once (flushed) */
+	json_t *steps;                 /* array */
+	json_t *payload;               /* object */
+	json_t *error;                 /* object or NULL */
+	json_t *history;               /* array of {state, time} */
 };
 
 /* Frees the json members and clears s. */
@@ -267,6 +270,40 @@ struct dh_session_filter {
  */
 enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
 			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count);
+
+/*
+ * Sets the short-link token hash of session id while it is processing (the link step).
+ * DH_E_STATE when the session is no longer processing; DH_E_CONFLICT if the hash is taken.
+ */
+enum dh_err dh_db_session_set_link(struct dh_db *db, const char *id, const char *hash_hex);
+
+/*
+ * Calls fn(cls, s, image_time) for every unfinished session in state processing or created
+ * that has a short link (s holds the scalars, as dh_db_session_get_download gives them).
+ */
+enum dh_err dh_db_session_links(struct dh_db *db,
+				void (*fn)(void *cls, const struct dh_session *s,
+					   const char *image_time),
+				void *cls);
+
+/* The kind of the session's delivery method ("http", "coap", ...) into kind. */
+enum dh_err dh_db_session_method_kind(struct dh_db *db, const char *id, char *kind, size_t size);
+
+/* The delivered counters of a session, as the flusher reads and writes them. */
+struct dh_db_delivered {
+	enum dh_state state;
+	int64_t size;    /* the target image's size */
+	int64_t bytes;   /* delivered_bytes */
+	int64_t covered; /* delivered_covered */
+	char *ranges;    /* delivered_ranges (malloc'd; "" when none) */
+};
+
+/* Reads the delivered counters of session id into d (free d->ranges). DH_E_NOT_FOUND. */
+enum dh_err dh_db_session_delivered_get(struct dh_db *db, const char *id,
+					struct dh_db_delivered *d);
+/* Writes bytes, covered and ranges of d to session id. */
+enum dh_err dh_db_session_delivered_set(struct dh_db *db, const char *id,
+					const struct dh_db_delivered *d);
 
 /* Counts stored sessions per state into counts[DH_ST__COUNT] (finished ones included). */
 enum dh_err dh_db_session_counts(struct dh_db *db, int64_t counts[DH_ST__COUNT]);

@@ -18,8 +18,12 @@
 	" s.device_name, s.current_firmware_id, s.current_version, s.target_firmware_id,"          \
 	" s.target_version, f.sha256, f.size, s.allow_draft, s.needs_confirm, s.ready_timeout,"    \
 	" s.processing_timeout, s.confirm_timeout, s.retention, s.base_url, s.attempts, s.steps,"  \
-	" s.payload, s.error, s.history FROM sessions s LEFT JOIN firmware f ON f.id ="            \
-	" s.target_firmware_id"
+	" s.payload, s.error, s.history, s.link_hash, s.delivered_bytes, s.delivered_covered"      \
+	" FROM sessions s LEFT JOIN firmware f ON f.id = s.target_firmware_id"
+
+/* Where the columns after the scalars begin: JSON columns in SESSION_COLS, then the extras. */
+#define COL_EXTRAS_FULL     31
+#define COL_EXTRAS_DOWNLOAD 28
 
 void dh_db_session_release(struct dh_session *s)
 {
@@ -73,9 +77,18 @@ static void row_scalars(sqlite3_stmt *st, struct dh_session *s)
 	s->attempts = sqlite3_column_int(st, 26);
 }
 
+/* link_hash, delivered_bytes, delivered_covered from column i on. */
+static void row_extras(sqlite3_stmt *st, int i, struct dh_session *s)
+{
+	dh_db_col_copy(st, i, s->link_hash, sizeof(s->link_hash));
+	s->delivered_bytes = sqlite3_column_int64(st, i + 1);
+	s->delivered_covered = sqlite3_column_int64(st, i + 2);
+}
+
 static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
 {
 	row_scalars(st, s);
+	row_extras(st, COL_EXTRAS_FULL, s);
 	s->steps = col_json(st, 27, json_array);
 	s->payload = col_json(st, 28, json_object);
 	s->error = col_json(st, 29, NULL);
@@ -170,7 +183,8 @@ enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct 
 		" s.device_ref, s.device_name, s.current_firmware_id, s.current_version,"
 		" s.target_firmware_id, s.target_version, f.sha256, f.size, s.allow_draft,"
 		" s.needs_confirm, s.ready_timeout, s.processing_timeout, s.confirm_timeout,"
-		" s.retention, s.base_url, s.attempts, f.create_time FROM sessions s LEFT JOIN"
+		" s.retention, s.base_url, s.attempts, f.create_time, s.link_hash,"
+		" s.delivered_bytes, s.delivered_covered FROM sessions s LEFT JOIN"
 		" firmware f ON f.id = s.target_firmware_id WHERE s.id = ?1";
 	sqlite3_stmt *st = dh_db_prep(db, sql);
 	enum dh_err rc = DH_E_NOT_FOUND;
@@ -183,6 +197,7 @@ enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct 
 	if (r == SQLITE_ROW) {
 		row_scalars(st, s);
 		dh_db_col_copy(st, 27, image_time, DH_TIME_LEN);
+		row_extras(st, COL_EXTRAS_DOWNLOAD, s);
 		rc = DH_OK;
 	} else if (r != SQLITE_DONE) {
 		rc = dh_db_error(db, r, NULL);
@@ -289,7 +304,7 @@ out:
 enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s)
 {
 	static const char sql[] =
-		"UPDATE sessions SET state = 'processing', lease_owner = ?1,"
+		"UPDATE sessions SET state = 'processing', lease_owner = ?1, link_hash = NULL,"
 		" lease_until = ?2 + processing_timeout * 1000000,"
 		" expire_us = ?2 + processing_timeout * 1000000, attempts = attempts + 1,"
 		" update_time = ?3,"
@@ -636,6 +651,131 @@ enum dh_err dh_db_session_counts(struct dh_db *db, int64_t counts[DH_ST__COUNT])
 		if ((unsigned)state < DH_ST__COUNT)
 			counts[state] = sqlite3_column_int64(st, 1);
 	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DH_OK : dh_db_error(db, r, NULL);
+}
+
+enum dh_err dh_db_session_set_link(struct dh_db *db, const char *id, const char *hash_hex)
+{
+	static const char sql[] = "UPDATE sessions SET link_hash = ?2 WHERE id = ?1"
+				  " AND state = 'processing' AND finished = 0";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, hash_hex, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return dh_db_error(db, r, NULL);
+	return sqlite3_changes(dh_db_handle(db)) == 1 ? DH_OK : DH_E_STATE;
+}
+
+enum dh_err dh_db_session_links(struct dh_db *db,
+				void (*fn)(void *cls, const struct dh_session *s,
+					   const char *image_time),
+				void *cls)
+{
+	/* the columns of dh_db_session_get_download */
+	static const char sql[] =
+		"SELECT s.id, s.create_time, s.creator, s.creator_id, s.state, s.finished,"
+		" s.expire_us, s.delivery_procedure_id, s.product_id, s.model_id, s.channel_id,"
+		" s.device_ref, s.device_name, s.current_firmware_id, s.current_version,"
+		" s.target_firmware_id, s.target_version, f.sha256, f.size, s.allow_draft,"
+		" s.needs_confirm, s.ready_timeout, s.processing_timeout, s.confirm_timeout,"
+		" s.retention, s.base_url, s.attempts, f.create_time, s.link_hash,"
+		" s.delivered_bytes, s.delivered_covered FROM sessions s JOIN"
+		" firmware f ON f.id = s.target_firmware_id WHERE s.link_hash IS NOT NULL"
+		" AND s.state IN ('processing', 'created') AND s.finished = 0";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	char image_time[DH_TIME_LEN];
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct dh_session s = { 0 };
+		row_scalars(st, &s);
+		dh_db_col_copy(st, 27, image_time, sizeof(image_time));
+		row_extras(st, COL_EXTRAS_DOWNLOAD, &s);
+		fn(cls, &s, image_time);
+	}
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? DH_OK : dh_db_error(db, r, NULL);
+}
+
+enum dh_err dh_db_session_method_kind(struct dh_db *db, const char *id, char *kind, size_t size)
+{
+	static const char sql[] = "SELECT m.kind FROM sessions s JOIN delivery_procedures p"
+				  " ON p.id = s.delivery_procedure_id JOIN delivery_methods m"
+				  " ON m.id = p.delivery_method_id WHERE s.id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, kind, size);
+		rc = DH_OK;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_session_delivered_get(struct dh_db *db, const char *id, struct dh_db_delivered *d)
+{
+	static const char sql[] = "SELECT s.state, f.size, s.delivered_bytes, s.delivered_covered,"
+				  " s.delivered_ranges FROM sessions s LEFT JOIN firmware f"
+				  " ON f.id = s.target_firmware_id WHERE s.id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	char state[32];
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		dh_db_col_copy(st, 0, state, sizeof(state));
+		d->state = dh_state_parse(state);
+		d->size = sqlite3_column_int64(st, 1);
+		d->bytes = sqlite3_column_int64(st, 2);
+		d->covered = sqlite3_column_int64(st, 3);
+		d->ranges = dh_db_col_strdup(st, 4);
+		if (!d->ranges)
+			d->ranges = strdup("");
+		rc = d->ranges ? DH_OK : DH_E_NOMEM;
+	} else if (r != SQLITE_DONE) {
+		rc = dh_db_error(db, r, NULL);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum dh_err dh_db_session_delivered_set(struct dh_db *db, const char *id,
+					const struct dh_db_delivered *d)
+{
+	static const char sql[] = "UPDATE sessions SET delivered_bytes = ?2,"
+				  " delivered_covered = ?3, delivered_ranges = ?4 WHERE id = ?1";
+	sqlite3_stmt *st = dh_db_prep(db, sql);
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, d->bytes);
+	sqlite3_bind_int64(st, 3, d->covered);
+	sqlite3_bind_text(st, 4, d->ranges ? d->ranges : "", -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
 	sqlite3_reset(st);
 	return r == SQLITE_DONE ? DH_OK : dh_db_error(db, r, NULL);
 }
