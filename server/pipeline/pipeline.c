@@ -8,10 +8,12 @@
 #include "pipeline/pipeline.h"
 
 #include "blob.h"
+#include "core/delivery.h"
 #include "core/events.h"
 #include "core/util.h"
 #include "dh_db.h"
 #include "log.h"
+#include "pipeline/delivered.h"
 #include "pipeline/session.h"
 #include "plugins/loader.h"
 
@@ -414,19 +416,30 @@ void dh_pipeline_reap(void)
 	free(due);
 }
 
+/* The reaper thread also flushes delivered bytes: it wakes for whichever comes first. */
 static void *reaper_main(void *arg)
 {
+	unsigned tick =
+		pool.interval_ms < DH_DELIVERY_FLUSH_MS ? pool.interval_ms : DH_DELIVERY_FLUSH_MS;
+	int64_t next_reap = 0;
 	struct timespec ts;
+	struct dh_db *db;
 
 	(void)arg;
 	pthread_mutex_lock(&pool.lock);
 	while (!pool.stop) {
 		pthread_mutex_unlock(&pool.lock);
-		dh_pipeline_reap();
+		if (dh_mono_ms() >= next_reap) {
+			dh_pipeline_reap();
+			next_reap = dh_mono_ms() + pool.interval_ms;
+		}
+		db = dh_db_thread();
+		if (db)
+			dh_delivered_flush(db, NULL);
 		pthread_mutex_lock(&pool.lock);
 		if (pool.stop)
 			break;
-		deadline_in(&ts, pool.interval_ms);
+		deadline_in(&ts, tick);
 		pthread_cond_timedwait(&pool.reaper_cond, &pool.lock, &ts);
 	}
 	pthread_mutex_unlock(&pool.lock);
@@ -510,7 +523,11 @@ void dh_pipeline_stop(void)
 	pool.workers = NULL;
 	pool.n = 0;
 	db = dh_db_thread();
-	if (db)
+	if (db) {
+		/* the transports stopped before us: what they sent last is written now */
+		dh_delivered_flush(db, NULL);
 		dh_db_session_release_leases(db, pool.owner);
+	}
+	dh_delivery_clear();
 	dh_info("pipeline.stopped", "owner=%s", pool.owner);
 }

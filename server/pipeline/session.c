@@ -7,6 +7,7 @@
 #include "core/events.h"
 #include "core/util.h"
 #include "log.h"
+#include "pipeline/delivered.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,20 +30,21 @@ static json_t *time_or_null(int64_t us)
 
 json_t *dh_session_to_json(const struct dh_session *s)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O,"
-			 " s:s, s:o, s:o, s:o, s:o}",
-			 "id", s->id, "create_time", s->create_time, "creator", s->creator, "state",
-			 dh_state_name(s->state), "finished", s->finished, "expiration_time",
-			 time_or_null(s->finished ? 0 : s->expire_us), "delivery_procedure",
-			 s->procedure, "current_firmware", str_or_null(s->current_fw),
-			 "target_firmware", str_or_null(s->target_fw), "device",
-			 str_or_null(s->device), "device_id", str_or_null(s->device_name),
-			 "payload", s->payload ? s->payload : json_object(), "error",
-			 s->error ? s->error : json_null(), "history",
-			 s->history ? s->history : json_array(), "model", s->model, "channel",
-			 str_or_null(s->channel), "current_firmware_version",
-			 str_or_null(s->current_version), "target_firmware_version",
-			 str_or_null(s->target_version), "attempts", json_integer(s->attempts));
+	return json_pack(
+		"{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O,"
+		" s:s, s:o, s:o, s:o, s:o, s:o}",
+		"id", s->id, "create_time", s->create_time, "creator", s->creator, "state",
+		dh_state_name(s->state), "finished", s->finished, "expiration_time",
+		time_or_null(s->finished ? 0 : s->expire_us), "delivery_procedure", s->procedure,
+		"current_firmware", str_or_null(s->current_fw), "target_firmware",
+		str_or_null(s->target_fw), "device", str_or_null(s->device), "device_id",
+		str_or_null(s->device_name), "payload", s->payload ? s->payload : json_object(),
+		"error", s->error ? s->error : json_null(), "history",
+		s->history ? s->history : json_array(), "model", s->model, "channel",
+		str_or_null(s->channel), "current_firmware_version",
+		str_or_null(s->current_version), "target_firmware_version",
+		str_or_null(s->target_version), "attempts", json_integer(s->attempts), "delivered",
+		dh_delivered_to_json(s->delivered_bytes, s->delivered_covered, s->target_size));
 }
 
 static json_t *state_event(const struct dh_session *s)
@@ -114,6 +116,8 @@ enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_
 	row = dh_fsm_find(s->state, ev);
 	if (!row)
 		return not_now(err, s, ev);
+	/* what was sent so far is written with the change, so a restart keeps it */
+	dh_delivered_flush(db, s->id);
 	m.row = row;
 	m.error = o->error;
 	m.base_url = o->base_url;

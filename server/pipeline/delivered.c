@@ -1,0 +1,137 @@
+/*
+ * The flusher of delivered.h. Each batch is one transaction: per session, read the row's
+ * counters and intervals, add what the tracker recorded, write them back. The events are
+ * published after the commit, from the transition the transaction saw, so that a session
+ * reaches session.downloaded exactly once even with several flushers.
+ */
+#include "pipeline/delivered.h"
+
+#include "core/coverage.h"
+#include "core/delivery.h"
+#include "core/events.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Sessions written per transaction: keeps each write short for the other writers. */
+#define FLUSH_BATCH 64
+
+/* What the transaction saw for one item, for the events after the commit. */
+struct seen {
+	bool written;
+	enum dh_state state;
+	int64_t size, bytes, covered_before, covered;
+};
+
+json_t *dh_delivered_to_json(int64_t bytes, int64_t covered, int64_t size)
+{
+	return json_pack("{s:I, s:f}", "bytes_sent", (json_int_t)bytes, "coverage",
+			 dh_coverage_fraction(covered > 0 ? (uint64_t)covered : 0,
+					      size > 0 ? (uint64_t)size : 0));
+}
+
+/* Adds one item to its session's row. */
+static enum dh_err write_one(struct dh_db *db, const struct dh_delivery_item *it, struct seen *sn)
+{
+	struct dh_db_delivered d;
+	struct dh_coverage cov;
+	char *text = NULL;
+	enum dh_err rc;
+
+	sn->written = false;
+	rc = dh_db_session_delivered_get(db, it->session, &d);
+	if (rc == DH_E_NOT_FOUND)
+		return DH_OK; /* nothing to count for */
+	if (rc != DH_OK)
+		return rc;
+	dh_coverage_init(&cov, d.size > 0 ? (uint64_t)d.size : 0);
+	if (!dh_coverage_parse(&cov, d.ranges))
+		dh_warn("delivered.ranges", "id=%s detail=\"unreadable ranges; counted afresh\"",
+			it->session);
+	dh_coverage_merge(&cov, &it->cov);
+	text = malloc(DH_COVERAGE_TEXT_MAX);
+	if (!text) {
+		rc = DH_E_NOMEM;
+		goto out;
+	}
+	dh_coverage_format(&cov, text, DH_COVERAGE_TEXT_MAX);
+	sn->state = d.state;
+	sn->size = d.size;
+	sn->covered_before = d.covered;
+	free(d.ranges);
+	d.ranges = text;
+	text = NULL;
+	d.bytes += (int64_t)it->bytes;
+	/* a row written by an older build may count more than its ranges: never go back */
+	if ((int64_t)cov.covered > d.covered)
+		d.covered = (int64_t)cov.covered;
+	sn->bytes = d.bytes;
+	sn->covered = d.covered;
+	rc = dh_db_session_delivered_set(db, it->session, &d);
+	sn->written = rc == DH_OK;
+out:
+	free(text);
+	free(d.ranges);
+	dh_coverage_release(&cov);
+	return rc;
+}
+
+/* The tenth of coverage reached (0..10). */
+static int tenth(int64_t covered, int64_t size)
+{
+	return size > 0 ? (int)(covered * 10 / size) : 0;
+}
+
+static void publish(const struct dh_delivery_item *it, const struct seen *sn)
+{
+	const char *type;
+	json_t *ev;
+
+	if (!sn->written)
+		return;
+	if (sn->size > 0 && sn->covered >= sn->size && sn->covered_before < sn->size)
+		type = "session.downloaded";
+	else if (tenth(sn->covered, sn->size) > tenth(sn->covered_before, sn->size))
+		type = "session.delivered";
+	else
+		return;
+	ev = json_pack("{s:s, s:s, s:o}", "id", it->session, "state", dh_state_name(sn->state),
+		       "delivered", dh_delivered_to_json(sn->bytes, sn->covered, sn->size));
+	dh_events_publish(type, it->session, it->product, it->model,
+			  *it->channel ? it->channel : NULL, ev);
+	json_decref(ev);
+	if (strcmp(type, "session.downloaded") == 0)
+		dh_info("session.downloaded", "id=%s bytes_sent=%lld", it->session,
+			(long long)sn->bytes);
+}
+
+void dh_delivered_flush(struct dh_db *db, const char *only)
+{
+	struct dh_delivery_item items[FLUSH_BATCH];
+	struct seen seen[FLUSH_BATCH];
+	size_t n;
+
+	while ((n = dh_delivery_take(only, items, FLUSH_BATCH)) > 0) {
+		enum dh_err rc = dh_db_begin(db);
+		for (size_t i = 0; rc == DH_OK && i < n; i++)
+			rc = write_one(db, &items[i], &seen[i]);
+		if (rc == DH_OK)
+			rc = dh_db_commit(db);
+		if (rc != DH_OK) {
+			dh_db_rollback(db);
+			dh_warn("delivered.flush",
+				"sessions=%zu code=%s detail=\"kept for the next"
+				" flush\"",
+				n, dh_err_name(rc));
+			dh_delivery_restore(items, n);
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			publish(&items[i], &seen[i]);
+			dh_delivery_item_release(&items[i]);
+		}
+		if (n < FLUSH_BATCH)
+			return;
+	}
+}
