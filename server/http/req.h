@@ -61,6 +61,14 @@ struct dh_req {
 
 	void *handler_state; /* streaming handlers keep their state here */
 	void (*handler_state_free)(void *);
+
+	/*
+	 * When set, called once as the HTTP layer lets go of the request, before it is freed:
+	 * completed tells whether the whole answer was handed to the kernel (not cut by an
+	 * error or the client going away). For accounting what was sent; on_done owns cls.
+	 */
+	void (*on_done)(struct dh_req *req, bool completed, void *cls);
+	void *on_done_cls;
 };
 
 /* A request header or query argument, or NULL. The string lives as long as the request. */

@@ -669,10 +669,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct dh_req *req = *con_cls;
+
 	(void)cls;
 	(void)conn;
-	(void)toe;
-	req_free(*con_cls);
+	if (req && req->on_done)
+		req->on_done(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK, req->on_done_cls);
+	req_free(req);
 	*con_cls = NULL;
 }
 
