@@ -7,6 +7,7 @@
 #ifndef DH_API_H
 #define DH_API_H
 
+#include "core/delivery.h"
 #include "http/req.h"
 
 /* Reads Authorization (Token or Bearer), fills req->who; 401 on failure. Cached. */
@@ -58,10 +59,12 @@ enum dh_err dh_api_firmware_image(struct dh_req *req);
  * (RFC 3339, e.g. the image's create_time; may be NULL) parses, Last-Modified. Several
  * ranges or a malformed Range are ignored (200). The bytes go out by sendfile or from a
  * shared mapping of the blob, never copied in user space. The caller has checked rights.
- * DH_E_IO when the blob is missing.
+ * DH_E_IO when the blob is missing. With who (a session's download; NULL otherwise) the
+ * bytes of a GET answer count as delivered (core/delivery.h) once the HTTP layer reports
+ * the whole answer handed to the kernel; an answer cut short counts nothing.
  */
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
-			     const char *last_modified);
+			     const char *last_modified, const struct dh_delivery_who *who);
 
 /* sessions.c: firmware-update sessions and their download link */
 enum dh_err dh_api_sessions_request(struct dh_req *req);

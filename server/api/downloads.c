@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -110,8 +111,53 @@ static bool http_date(const char *rfc3339, char out[HTTP_DATE_LEN])
 	return true;
 }
 
+/* What one session download sends, kept until the HTTP layer says how it ended. */
+struct sent {
+	char session[DH_UUID_LEN], product[DH_UUID_LEN], model[DH_UUID_LEN], channel[DH_UUID_LEN];
+	uint64_t size, off, len;
+};
+
+/*
+ * The HTTP layer is done with the answer. Counted: the whole range once MHD reports the
+ * answer completed (every byte handed to the kernel); an answer cut short counts nothing,
+ * since MHD does not tell how far a sendfile got. The device's resume then counts what it
+ * fetches again, so coverage is never claimed for bytes that may not have left.
+ */
+static void sent_done(struct dh_req *req, bool completed, void *cls)
+{
+	struct sent *t = cls;
+	struct dh_delivery_who who = { t->session, t->product, t->model, t->channel, t->size };
+
+	(void)req;
+	if (completed)
+		dh_delivery_sent(&who, t->off, t->len);
+	free(t);
+}
+
+/* Arranges for [off, off + len) to count for who once the answer is out (GET only). */
+static void count_when_sent(struct dh_req *req, const struct dh_delivery_who *who, uint64_t off,
+			    uint64_t len)
+{
+	struct sent *t;
+
+	if (!who || req->method != DH_GET || len == 0 || req->on_done)
+		return;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return; /* the download goes on uncounted */
+	snprintf(t->session, sizeof(t->session), "%s", who->session ? who->session : "");
+	snprintf(t->product, sizeof(t->product), "%s", who->product ? who->product : "");
+	snprintf(t->model, sizeof(t->model), "%s", who->model ? who->model : "");
+	snprintf(t->channel, sizeof(t->channel), "%s", who->channel ? who->channel : "");
+	t->size = who->size;
+	t->off = off;
+	t->len = len;
+	req->on_done = sent_done;
+	req->on_done_cls = t;
+}
+
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
-			     const char *last_modified)
+			     const char *last_modified, const struct dh_delivery_who *who)
 {
 	char etag[DH_SHA256_HEX + 2], date[HTTP_DATE_LEN], crange[96];
 	struct dh_range r = { 0, size };
@@ -178,5 +224,6 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 		*p = 0;
 		dh_http_header(req, "Content-Range", crange);
 	}
+	count_when_sent(req, who, r.start, r.len);
 	return DH_OK;
 }

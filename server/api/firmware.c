@@ -840,7 +840,7 @@ enum dh_err dh_api_firmware_image(struct dh_req *req)
 	if (rc == DH_OK)
 		rc = dh_api_send_blob(req, json_string_value(json_object_get(row, "sha256")),
 				      (uint64_t)json_integer_value(json_object_get(row, "size")),
-				      json_string_value(json_object_get(row, "create_time")));
+				      json_string_value(json_object_get(row, "create_time")), NULL);
 	json_decref(row);
 	return rc;
 }

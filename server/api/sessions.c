@@ -710,7 +710,12 @@ enum dh_err dh_api_sessions_image(struct dh_req *req)
 				  dh_state_name(s.state));
 		goto out;
 	}
-	rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size, c->image_time);
+	{
+		struct dh_delivery_who who = { s.id, s.product, s.model, s.channel,
+					       (uint64_t)s.target_size };
+		rc = dh_api_send_blob(req, s.target_sha256, (uint64_t)s.target_size, c->image_time,
+				      &who);
+	}
 out:
 	dh_db_session_release(&s);
 	return rc;
