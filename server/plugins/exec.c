@@ -7,7 +7,8 @@
  * worker stops the step then; default: what remains of processing_timeout).
  * Environment: PATH=/usr/local/bin:/usr/bin:/bin, DH_IMAGE_PATH, DH_IMAGE_SHA256,
  * DH_IMAGE_SIZE, DH_SESSION_ID, DH_DEVICE_ID, DH_TARGET_VERSION, DH_CURRENT_VERSION, DH_MODEL.
- * stdin is /dev/null. Exit status 0 is success; anything else, a signal, or running past the
+ * stdin is /dev/null, stdout and stderr pipes to the worker, and no other descriptor is open.
+ * Exit status 0 is success; anything else, a signal, or running past the
  * deadline fails the session, with the end of stderr in the error. When the last non-empty
  * line of stdout is a JSON object, its keys are merged into the payload.
  */
@@ -15,11 +16,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +35,10 @@
 #define EXEC_STDERR_TAIL 200
 /* How often the run loop looks at the cancellation flag. */
 #define EXEC_POLL_MS 50
+/* Descriptors the child closes one by one when close_range is missing and RLIMIT_NOFILE says
+ * nothing useful: fs.nr_open's default, the most a process can hold unless an operator raised
+ * it. */
+#define EXEC_FD_FALLBACK_MAX (1024 * 1024)
 
 extern char **environ;
 
@@ -63,6 +70,18 @@ static void buf_tail(struct buf *b, const char *p, size_t n)
 	}
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
+}
+
+/* One past the highest descriptor this process may hold: where the child's fallback loop
+ * stops when close_range is missing (kernels before 5.9). */
+static int fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > INT_MAX)
+		return EXEC_FD_FALLBACK_MAX;
+	return (int)rl.rlim_cur;
 }
 
 static char *env_var(const char *name, const char *value)
@@ -156,6 +175,7 @@ static enum dh_step_result exec_run(struct dh_step_ctx *ctx)
 	enum dh_step_result res = DH_STEP_FAIL;
 	bool reaped = false, timed_out = false, cancelled = false;
 	pid_t pid = -1;
+	int fd_end;
 	size_t i;
 
 	if (!program || program[0] != '/') {
@@ -202,6 +222,7 @@ static enum dh_step_result exec_run(struct dh_step_ctx *ctx)
 			 strerror(errno));
 		goto out;
 	}
+	fd_end = fd_limit();
 	pid = fork();
 	if (pid < 0) {
 		snprintf(ctx->error, sizeof(ctx->error), "cannot fork: %s", strerror(errno));
@@ -209,16 +230,29 @@ static enum dh_step_result exec_run(struct dh_step_ctx *ctx)
 	}
 	if (pid == 0) {
 		/* the child: only async-signal-safe calls until execve */
-		int nul = open("/dev/null", O_RDONLY);
+		int src[3];
 		sigset_t none;
 		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
-		if (nul >= 0)
-			dup2(nul, 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
+		/* the three sources first above 2, so that no dup2 below overwrites another's
+		 * source (a server started with 0-2 closed has its pipes there) */
+		src[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		src[1] = fcntl(po[1], F_DUPFD_CLOEXEC, 3);
+		src[2] = fcntl(pe[1], F_DUPFD_CLOEXEC, 3);
+		if (src[0] >= 0 && src[0] < 3)
+			src[0] = fcntl(src[0], F_DUPFD_CLOEXEC, 3);
+		for (int k = 0; k < 3; k++) {
+			if (src[k] < 0 || dup2(src[k], k) != k)
+				_exit(127);
+		}
+		/* and nothing else: not the listening socket, the database, other clients'
+		 * connections or what a plugin opened without O_CLOEXEC */
+		if (close_range(3, ~0u, 0) != 0) {
+			for (int fd = 3; fd < fd_end; fd++)
+				close(fd);
+		}
 		execve(program, argv, envp);
 		_exit(127);
 	}

@@ -2,6 +2,7 @@
 through the API (start, pipeline, confirm, timeouts), 409/410, racing starts, the download
 link, device twins, lists, rights and bad input."""
 import hashlib
+import socket
 import threading
 
 import pytest
@@ -253,6 +254,31 @@ def test_exec_step_timeout_and_payload_from_stdout(admin, catalog, tmp_path):
     s = wait_state(admin, s["id"], "fail", timeout=10)
     assert "Step 1 (exec)" in s["error"]["detail"], s["error"]
 
+
+
+FD_LISTER = """import json, os
+fds = {}
+for n in os.listdir("/proc/self/fd"):
+    try:
+        fds[n] = os.readlink("/proc/self/fd/" + n)
+    except OSError:
+        pass  # the directory listdir read, closed by now
+print(json.dumps({"fds": fds}))
+"""
+
+
+def test_exec_child_gets_only_stdin_stdout_stderr(admin, catalog, server):
+    upload_fw(admin, catalog, "1.9.6")
+    dp = procedure(admin, catalog, confirm=False, steps=[
+        {"plugin": "exec", "params": {"program": "/usr/bin/python3", "args": ["-c", FD_LISTER]}}])
+    s = new_session(admin, catalog, dp, "1.0.0")
+    # other clients are connected while the step runs (their sockets are the server's)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10):
+        admin.post(FU + s["id"] + "/start")
+        s = wait_state(admin, s["id"], "success")
+    fds = s["payload"]["fds"]
+    assert sorted(fds) == ["0", "1", "2"], fds
+    assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")
 
 def test_download_link_ranges_and_rights(admin, catalog):
     data = bytes(range(256)) * 40
