@@ -329,7 +329,8 @@ START_TEST(lossy_udp)
 	struct seen seen = { 0 };
 	struct dh_dfd_error err;
 
-	ck_assert_int_eq(run_case(args, true, 2, NULL, &seen, &err, NULL), DH_DFD_OK);
+	ck_assert_msg(run_case(args, true, 2, NULL, &seen, &err, NULL) == DH_DFD_OK, "%s",
+		      err.detail);
 }
 END_TEST
 
