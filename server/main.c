@@ -68,6 +68,25 @@ static int bootstrap_admin(void)
 	return 0;
 }
 
+/*
+ * The line a person reads to find the server: its URL as a browser on this host reaches it
+ * (an any-address listener is reached on loopback) and the data directory.
+ */
+static void print_banner(unsigned port)
+{
+	const char *scheme = *dh_cfg.tls_cert ? "https" : "http";
+	const char *host = dh_cfg.listen;
+	bool v6 = strchr(host, ':') != NULL;
+
+	if (strcmp(host, "0.0.0.0") == 0)
+		host = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		host = "::1";
+	printf("Device Hub on %s://%s%s%s:%u/ (data in %s)\n", scheme, v6 ? "[" : "", host,
+	       v6 ? "]" : "", port, dh_cfg.data_dir);
+	fflush(stdout);
+}
+
 /* --list-routes: one line per route, "METHODS<TAB>PATTERN<TAB>RIGHT", for tests and docs. */
 static void list_routes(void)
 {
@@ -149,6 +168,7 @@ int main(int argc, char **argv)
 	}
 	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u", dh_cfg.listen,
 		port, *dh_cfg.tls_cert ? "yes" : "no", dh_cfg.data_dir, dh_cfg.workers);
+	print_banner(port);
 
 	while (sigwait(&sigs, &sig) != 0 && errno == EINTR)
 		;
