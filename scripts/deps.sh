@@ -7,7 +7,8 @@ DH_BUILD_PKGS="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev
 libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3"
 # shellcheck disable=SC2034
 DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
-sqlite3 curl postgresql libcoap3-bin python3-hypothesis"
+sqlite3 curl postgresql libcoap3-bin python3-hypothesis
+python3-mypy python3-typeshed python3-venv python3-pip python3-setuptools python3-wheel"
 # shellcheck disable=SC2034
 DH_BENCH_PKGS="nginx-light wrk python3-requests sqlite3"
 # shellcheck disable=SC2034

@@ -1,15 +1,19 @@
-"""Fixtures for the CLI suites: the real devicehubd of tests/api/conftest.py (loaded under
-its own module name so the two conftest files do not clash) and a runner that executes
-scripts/devicehub as a subprocess against it, as a user's script would.
+"""Fixtures for the client suites: the real devicehubd of tests/api/conftest.py (loaded
+under its own module name so the two conftest files do not clash), a runner that executes
+scripts/devicehub as a subprocess against it, as a user's script would, and the Python
+library itself (clients/python) for the tests that call it directly.
 """
 import importlib.util
 import os
 import subprocess
+import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+LIB = os.path.join(ROOT, "clients", "python")
+sys.path.insert(0, LIB)
 CLI = os.path.join(ROOT, "scripts", "devicehub")
 PYTHON = "/usr/bin/python3"
 CLI_TIMEOUT = 120
@@ -83,3 +87,12 @@ def admin(server):
 @pytest.fixture(scope="module")
 def cli(server):
     return Cli(server, ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def hub(server):
+    """The library's Client, signed in as the admin."""
+    from devicehub import Client as Hub
+    h = Hub(server.url, ADMIN_TOKEN)
+    yield h
+    h.close()

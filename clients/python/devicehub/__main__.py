@@ -1,0 +1,6 @@
+"""python3 -m devicehub: the command-line tool."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
