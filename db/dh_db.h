@@ -226,7 +226,8 @@ enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh
 
 /*
  * Claims the oldest queued session for a worker of process owner: queued -> processing with a
- * lease and expiration of now + processing_timeout, attempts + 1, atomically (UPDATE ...
+ * lease and expiration of now + processing_timeout, attempts + 1, the short link of the last
+ * run cleared (link_hash and the payload's link prefixes), atomically (UPDATE ...
  * RETURNING), then loads it into s. DH_E_NOT_FOUND when nothing is queued.
  */
 enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s);

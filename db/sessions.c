@@ -305,6 +305,7 @@ enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_s
 {
 	static const char sql[] =
 		"UPDATE sessions SET state = 'processing', lease_owner = ?1, link_hash = NULL,"
+		" payload = json_remove(payload, '$.short_link', '$.coap_link'),"
 		" lease_until = ?2 + processing_timeout * 1000000,"
 		" expire_us = ?2 + processing_timeout * 1000000, attempts = attempts + 1,"
 		" update_time = ?3,"
