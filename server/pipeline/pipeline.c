@@ -10,6 +10,7 @@
 #include "blob.h"
 #include "core/delivery.h"
 #include "core/events.h"
+#include "core/links.h"
 #include "core/util.h"
 #include "dh_db.h"
 #include "log.h"
@@ -107,10 +108,12 @@ static int ctx_merge(struct dh_step_ctx *ctx, json_t *obj)
 	if (dh_db_session_merge(r->db, r->s->id, obj, &payload) != DH_OK)
 		return -1;
 	json_decref(r->payload);
-	r->payload = payload;
-	ctx->payload = payload;
+	/* steps see the payload as it is shown: links complete (the http step sends them) */
+	r->payload = dh_session_payload_view(r->s, payload, false);
+	ctx->payload = r->payload;
 	dh_session_publish_progress(r->s, payload);
-	return 0;
+	json_decref(payload);
+	return r->payload ? 0 : -1;
 }
 
 static void ctx_progress(struct dh_step_ctx *ctx, double fraction, const char *what)
@@ -470,6 +473,7 @@ enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned 
 			      struct dh_error *err)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	enum dh_err rc;
 
 	if (nworkers == 0)
 		nworkers = cores > 0 ? (unsigned)cores : 2;
@@ -480,7 +484,14 @@ enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned 
 	pool.interval_ms = interval_ms ? interval_ms : 1000;
 	pool.stop = false;
 	atomic_store(&pool.stopping, false);
+	rc = dh_session_link_key_setup(data_dir, err);
+	if (rc != DH_OK)
+		return rc;
 	recover_at_start();
+	/* after recovery: the sessions it queued again will issue new links when they run */
+	if (dh_db_thread() && dh_session_links_load(dh_db_thread()) != DH_OK)
+		return dh_error_set(err, DH_E_DB,
+				    "Cannot load the short links of active sessions.");
 	pool.workers = calloc(nworkers, sizeof(*pool.workers));
 	if (!pool.workers)
 		return dh_error_set(err, DH_E_NOMEM, NULL);
@@ -529,5 +540,6 @@ void dh_pipeline_stop(void)
 		dh_db_session_release_leases(db, pool.owner);
 	}
 	dh_delivery_clear();
+	dh_links_clear();
 	dh_info("pipeline.stopped", "owner=%s", pool.owner);
 }

@@ -9,9 +9,13 @@
 #include "log.h"
 #include "pipeline/delivered.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static json_t *str_or_null(const char *s)
 {
@@ -31,15 +35,16 @@ static json_t *time_or_null(int64_t us)
 json_t *dh_session_to_json(const struct dh_session *s)
 {
 	return json_pack(
-		"{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O,"
+		"{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:O, s:O,"
 		" s:s, s:o, s:o, s:o, s:o, s:o}",
 		"id", s->id, "create_time", s->create_time, "creator", s->creator, "state",
 		dh_state_name(s->state), "finished", s->finished, "expiration_time",
 		time_or_null(s->finished ? 0 : s->expire_us), "delivery_procedure", s->procedure,
 		"current_firmware", str_or_null(s->current_fw), "target_firmware",
 		str_or_null(s->target_fw), "device", str_or_null(s->device), "device_id",
-		str_or_null(s->device_name), "payload", s->payload ? s->payload : json_object(),
-		"error", s->error ? s->error : json_null(), "history",
+		str_or_null(s->device_name), "payload",
+		dh_session_payload_view(s, s->payload, true), "error",
+		s->error ? s->error : json_null(), "history",
 		s->history ? s->history : json_array(), "model", s->model, "channel",
 		str_or_null(s->channel), "current_firmware_version",
 		str_or_null(s->current_version), "target_firmware_version",
@@ -70,8 +75,8 @@ void dh_session_publish_created(const struct dh_session *s)
 void dh_session_publish_progress(const struct dh_session *s, json_t *payload)
 {
 	publish("session.progress", s,
-		json_pack("{s:s, s:s, s:O}", "id", s->id, "state", dh_state_name(s->state),
-			  "payload", payload ? payload : json_object()));
+		json_pack("{s:s, s:s, s:o}", "id", s->id, "state", dh_state_name(s->state),
+			  "payload", dh_session_payload_view(s, payload, false)));
 }
 
 json_t *dh_session_error(const char *code, const char *fmt, ...)
@@ -96,6 +101,196 @@ static enum dh_err not_now(struct dh_error *err, const struct dh_session *s, enu
 	return dh_error_set(err, DH_E_STATE,
 			    "The session is in state '%s', where '%s' is not allowed.",
 			    dh_state_name(s->state), dh_event_name(ev));
+}
+
+/* Does the session's link serve downloads in its current state? (API.md: short links) */
+static bool link_valid(const struct dh_session *s)
+{
+	return !s->finished && (s->state == DH_ST_PROCESSING || s->state == DH_ST_CREATED);
+}
+
+/* Drops s's link from the table once its state no longer allows downloads through it. */
+static void link_follow(const struct dh_session *s)
+{
+	uint8_t h[DH_LINK_HASH_LEN];
+
+	if (*s->link_hash && !link_valid(s) && dh_link_hash_parse(s->link_hash, h))
+		dh_links_drop(h);
+}
+
+/* The link table entry of s (scalars as loaded for a download) under hash h. */
+static void link_of(const struct dh_session *s, const char *image_time,
+		    const uint8_t h[DH_LINK_HASH_LEN], struct dh_link *l)
+{
+	memset(l, 0, sizeof(*l));
+	memcpy(l->hash, h, DH_LINK_HASH_LEN);
+	snprintf(l->session, sizeof(l->session), "%s", s->id);
+	snprintf(l->product, sizeof(l->product), "%s", s->product);
+	snprintf(l->model, sizeof(l->model), "%s", s->model);
+	snprintf(l->channel, sizeof(l->channel), "%s", s->channel);
+	snprintf(l->device_name, sizeof(l->device_name), "%s", s->device_name);
+	snprintf(l->sha256, sizeof(l->sha256), "%s", s->target_sha256);
+	l->size = s->target_size > 0 ? (uint64_t)s->target_size : 0;
+	snprintf(l->image_time, sizeof(l->image_time), "%s", image_time ? image_time : "");
+}
+
+enum dh_err dh_session_link_key_setup(const char *data_dir, struct dh_error *err)
+{
+	uint8_t key[DH_LINK_KEY_LEN + 1];
+	char path[PATH_MAX];
+	ssize_t n = -1;
+	int fd, k;
+
+	k = snprintf(path, sizeof(path), "%s/link.key", data_dir);
+	if (k < 0 || (size_t)k >= sizeof(path))
+		return dh_error_set(err, DH_E_IO, "The data directory path is too long.");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, key, sizeof(key));
+		close(fd);
+		if (n != DH_LINK_KEY_LEN)
+			return dh_error_set(
+				err, DH_E_IO,
+				"%s must hold exactly %d bytes. Restore it, or remove it"
+				" to make a new key (links already given out keep"
+				" working, but sessions then show them as null).",
+				path, DH_LINK_KEY_LEN);
+		dh_link_key_set(key);
+		return DH_OK;
+	}
+	if (errno != ENOENT)
+		return dh_error_set(err, DH_E_IO, "Cannot read %s: %s", path, strerror(errno));
+	if (!dh_random(key, DH_LINK_KEY_LEN))
+		return dh_error_set(err, DH_E_IO, "No random bytes for the link key.");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		n = write(fd, key, DH_LINK_KEY_LEN);
+		if (fsync(fd) != 0)
+			n = -1;
+		close(fd);
+	}
+	if (n != DH_LINK_KEY_LEN) {
+		if (fd >= 0)
+			unlink(path);
+		return dh_error_set(err, DH_E_IO, "Cannot write %s: %s", path, strerror(errno));
+	}
+	dh_info("links.key_created", "path=\"%s\"", path);
+	dh_link_key_set(key);
+	return DH_OK;
+}
+
+enum dh_err dh_session_link_issue(struct dh_db *db, const char *id, char *kind, size_t kind_size)
+{
+	struct dh_session s = { 0 };
+	struct dh_link l;
+	uint8_t h[DH_LINK_HASH_LEN], old[DH_LINK_HASH_LEN];
+	char image_time[DH_TIME_LEN], hex[DH_SHA256_HEX], token[DH_LINK_TOKEN_LEN];
+	bool had_old;
+	enum dh_err rc;
+
+	rc = dh_db_session_get_download(db, id, &s, image_time);
+	if (rc == DH_OK)
+		rc = dh_db_session_method_kind(db, id, kind, kind_size);
+	if (rc != DH_OK)
+		goto out;
+	if (s.state != DH_ST_PROCESSING || s.finished || !*s.target_sha256) {
+		rc = DH_E_STATE;
+		goto out;
+	}
+	if (!dh_link_token(s.id, s.attempts, token)) {
+		rc = DH_E_INTERNAL;
+		goto out;
+	}
+	dh_link_hash(token, strlen(token), h);
+	dh_link_hash_hex(h, hex);
+	link_of(&s, image_time, h, &l);
+	had_old = dh_link_hash_parse(s.link_hash, old) && memcmp(old, h, sizeof(h)) != 0;
+	/*
+	 * Valid in memory before the hash is stored: a state change that reloads the session
+	 * after the store sees the hash and drops the link; one that comes before makes the
+	 * store fail, and then the link is dropped here. Either way no stale link survives.
+	 */
+	rc = dh_links_put(&l);
+	if (rc != DH_OK)
+		goto out;
+	rc = dh_db_session_set_link(db, id, hex);
+	if (rc != DH_OK) {
+		dh_links_drop(h);
+		goto out;
+	}
+	if (had_old)
+		dh_links_drop(old);
+out:
+	dh_db_session_release(&s);
+	return rc;
+}
+
+json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify)
+{
+	static const char *const keys[] = { "short_link", "coap_link" };
+	const size_t end_len = strlen(DH_LINK_PREFIX_END);
+	char token[DH_LINK_TOKEN_LEN], url[DH_BASE_URL_MAX + DH_LINK_TOKEN_LEN + 8];
+	bool have_token = false, checked = false;
+	json_t *out;
+
+	if (!json_is_object(payload))
+		return json_object();
+	out = json_copy(payload);
+	for (size_t i = 0; out && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = json_string_value(json_object_get(out, keys[i]));
+		size_t n = v ? strlen(v) : 0;
+		int k = -1;
+		if (n < end_len || strcmp(v + n - end_len, DH_LINK_PREFIX_END) != 0)
+			continue;
+		if (!checked) {
+			checked = true;
+			have_token = dh_link_token(s->id, s->attempts, token);
+			if (have_token && verify) {
+				uint8_t h[DH_LINK_HASH_LEN], stored[DH_LINK_HASH_LEN];
+				dh_link_hash(token, strlen(token), h);
+				have_token = dh_link_hash_parse(s->link_hash, stored) &&
+					     dh_ct_equal(h, stored, sizeof(h));
+			}
+		}
+		if (have_token)
+			k = snprintf(url, sizeof(url), "%s%s", v, token);
+		if (k > 0 && (size_t)k < sizeof(url))
+			json_object_set_new(out, keys[i], json_string(url));
+		else
+			json_object_set_new(out, keys[i], json_null());
+	}
+	return out;
+}
+
+struct load_ctx {
+	size_t n;
+	enum dh_err rc;
+};
+
+static void load_one(void *cls, const struct dh_session *s, const char *image_time)
+{
+	struct load_ctx *c = cls;
+	uint8_t h[DH_LINK_HASH_LEN];
+	struct dh_link l;
+
+	if (!dh_link_hash_parse(s->link_hash, h) || !*s->target_sha256)
+		return;
+	link_of(s, image_time, h, &l);
+	if (dh_links_put(&l) == DH_OK)
+		c->n++;
+	else
+		c->rc = DH_E_NOMEM;
+}
+
+enum dh_err dh_session_links_load(struct dh_db *db)
+{
+	struct load_ctx c = { 0, DH_OK };
+	enum dh_err rc = dh_db_session_links(db, load_one, &c);
+
+	if (rc == DH_OK)
+		rc = c.rc;
+	dh_info("links.loaded", "links=%zu", c.n);
+	return rc;
 }
 
 enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_event ev,
@@ -135,6 +330,7 @@ enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_
 		return dh_error_set(err, rc, NULL);
 	if (!won)
 		return not_now(err, s, ev);
+	link_follow(s);
 	dh_info("session.state", "id=%s from=%s to=%s event=%s%s", s->id, dh_state_name(from),
 		dh_state_name(s->state), dh_event_name(ev), s->finished ? " finished=true" : "");
 	publish("session.state", s, state_event(s));

@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/fsm.h"
+#include "core/links.h"
 #include "dh_db.h"
 
 #include <jansson.h>
@@ -32,6 +33,40 @@ struct dh_session_fire_opts {
  */
 enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_event ev,
 			    const struct dh_session_fire_opts *o, struct dh_error *err);
+
+/*
+ * Loads the link key from <data_dir>/link.key, creating the file (0600, DH_LINK_KEY_LEN
+ * bytes from getrandom) when there is none, and hands it to core/links.h. DH_E_IO when
+ * the file cannot be read or made, or has another size. Call once at start-up.
+ */
+enum dh_err dh_session_link_key_setup(const char *data_dir, struct dh_error *err);
+
+/*
+ * Issues the short link of session id's current run; the session must be processing (the
+ * link step's worker). The token is valid at once in the link table (core/links.h) and its
+ * hash stored with the session; a link of an earlier step stops working. kind gets the
+ * kind of the session's delivery method ("http", "coap", ...). DH_E_STATE when the session
+ * is no longer processing; database errors otherwise.
+ *
+ * The step stores only the links' prefixes in the payload ("<base>/d/"); every view of the
+ * payload (dh_session_payload_view) completes them with the token, which is never stored.
+ */
+enum dh_err dh_session_link_issue(struct dh_db *db, const char *id, char *kind, size_t kind_size);
+
+/* The suffix a link prefix in the payload ends with, completed by the token when shown. */
+#define DH_LINK_PREFIX_END "/d/"
+
+/*
+ * The payload as shown (new reference, NULL on allocation failure): payload (borrowed)
+ * with short_link and coap_link, when they are prefixes ending in DH_LINK_PREFIX_END,
+ * completed with the token of s's run. With verify, only when s's stored link hash is that
+ * token's (otherwise they show as null: the link key changed since); without (the worker
+ * that just issued the link, whose copy of s predates the hash) unconditionally.
+ */
+json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify);
+
+/* Fills the link table from the database: every processing or created session's link. */
+enum dh_err dh_session_links_load(struct dh_db *db);
 
 /* Publishes "session.created" with the session object. */
 void dh_session_publish_created(const struct dh_session *s);
