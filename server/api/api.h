@@ -66,6 +66,13 @@ enum dh_err dh_api_firmware_image(struct dh_req *req);
 enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t size,
 			     const char *last_modified, const struct dh_delivery_who *who);
 
+/*
+ * downloads.c: GET or HEAD /d/{token}, a session's short link (core/links.h): the image as
+ * dh_api_send_blob answers it, counted for the session; 404 "No such link." alike for a
+ * token that never existed and one whose session is no longer processing or created.
+ */
+enum dh_err dh_api_short_link(struct dh_req *req);
+
 /* sessions.c: firmware-update sessions and their download link */
 enum dh_err dh_api_sessions_request(struct dh_req *req);
 enum dh_err dh_api_sessions_list(struct dh_req *req);

@@ -9,6 +9,7 @@
 #include "api/api.h"
 
 #include "blob.h"
+#include "core/links.h"
 #include "core/util.h"
 #include "http/range.h"
 #include "log.h"
@@ -226,4 +227,27 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 	}
 	count_when_sent(req, who, r.start, r.len);
 	return DH_OK;
+}
+
+enum dh_err dh_api_short_link(struct dh_req *req)
+{
+	const char *token = req->nargs ? req->args[0] : "";
+	uint8_t h[DH_LINK_HASH_LEN];
+	struct dh_link l;
+	struct dh_delivery_who who;
+
+	/*
+	 * One hash and one probe of the link table for every token, whatever it names: a link
+	 * of a session in another state is not in the table, so it is answered exactly like a
+	 * token that never existed, with the same work, body and headers.
+	 */
+	dh_link_hash(token, strlen(token), h);
+	if (!dh_links_find(h, &l))
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such link.");
+	who.session = l.session;
+	who.product = l.product;
+	who.model = l.model;
+	who.channel = l.channel;
+	who.size = l.size;
+	return dh_api_send_blob(req, l.sha256, l.size, l.image_time, &who);
 }
