@@ -92,6 +92,24 @@ int dh_db_bind_json(sqlite3_stmt *st, int i, json_t *v);
 /* The current row as a JSON object keyed by column name (new reference). */
 json_t *dh_db_row_to_json(sqlite3_stmt *st);
 
+/* ---- what a caller may see of a list ---- */
+
+/*
+ * The rows of a list a caller may see, given as grants (core/rights.h; a grant's empty
+ * fields match anything): a row is visible when one grant of `any` covers its scope, and a
+ * restricted row (a draft image, a session whose target is a draft) only when one grant of
+ * `restricted` does too (the action that sees restricted rows implies the one that sees
+ * rows, e.g. draft implies update). The API layer picks the grants that imply the action a
+ * list needs; db turns them into the WHERE of the query, so the database filters, counts
+ * and paginates. A NULL visibility shows every row.
+ */
+struct dh_db_visibility {
+	const struct dh_grant *any;
+	size_t nany;
+	const struct dh_grant *restricted;
+	size_t nrestricted;
+};
+
 /* ---- generic object store (configuration objects) ---- */
 
 /* Equality filters for lists; value is borrowed. column names come from static tables. */
@@ -120,11 +138,13 @@ enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id
 enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id,
 			     struct dh_error *err);
 /*
- * Lists rows matching all filters, ordered by create_time then id, with limit/offset;
+ * Lists rows matching all filters and visible under vis (NULL: all; only for tables with a
+ * scope: products, models, devices), ordered by create_time then id, with limit/offset;
  * *rows gets a new array, *count the total number of matches.
  */
 enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_db_where *w,
-			   size_t nw, int64_t limit, int64_t offset, json_t **rows, int64_t *count);
+			   size_t nw, const struct dh_db_visibility *vis, int64_t limit,
+			   int64_t offset, json_t **rows, int64_t *count);
 
 /* ---- authentication ---- */
 
@@ -177,6 +197,7 @@ struct dh_session {
 	char target_version[DH_SEMVER_MAX];
 	char target_sha256[DH_SHA256_HEX]; /* of the target image (joined, read only) */
 	int64_t target_size;
+	bool target_is_draft; /* the target image is a draft now (joined, read only) */
 	bool allow_draft;
 	bool needs_confirm;
 	int64_t timeouts[4]; /* seconds, indexed by enum dh_timeout */
@@ -263,6 +284,7 @@ struct dh_session_filter {
 	const char *device; /* twin id or the device's own name */
 	const char *model;  /* model id */
 	int finished;
+	const struct dh_db_visibility *vis; /* NULL: every session */
 };
 
 /*
@@ -363,12 +385,14 @@ enum dh_err dh_db_firmware_set_channels(struct dh_db *db, const char *id,
 					const char *const *channels, size_t n,
 					struct dh_error *err);
 
-/* Filters of the firmware list; NULL does not filter, draft -1 any, 0 or 1. */
+/* Filters of the firmware list; NULL does not filter, draft -1 any, 0 or 1. Drafts are the
+ * restricted rows of vis. */
 struct dh_db_firmware_filter {
 	const char *model_id;
 	const char *channel_id;
 	const char *version;
 	int draft;
+	const struct dh_db_visibility *vis; /* NULL: every image */
 };
 
 /* Lists matching rows oldest first with limit/offset; *rows a new array, *count the total. */

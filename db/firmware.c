@@ -8,6 +8,7 @@
 
 #include "core/target.h"
 #include "log.h"
+#include "sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +19,6 @@
 	"SELECT f.*, m.product_id AS product_id, (SELECT group_concat(fc.channel_id, ',') "        \
 	"FROM firmware_channels fc WHERE fc.firmware_id = f.id) AS channel_ids "                   \
 	"FROM firmware f JOIN models m ON m.id = f.model_id "
-
-/* Longest SQL text a list builds: FW_SELECT and four fixed filter clauses. */
-#define FW_SQL_MAX 1024
-
-/* Appends a fixed clause to where; the clauses are short literals that always fit. */
-static void add_clause(char *where, size_t size, const char *clause)
-{
-	size_t n = strlen(where);
-
-	snprintf(where + n, size - n, "%s", clause);
-}
 
 /* The current row with channel_ids turned into a "channels" array (new reference). */
 static json_t *row_json(sqlite3_stmt *st)
@@ -173,61 +163,79 @@ out:
 	return rc;
 }
 
+/* How an image meets a grant: its model's product, its model, one of its channels. */
+static const struct dh_db_scope_cols fw_cols = {
+	.product = "m.product_id = ?",
+	.model = "f.model_id = ?",
+	.channel = "EXISTS (SELECT 1 FROM firmware_channels g WHERE g.firmware_id = f.id AND"
+		   " g.channel_id = ?)",
+	.restricted = "f.draft <> 0",
+};
+
 enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_filter *f,
 				int64_t limit, int64_t offset, json_t **rows, int64_t *count)
 {
-	char where[512] = "WHERE 1 ", sql[FW_SQL_MAX];
 	sqlite3_stmt *st = NULL;
 	enum dh_err rc = DH_OK;
+	struct dh_sql q;
+	char tail[160];
 	int r, n;
 
 	*rows = NULL;
 	*count = 0;
-	/* fixed clauses with fixed parameter numbers: values are always bound */
-	if (f->model_id)
-		add_clause(where, sizeof(where), "AND f.model_id = ?1 ");
-	if (f->channel_id)
-		add_clause(where, sizeof(where),
-			   "AND EXISTS (SELECT 1 FROM firmware_channels c WHERE "
-			   "c.firmware_id = f.id AND c.channel_id = ?2) ");
-	if (f->version)
-		add_clause(where, sizeof(where), "AND f.version = ?3 ");
-	if (f->draft >= 0)
-		add_clause(where, sizeof(where), "AND f.draft = ?4 ");
-	n = snprintf(sql, sizeof(sql), "SELECT count(*) FROM firmware f %s", where);
-	if (n < 0 || (size_t)n >= sizeof(sql))
-		return DH_E_INTERNAL;
 	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
-			n = snprintf(sql, sizeof(sql),
-				     FW_SELECT "%s ORDER BY f.create_time, f.id LIMIT ?5 OFFSET ?6",
-				     where);
-			if (n < 0 || (size_t)n >= sizeof(sql)) {
+		dh_sql_init(&q);
+		/* the page's ids first, sorting (create_time, id) pairs only: the memory of a
+		 * deep page stays small whatever plan the database picks */
+		if (pass)
+			dh_sql_add(&q, FW_SELECT "WHERE f.id IN (SELECT f.id FROM firmware f JOIN"
+						 " models m ON m.id = f.model_id ");
+		else
+			dh_sql_add(&q, "SELECT count(*) FROM firmware f JOIN models m ON"
+				       " m.id = f.model_id ");
+		dh_sql_add(&q, "WHERE ");
+		if (f->model_id) {
+			dh_sql_add(&q, "f.model_id = ");
+			dh_sql_text(&q, f->model_id);
+			dh_sql_add(&q, " AND ");
+		}
+		if (f->channel_id) {
+			dh_sql_add(&q, "EXISTS (SELECT 1 FROM firmware_channels c WHERE"
+				       " c.firmware_id = f.id AND c.channel_id = ");
+			dh_sql_text(&q, f->channel_id);
+			dh_sql_add(&q, ") AND ");
+		}
+		if (f->version) {
+			dh_sql_add(&q, "f.version = ");
+			dh_sql_text(&q, f->version);
+			dh_sql_add(&q, " AND ");
+		}
+		if (f->draft >= 0)
+			dh_sql_add(&q, f->draft ? "f.draft <> 0 AND " : "f.draft = 0 AND ");
+		dh_sql_visibility(&q, f->vis, &fw_cols);
+		if (pass) {
+			n = snprintf(tail, sizeof(tail),
+				     " ORDER BY f.create_time, f.id LIMIT %lld OFFSET %lld)"
+				     " ORDER BY f.create_time, f.id",
+				     (long long)limit, (long long)offset);
+			if (n < 0 || (size_t)n >= sizeof(tail)) {
+				dh_sql_release(&q);
 				rc = DH_E_INTERNAL;
 				goto out;
 			}
+			dh_sql_add(&q, tail);
 			*rows = json_array();
 			if (!*rows) {
+				dh_sql_release(&q);
 				rc = DH_E_NOMEM;
 				goto out;
 			}
 		}
-		if (sqlite3_prepare_v2(dh_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
-			dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(dh_db_handle(db)));
+		st = dh_sql_prepare(db, &q);
+		dh_sql_release(&q);
+		if (!st) {
 			rc = DH_E_DB;
 			goto out;
-		}
-		if (f->model_id)
-			sqlite3_bind_text(st, 1, f->model_id, -1, SQLITE_STATIC);
-		if (f->channel_id)
-			sqlite3_bind_text(st, 2, f->channel_id, -1, SQLITE_STATIC);
-		if (f->version)
-			sqlite3_bind_text(st, 3, f->version, -1, SQLITE_STATIC);
-		if (f->draft >= 0)
-			sqlite3_bind_int(st, 4, f->draft);
-		if (pass == 1) {
-			sqlite3_bind_int64(st, 5, limit);
-			sqlite3_bind_int64(st, 6, offset);
 		}
 		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 			if (pass == 0) {

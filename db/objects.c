@@ -7,6 +7,7 @@
 #include "dh_db.h"
 
 #include "log.h"
+#include "sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,59 +228,105 @@ enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id
 	return rc;
 }
 
+/* How rows of each table with a scope meet a grant (see struct dh_db_scope_cols). */
+static const struct {
+	const char *table;
+	struct dh_db_scope_cols cols;
+} scoped_tables[] = {
+	{ "products", { .product = "id = ?" } },
+	{ "models", { .product = "product_id = ?", .model = "id = ?" } },
+	{ "devices",
+	  { .product = "model_id IN (SELECT id FROM models WHERE product_id = ?)",
+	    .model = "model_id = ?",
+	    .channel = "channel_id = ?" } },
+};
+
 enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_db_where *w,
-			   size_t nw, int64_t limit, int64_t offset, json_t **rows, int64_t *count)
+			   size_t nw, const struct dh_db_visibility *vis, int64_t limit,
+			   int64_t offset, json_t **rows, int64_t *count)
 {
-	char where[OBJ_SQL_MAX], sql[OBJ_SQL_MAX];
-	size_t o = 0;
+	const struct dh_db_scope_cols *cols = NULL;
+	struct dh_sql q;
 	sqlite3_stmt *st = NULL;
 	enum dh_err rc = DH_OK;
+	char tail[160];
 	int n;
 
 	*rows = NULL;
 	*count = 0;
-	where[0] = 0;
 	if (!ident_ok(table))
 		return DH_E_INTERNAL;
-	for (size_t i = 0; i < nw; i++) {
-		if (!ident_ok(w[i].column) || !put(where, &o, i ? " AND " : " WHERE ") ||
-		    !put(where, &o, w[i].column) ||
-		    !put(where, &o, json_is_null(w[i].value) ? " IS ?" : " = ?"))
-			return DH_E_INTERNAL;
+	for (size_t i = 0; vis && i < sizeof(scoped_tables) / sizeof(scoped_tables[0]); i++) {
+		if (strcmp(scoped_tables[i].table, table) == 0)
+			cols = &scoped_tables[i].cols;
 	}
-	n = snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", table, where);
-	if (n < 0 || (size_t)n >= sizeof(sql))
+	if (vis && !cols)
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
-	if (!st)
-		return DH_E_DB;
-	for (size_t i = 0; i < nw; i++)
-		dh_db_bind_json(st, (int)i + 1, w[i].value);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*count = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	n = snprintf(sql, sizeof(sql),
-		     "SELECT * FROM %s%s ORDER BY create_time, id LIMIT %lld OFFSET %lld", table,
-		     where, (long long)limit, (long long)offset);
-	if (n < 0 || (size_t)n >= sizeof(sql))
-		return DH_E_INTERNAL;
-	st = prepare(db, sql);
-	if (!st)
-		return DH_E_DB;
-	for (size_t i = 0; i < nw; i++)
-		dh_db_bind_json(st, (int)i + 1, w[i].value);
-	*rows = json_array();
-	while (*rows && (n = sqlite3_step(st)) == SQLITE_ROW) {
-		if (json_array_append_new(*rows, dh_db_row_to_json(st)) != 0) {
-			rc = DH_E_NOMEM;
-			break;
+	for (int pass = 0; pass < 2; pass++) {
+		dh_sql_init(&q);
+		if (pass) {
+			/* the page's ids first, sorting (create_time, id) pairs only: the memory
+			 * of a deep page stays small whatever plan the database picks */
+			dh_sql_add(&q, "SELECT * FROM ");
+			dh_sql_add(&q, table);
+			dh_sql_add(&q, " WHERE id IN (SELECT id FROM ");
+		} else {
+			dh_sql_add(&q, "SELECT count(*) FROM ");
 		}
+		dh_sql_add(&q, table);
+		dh_sql_add(&q, " WHERE ");
+		for (size_t i = 0; i < nw; i++) {
+			if (!ident_ok(w[i].column)) {
+				dh_sql_release(&q);
+				return DH_E_INTERNAL;
+			}
+			dh_sql_add(&q, w[i].column);
+			dh_sql_add(&q, json_is_null(w[i].value) ? " IS " : " = ");
+			dh_sql_json(&q, w[i].value);
+			dh_sql_add(&q, " AND ");
+		}
+		if (vis)
+			dh_sql_visibility(&q, vis, cols);
+		else
+			dh_sql_add(&q, "1 = 1");
+		if (pass) {
+			n = snprintf(tail, sizeof(tail),
+				     " ORDER BY create_time, id LIMIT %lld OFFSET %lld)"
+				     " ORDER BY create_time, id",
+				     (long long)limit, (long long)offset);
+			if (n < 0 || (size_t)n >= sizeof(tail)) {
+				dh_sql_release(&q);
+				return DH_E_INTERNAL;
+			}
+			dh_sql_add(&q, tail);
+		}
+		st = dh_sql_prepare(db, &q);
+		dh_sql_release(&q);
+		if (!st)
+			return DH_E_DB;
+		if (pass == 0) {
+			if ((n = sqlite3_step(st)) == SQLITE_ROW)
+				*count = sqlite3_column_int64(st, 0);
+			else
+				rc = dh_db_error(db, n, NULL);
+			sqlite3_finalize(st);
+			if (rc != DH_OK)
+				return rc;
+			continue;
+		}
+		*rows = json_array();
+		while (*rows && (n = sqlite3_step(st)) == SQLITE_ROW) {
+			if (json_array_append_new(*rows, dh_db_row_to_json(st)) != 0) {
+				rc = DH_E_NOMEM;
+				break;
+			}
+		}
+		if (!*rows)
+			rc = DH_E_NOMEM;
+		else if (rc == DH_OK && n != SQLITE_DONE)
+			rc = dh_db_error(db, n, NULL);
+		sqlite3_finalize(st);
 	}
-	if (!*rows)
-		rc = DH_E_NOMEM;
-	else if (rc == DH_OK && n != SQLITE_DONE)
-		rc = dh_db_error(db, n, NULL);
-	sqlite3_finalize(st);
 	if (rc != DH_OK) {
 		json_decref(*rows);
 		*rows = NULL;

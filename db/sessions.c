@@ -7,6 +7,7 @@
 #include "dh_db.h"
 
 #include "log.h"
+#include "sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +18,13 @@
 	" s.delivery_procedure_id, s.product_id, s.model_id, s.channel_id, s.device_ref,"          \
 	" s.device_name, s.current_firmware_id, s.current_version, s.target_firmware_id,"          \
 	" s.target_version, f.sha256, f.size, s.allow_draft, s.needs_confirm, s.ready_timeout,"    \
-	" s.processing_timeout, s.confirm_timeout, s.retention, s.base_url, s.attempts, s.steps,"  \
-	" s.payload, s.error, s.history, s.link_hash, s.delivered_bytes, s.delivered_covered"      \
-	" FROM sessions s LEFT JOIN firmware f ON f.id = s.target_firmware_id"
+	" s.processing_timeout, s.confirm_timeout, s.retention, s.base_url, s.attempts, f.draft,"  \
+	" s.steps, s.payload, s.error, s.history, s.link_hash, s.delivered_bytes,"                 \
+	" s.delivered_covered FROM sessions s LEFT JOIN firmware f ON f.id = s.target_firmware_id"
 
 /* Where the columns after the scalars begin: JSON columns in SESSION_COLS, then the extras. */
-#define COL_EXTRAS_FULL     31
-#define COL_EXTRAS_DOWNLOAD 28
+#define COL_EXTRAS_FULL     32
+#define COL_EXTRAS_DOWNLOAD 29
 
 void dh_db_session_release(struct dh_session *s)
 {
@@ -44,7 +45,7 @@ static json_t *col_json(sqlite3_stmt *st, int i, json_t *(*fallback)(void))
 	return v;
 }
 
-/* The scalar columns 0-26 of SESSION_COLS (or of a query with the same first columns). */
+/* The scalar columns 0-27 of SESSION_COLS (or of a query with the same first columns). */
 static void row_scalars(sqlite3_stmt *st, struct dh_session *s)
 {
 	char state[32];
@@ -75,6 +76,7 @@ static void row_scalars(sqlite3_stmt *st, struct dh_session *s)
 		s->timeouts[i] = sqlite3_column_int64(st, 21 + i);
 	dh_db_col_copy(st, 25, s->base_url, sizeof(s->base_url));
 	s->attempts = sqlite3_column_int(st, 26);
+	s->target_is_draft = sqlite3_column_int(st, 27) != 0;
 }
 
 /* link_hash, delivered_bytes, delivered_covered from column i on. */
@@ -89,10 +91,10 @@ static void row_to_session(sqlite3_stmt *st, struct dh_session *s)
 {
 	row_scalars(st, s);
 	row_extras(st, COL_EXTRAS_FULL, s);
-	s->steps = col_json(st, 27, json_array);
-	s->payload = col_json(st, 28, json_object);
-	s->error = col_json(st, 29, NULL);
-	s->history = col_json(st, 30, json_array);
+	s->steps = col_json(st, 28, json_array);
+	s->payload = col_json(st, 29, json_object);
+	s->error = col_json(st, 30, NULL);
+	s->history = col_json(st, 31, json_array);
 }
 
 static int bind_opt(sqlite3_stmt *st, int i, const char *v)
@@ -183,7 +185,7 @@ enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct 
 		" s.device_ref, s.device_name, s.current_firmware_id, s.current_version,"
 		" s.target_firmware_id, s.target_version, f.sha256, f.size, s.allow_draft,"
 		" s.needs_confirm, s.ready_timeout, s.processing_timeout, s.confirm_timeout,"
-		" s.retention, s.base_url, s.attempts, f.create_time, s.link_hash,"
+		" s.retention, s.base_url, s.attempts, f.draft, f.create_time, s.link_hash,"
 		" s.delivered_bytes, s.delivered_covered FROM sessions s LEFT JOIN"
 		" firmware f ON f.id = s.target_firmware_id WHERE s.id = ?1";
 	sqlite3_stmt *st = dh_db_prep(db, sql);
@@ -196,7 +198,7 @@ enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct 
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		row_scalars(st, s);
-		dh_db_col_copy(st, 27, image_time, DH_TIME_LEN);
+		dh_db_col_copy(st, 28, image_time, DH_TIME_LEN);
 		row_extras(st, COL_EXTRAS_DOWNLOAD, s);
 		rc = DH_OK;
 	} else if (r != SQLITE_DONE) {
@@ -452,44 +454,87 @@ void dh_db_session_release_leases(struct dh_db *db, const char *owner)
 	sqlite3_reset(st);
 }
 
+/* How a session meets a grant; a session whose target is a draft is restricted. */
+static const struct dh_db_scope_cols session_cols = {
+	.product = "s.product_id = ?",
+	.model = "s.model_id = ?",
+	.channel = "s.channel_id = ?",
+	.restricted = "coalesce(s.target_firmware_id, '') IN (SELECT id FROM firmware WHERE"
+		      " draft <> 0)",
+};
+
+/* Appends the WHERE of a session list (filters and visibility) to q. */
+static void session_where(struct dh_sql *q, const struct dh_session_filter *f)
+{
+	dh_sql_add(q, " WHERE ");
+	if (f->state) {
+		dh_sql_add(q, "s.state = ");
+		dh_sql_text(q, f->state);
+		dh_sql_add(q, " AND ");
+	}
+	if (f->device) {
+		dh_sql_add(q, "(s.device_ref = ");
+		dh_sql_text(q, f->device);
+		dh_sql_add(q, " OR s.device_name = ");
+		dh_sql_text(q, f->device);
+		dh_sql_add(q, ") AND ");
+	}
+	if (f->model) {
+		dh_sql_add(q, "s.model_id = ");
+		dh_sql_text(q, f->model);
+		dh_sql_add(q, " AND ");
+	}
+	if (f->finished >= 0)
+		dh_sql_add(q, f->finished ? "s.finished = 1 AND " : "s.finished = 0 AND ");
+	dh_sql_visibility(q, f->vis, &session_cols);
+}
+
 enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter *f, int64_t limit,
 			       int64_t offset, struct dh_session **out, size_t *n, int64_t *count)
 {
-	static const char sql_count[] =
-		"SELECT count(*) FROM sessions s WHERE"
-		" (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
-		" s.device_ref = ?2 OR s.device_name = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
-		" AND (?4 < 0 OR s.finished = ?4)";
-	static const char sql[] =
-		"SELECT " SESSION_COLS " WHERE (?1 IS NULL OR s.state = ?1) AND (?2 IS NULL OR"
-		" s.device_ref = ?2 OR s.device_name = ?2) AND (?3 IS NULL OR s.model_id = ?3)"
-		" AND (?4 < 0 OR s.finished = ?4)"
-		" ORDER BY s.create_time DESC, s.id DESC LIMIT ?5 OFFSET ?6";
-	const char *texts[2] = { sql_count, sql };
 	struct dh_session *arr = NULL;
 	size_t cap = 0, k = 0;
 	enum dh_err rc = DH_OK;
+	struct dh_sql q;
+	char tail[160];
 	int r;
 
 	*out = NULL;
 	*n = 0;
 	*count = 0;
-	for (int q = 0; q < 2; q++) {
-		sqlite3_stmt *st = dh_db_prep(db, texts[q]);
-		if (!st)
-			return DH_E_DB;
-		bind_opt(st, 1, f->state);
-		bind_opt(st, 2, f->device);
-		bind_opt(st, 3, f->model);
-		sqlite3_bind_int(st, 4, f->finished);
-		if (q == 0) {
-			if (sqlite3_step(st) == SQLITE_ROW)
+	r = snprintf(tail, sizeof(tail),
+		     " ORDER BY s.create_time DESC, s.id DESC LIMIT %lld OFFSET %lld)"
+		     " ORDER BY s.create_time DESC, s.id DESC",
+		     (long long)limit, (long long)offset);
+	if (r < 0 || (size_t)r >= sizeof(tail))
+		return DH_E_INTERNAL;
+	for (int pass = 0; pass < 2; pass++) {
+		sqlite3_stmt *st;
+		dh_sql_init(&q);
+		/* the page's ids are chosen first, sorting only (create_time, id) pairs, so that
+		 * memory stays small whatever plan the database picks and however deep the page */
+		dh_sql_add(&q, pass ? "SELECT " SESSION_COLS " WHERE s.id IN (SELECT s.id FROM"
+				      " sessions s"
+				    : "SELECT count(*) FROM sessions s");
+		session_where(&q, f);
+		if (pass)
+			dh_sql_add(&q, tail);
+		st = dh_sql_prepare(db, &q);
+		dh_sql_release(&q);
+		if (!st) {
+			rc = DH_E_DB;
+			break;
+		}
+		if (pass == 0) {
+			if ((r = sqlite3_step(st)) == SQLITE_ROW)
 				*count = sqlite3_column_int64(st, 0);
-			sqlite3_reset(st);
+			else
+				rc = dh_db_error(db, r, NULL);
+			sqlite3_finalize(st);
+			if (rc != DH_OK)
+				break;
 			continue;
 		}
-		sqlite3_bind_int64(st, 5, limit);
-		sqlite3_bind_int64(st, 6, offset);
 		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 			if (k == cap) {
 				size_t ncap = cap ? cap * 2 : 16;
@@ -507,7 +552,7 @@ enum dh_err dh_db_session_list(struct dh_db *db, const struct dh_session_filter 
 		}
 		if (rc == DH_OK && r != SQLITE_DONE)
 			rc = dh_db_error(db, r, NULL);
-		sqlite3_reset(st);
+		sqlite3_finalize(st);
 	}
 	if (rc != DH_OK) {
 		for (size_t i = 0; i < k; i++)
@@ -686,7 +731,7 @@ enum dh_err dh_db_session_links(struct dh_db *db,
 		" s.device_ref, s.device_name, s.current_firmware_id, s.current_version,"
 		" s.target_firmware_id, s.target_version, f.sha256, f.size, s.allow_draft,"
 		" s.needs_confirm, s.ready_timeout, s.processing_timeout, s.confirm_timeout,"
-		" s.retention, s.base_url, s.attempts, f.create_time, s.link_hash,"
+		" s.retention, s.base_url, s.attempts, f.draft, f.create_time, s.link_hash,"
 		" s.delivered_bytes, s.delivered_covered FROM sessions s JOIN"
 		" firmware f ON f.id = s.target_firmware_id WHERE s.link_hash IS NOT NULL"
 		" AND s.state IN ('processing', 'created') AND s.finished = 0";
@@ -699,7 +744,7 @@ enum dh_err dh_db_session_links(struct dh_db *db,
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		struct dh_session s = { 0 };
 		row_scalars(st, &s);
-		dh_db_col_copy(st, 27, image_time, sizeof(image_time));
+		dh_db_col_copy(st, 28, image_time, sizeof(image_time));
 		row_extras(st, COL_EXTRAS_DOWNLOAD, &s);
 		fn(cls, &s, image_time);
 	}

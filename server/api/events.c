@@ -123,7 +123,7 @@ static void fill(struct sub *s)
 				       .channel = *ev[i].channel ? ev[i].channel : NULL };
 		if (s->len < DH_SSE_BUF_HIGH) {
 			s->after = ev[i].seq;
-			if (dh_rights_allow(&s->who, DH_ACT_UPDATE, &sc))
+			if (dh_rights_allow(&s->who, ev[i].need, &sc))
 				format_event(s, &ev[i]);
 		}
 		dh_event_release(&ev[i]);

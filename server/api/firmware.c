@@ -30,8 +30,6 @@
 #define DH_FW_PARTS_MAX 64
 /* Bytes of the image kept for header inspection: the MCUboot header fields. */
 #define DH_FW_HEAD_LEN 32
-/* Rows a scoped caller's list is filtered from in memory (as for configuration objects). */
-#define DH_FW_SCOPED_LIST_MAX 100000
 
 /* MCUboot image header (bootutil/image.h), little endian. */
 #define MCUBOOT_MAGIC 0x96f3b83du
@@ -258,14 +256,30 @@ static bool fw_allow(struct dh_req *req, enum dh_action act, const char *product
 	return is_write ? n > 0 && ok == n : ok > 0;
 }
 
+/* Who reads the catalogue: those who run updates or upload; drafts are for those who may
+ * put drafts on devices (draft, and manage and admin that imply it) or upload them. */
+#define FW_READ_ACTS  ((1u << DH_ACT_UPDATE) | (1u << DH_ACT_UPLOAD))
+#define FW_DRAFT_ACTS ((1u << DH_ACT_DRAFT) | (1u << DH_ACT_UPLOAD))
+
+static bool fw_allow_any(struct dh_req *req, unsigned acts, const char *product, const char *model,
+			 json_t *channels)
+{
+	for (int a = DH_ACT_UPDATE; a <= DH_ACT_ADMIN; a++) {
+		if ((acts & (1u << a)) &&
+		    fw_allow(req, (enum dh_action)a, product, model, channels, false))
+			return true;
+	}
+	return false;
+}
+
 static bool fw_readable(struct dh_req *req, json_t *row)
 {
 	const char *p = json_string_value(json_object_get(row, "product_id"));
 	const char *m = json_string_value(json_object_get(row, "model_id"));
 	json_t *ch = json_object_get(row, "channels");
+	bool is_draft = json_integer_value(json_object_get(row, "draft")) != 0;
 
-	return fw_allow(req, DH_ACT_UPDATE, p, m, ch, false) ||
-	       fw_allow(req, DH_ACT_UPLOAD, p, m, ch, false);
+	return fw_allow_any(req, is_draft ? FW_DRAFT_ACTS : FW_READ_ACTS, p, m, ch);
 }
 
 /* Loads firmware key for reading or writing: 404 unless the caller sees it, 403 unless it
@@ -286,7 +300,11 @@ static enum dh_err fw_load(struct dh_req *req, const char *key, bool is_write, j
 		return rc;
 	s.product = json_string_value(json_object_get(*row, "product_id"));
 	s.model = json_string_value(json_object_get(*row, "model_id"));
-	if (!dh_rights_sees(&req->who, &s)) {
+	/* a draft is hidden from those who may not have it, as it is from the list */
+	if (!dh_rights_sees(&req->who, &s) ||
+	    (json_integer_value(json_object_get(*row, "draft")) != 0 &&
+	     !fw_allow_any(req, FW_DRAFT_ACTS, s.product, s.model,
+			   json_object_get(*row, "channels")))) {
 		rc = dh_error_set(&req->err, DH_E_NOT_FOUND, "No such firmware: '%s'.", key);
 	} else {
 		ok = is_write ? fw_allow(req, DH_ACT_UPLOAD, s.product, s.model,
@@ -563,11 +581,12 @@ out:
 enum dh_err dh_api_firmware_list(struct dh_req *req)
 {
 	struct dh_db_firmware_filter f = { .draft = -1 };
+	struct dh_api_visibility vis = { 0 };
 	char model_id[DH_UUID_LEN], channel_id[DH_UUID_LEN];
-	int64_t limit, offset, count = 0, seen = 0;
+	int64_t limit, offset, count = 0;
 	json_t *rows = NULL, *results = NULL, *row;
 	const char *q;
-	bool filter_scope, empty = false;
+	bool empty = false;
 	enum dh_err rc;
 	size_t i;
 
@@ -598,32 +617,25 @@ enum dh_err dh_api_firmware_list(struct dh_req *req)
 		return DH_E_NOMEM;
 	if (empty)
 		goto reply;
-	filter_scope = !dh_rights_allow(&req->who, DH_ACT_UPDATE, NULL) &&
-		       !dh_rights_allow(&req->who, DH_ACT_UPLOAD, NULL);
-	rc = dh_db_firmware_list(req->db, &f, filter_scope ? DH_FW_SCOPED_LIST_MAX : limit,
-				 filter_scope ? 0 : offset, &rows, &count);
+	rc = dh_api_visibility(req, FW_READ_ACTS, FW_DRAFT_ACTS, &vis);
+	if (rc != DH_OK)
+		goto out;
+	f.vis = dh_api_visibility_db(&vis);
+	rc = dh_db_firmware_list(req->db, &f, limit, offset, &rows, &count);
 	if (rc != DH_OK)
 		goto out;
 	json_array_foreach(rows, i, row)
 	{
-		if (filter_scope) {
-			if (!fw_readable(req, row))
-				continue;
-			seen++;
-			if (seen <= offset || seen > offset + limit)
-				continue;
-		}
 		if (json_array_append_new(results, fw_to_json(row)) != 0) {
 			rc = DH_E_NOMEM;
 			goto out;
 		}
 	}
-	if (filter_scope)
-		count = seen;
 reply:
 	rc = dh_http_reply_json(req, 200, dh_api_list_envelope(req, count, limit, offset, results));
 	results = NULL;
 out:
+	dh_api_visibility_release(&vis);
 	json_decref(rows);
 	json_decref(results);
 	return rc;

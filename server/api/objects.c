@@ -16,8 +16,6 @@
 /* Lists never return more than this many objects per page (API.md). */
 #define DH_PAGE_MAX     1000
 #define DH_PAGE_DEFAULT 50
-/* Rows a scoped caller's list is filtered from in memory; configuration stays small. */
-#define DH_SCOPED_LIST_MAX 100000
 
 static const struct dh_field *find_field(const struct dh_resource *res, const char *name)
 {
@@ -289,6 +287,65 @@ enum dh_err dh_api_obj_load(struct dh_req *req, const struct dh_resource *res, c
 	return rc;
 }
 
+/* Does grant g imply one of the actions of mask? */
+static bool implies_any(const struct dh_grant *g, unsigned mask)
+{
+	for (int a = DH_ACT_UPDATE; a <= DH_ACT_ADMIN; a++) {
+		if ((mask & (1u << a)) && dh_action_covers(g->action, (enum dh_action)a))
+			return true;
+	}
+	return false;
+}
+
+static bool unscoped(const struct dh_grant *g)
+{
+	return g->action == DH_ACT_ADMIN || (!g->product[0] && !g->model[0] && !g->channel[0]);
+}
+
+enum dh_err dh_api_visibility(struct dh_req *req, unsigned any_acts, unsigned restricted_acts,
+			      struct dh_api_visibility *vis)
+{
+	const struct dh_principal *p = &req->who;
+	size_t n = p->ngrants, na = 0, nr = 0;
+	bool all_any = false, all_restricted = !restricted_acts;
+
+	memset(vis, 0, sizeof(*vis));
+	vis->grants = calloc(n ? 2 * n : 1, sizeof(*vis->grants));
+	if (!vis->grants)
+		return DH_E_NOMEM;
+	/* any grants first, restricted ones after them in the same buffer */
+	for (size_t i = 0; i < n; i++) {
+		struct dh_grant g = p->grants[i];
+		if (g.action == DH_ACT_ADMIN)
+			g.product[0] = g.model[0] = g.channel[0] = 0; /* admin is over everything */
+		if (implies_any(&g, any_acts)) {
+			vis->grants[na++] = g;
+			all_any = all_any || unscoped(&g);
+		}
+		if (restricted_acts && implies_any(&g, restricted_acts)) {
+			vis->grants[n + nr++] = g;
+			all_restricted = all_restricted || unscoped(&g);
+		}
+	}
+	vis->v.any = vis->grants;
+	vis->v.nany = na;
+	vis->v.restricted = vis->grants + n;
+	vis->v.nrestricted = nr;
+	vis->sees_all = all_any && all_restricted;
+	return DH_OK;
+}
+
+const struct dh_db_visibility *dh_api_visibility_db(const struct dh_api_visibility *vis)
+{
+	return vis->sees_all ? NULL : &vis->v;
+}
+
+void dh_api_visibility_release(struct dh_api_visibility *vis)
+{
+	free(vis->grants);
+	memset(vis, 0, sizeof(*vis));
+}
+
 enum dh_err dh_api_page(struct dh_req *req, int64_t *limit, int64_t *offset)
 {
 	const char *l = dh_req_query(req, "limit"), *o = dh_req_query(req, "offset");
@@ -330,20 +387,15 @@ json_t *dh_api_list_envelope(struct dh_req *req, int64_t count, int64_t limit, i
 	return out;
 }
 
-/* Does the caller hold the resource's right unscoped, so that lists need no filtering? */
-static bool sees_all(struct dh_req *req, const struct dh_resource *res)
-{
-	return !res->hooks.scope || dh_rights_allow(&req->who, res->right, NULL);
-}
-
 enum dh_err dh_api_obj_list(struct dh_req *req, const struct dh_resource *res)
 {
 	struct dh_db_where w[16];
+	struct dh_api_visibility vis = { 0 };
 	size_t nw = 0;
 	int64_t limit, offset, count = 0;
 	json_t *rows = NULL, *results = NULL, *row;
 	enum dh_err rc;
-	bool empty = false, filter_scope;
+	bool empty = false;
 	size_t i;
 
 	rc = dh_api_page(req, &limit, &offset);
@@ -388,24 +440,18 @@ enum dh_err dh_api_obj_list(struct dh_req *req, const struct dh_resource *res)
 	}
 	if (empty)
 		goto reply;
-	filter_scope = !sees_all(req, res);
-	rc = dh_db_obj_list(req->db, res->table, w, nw, filter_scope ? DH_SCOPED_LIST_MAX : limit,
-			    filter_scope ? 0 : offset, &rows, &count);
+	/* objects outside products (channels, users, tokens...) need the right unscoped, which
+	 * the router and check_scope ask for; the others are filtered by scope in SQL */
+	rc = dh_api_visibility(req, 1u << res->right, 0, &vis);
 	if (rc != DH_OK)
 		goto out;
-	if (filter_scope)
-		count = 0;
+	rc = dh_db_obj_list(req->db, res->table, w, nw,
+			    res->hooks.scope ? dh_api_visibility_db(&vis) : NULL, limit, offset,
+			    &rows, &count);
+	if (rc != DH_OK)
+		goto out;
 	json_array_foreach(rows, i, row)
 	{
-		if (filter_scope) {
-			if (check_scope(req, res, row, res->right, false) != DH_OK) {
-				dh_error_release(&req->err);
-				continue;
-			}
-			count++;
-			if (count <= offset || count > offset + limit)
-				continue;
-		}
 		if (json_array_append_new(results, dh_api_obj_to_json(req, res, row)) != 0) {
 			rc = DH_E_NOMEM;
 			goto out;
@@ -417,6 +463,7 @@ reply:
 out:
 	for (i = 0; i < nw; i++)
 		json_decref(w[i].value);
+	dh_api_visibility_release(&vis);
 	json_decref(rows);
 	json_decref(results);
 	return rc;

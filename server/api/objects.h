@@ -90,6 +90,25 @@ json_t *dh_api_obj_to_json(struct dh_req *req, const struct dh_resource *res, js
 enum dh_err dh_api_obj_load(struct dh_req *req, const struct dh_resource *res, const char *key,
 			    enum dh_action act, json_t **row);
 
+/*
+ * What the caller may see of a list, for the db list calls (struct dh_db_visibility): the
+ * caller's grants that imply one of the actions in any_acts see a row in their scope, those
+ * that imply one of restricted_acts see restricted rows (drafts) too. Masks are sets of
+ * 1u << enum dh_action.
+ */
+struct dh_api_visibility {
+	struct dh_db_visibility v;
+	bool sees_all;           /* one grant covers every row: no filter needed */
+	struct dh_grant *grants; /* malloc'd storage of v's arrays */
+};
+
+/* Fills vis for the caller; DH_E_NOMEM. Release with dh_api_visibility_release. */
+enum dh_err dh_api_visibility(struct dh_req *req, unsigned any_acts, unsigned restricted_acts,
+			      struct dh_api_visibility *vis);
+/* The visibility to hand to db: NULL when the caller sees every row. */
+const struct dh_db_visibility *dh_api_visibility_db(const struct dh_api_visibility *vis);
+void dh_api_visibility_release(struct dh_api_visibility *vis);
+
 /* Reads ?limit= and ?offset= (defaults 50 and 0, limit at most 1000); 400 when bad. */
 enum dh_err dh_api_page(struct dh_req *req, int64_t *limit, int64_t *offset);
 /* Builds {"count","next","results"} (takes results). */

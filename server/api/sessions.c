@@ -24,8 +24,6 @@
 #define DH_DEVICE_ID_MAX 128
 /* Longest confirm message kept in the session's error. */
 #define DH_CONFIRM_MSG_MAX 1000
-/* Sessions read to filter a scoped caller's list (as objects.c does for other lists). */
-#define DH_SESSIONS_SCOPED_MAX 100000
 
 /* What a request body may hold, and of which JSON type. */
 enum body_kind {
@@ -122,7 +120,7 @@ static enum dh_err find_twin(struct dh_req *req, const char *model, const char *
 		w[nw].column = "model_id";
 		w[nw++].value = json_string(model);
 	}
-	rc = dh_db_obj_list(req->db, "devices", w, nw, 2, 0, &rows, &count);
+	rc = dh_db_obj_list(req->db, "devices", w, nw, NULL, 2, 0, &rows, &count);
 	for (size_t i = 0; i < nw; i++)
 		json_decref(w[i].value);
 	if (rc != DH_OK)
@@ -202,10 +200,19 @@ static enum dh_err explicit_target(struct dh_req *req, json_t *body, struct dh_s
 			return rc;
 		snprintf(s->target_version, sizeof(s->target_version), "%s", version);
 	}
-	if (is_draft && !drafts)
-		return dh_error_field(&req->err,
-				      fw_row ? "target_firmware" : "target_firmware_version",
-				      "is a draft: set allow_draft_firmware");
+	if (is_draft) {
+		struct dh_scope sc = { s->product, s->model, *s->channel ? s->channel : NULL };
+		/* a draft is hidden from those who may not have it: as if it did not exist */
+		if (!dh_rights_allow(&req->who, DH_ACT_DRAFT, &sc))
+			return dh_error_field(
+				&req->err, fw_row ? "target_firmware" : "target_firmware_version",
+				fw_row ? "no such firmware"
+				       : "no firmware of this model has this version");
+		if (!drafts)
+			return dh_error_field(
+				&req->err, fw_row ? "target_firmware" : "target_firmware_version",
+				"is a draft: set allow_draft_firmware");
+	}
 	/* a device already running the named target has nothing to do */
 	if (*s->current_version && dh_semver_cmp_text(s->current_version, s->target_version) == 0) {
 		s->target_fw[0] = 0;
@@ -214,6 +221,11 @@ static enum dh_err explicit_target(struct dh_req *req, json_t *body, struct dh_s
 	return DH_OK;
 }
 
+/*
+ * May the caller act on session s? 404 (when hide) if it cannot see the scope, 403 without
+ * `update` over it. A session whose target is a draft image is for those who may have drafts
+ * (the `draft` right and what implies it): hidden from the others, like the draft itself.
+ */
 static enum dh_err check_rights(struct dh_req *req, const struct dh_session *s, bool hide)
 {
 	struct dh_scope sc = { .product = s->product,
@@ -226,6 +238,12 @@ static enum dh_err check_rights(struct dh_req *req, const struct dh_session *s, 
 		return dh_error_set(&req->err, DH_E_FORBIDDEN,
 				    "Your access rights do not cover firmware updates of this"
 				    " model and channel.");
+	if (s->target_is_draft && !dh_rights_allow(&req->who, DH_ACT_DRAFT, &sc)) {
+		if (hide)
+			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such session.");
+		return dh_error_set(&req->err, DH_E_FORBIDDEN,
+				    "The target is a draft image, which needs the 'draft' right.");
+	}
 	return DH_OK;
 }
 
@@ -629,12 +647,13 @@ static enum dh_err list_filter(struct dh_req *req, struct dh_session_filter *f, 
 enum dh_err dh_api_sessions_list(struct dh_req *req)
 {
 	struct dh_session_filter f = { 0 };
+	struct dh_api_visibility vis = { 0 };
 	struct dh_session *arr = NULL;
 	size_t n = 0, i;
-	int64_t limit, offset, count = 0, seen = 0;
+	int64_t limit, offset, count = 0;
 	char model[DH_UUID_LEN] = "";
 	json_t *results = NULL;
-	bool empty = false, scoped = !dh_rights_allow(&req->who, DH_ACT_UPDATE, NULL);
+	bool empty = false;
 	enum dh_err rc;
 
 	rc = dh_api_page(req, &limit, &offset);
@@ -646,34 +665,28 @@ enum dh_err dh_api_sessions_list(struct dh_req *req)
 	if (!results)
 		return DH_E_NOMEM;
 	if (!empty) {
-		rc = dh_db_session_list(req->db, &f, scoped ? DH_SESSIONS_SCOPED_MAX : limit,
-					scoped ? 0 : offset, &arr, &n, &count);
+		/* the caller's grants go into the query: the database counts and pages */
+		rc = dh_api_visibility(req, 1u << DH_ACT_UPDATE, 1u << DH_ACT_DRAFT, &vis);
+		if (rc != DH_OK)
+			goto out;
+		f.vis = dh_api_visibility_db(&vis);
+		rc = dh_db_session_list(req->db, &f, limit, offset, &arr, &n, &count);
 		if (rc != DH_OK)
 			goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (scoped) {
-			if (check_rights(req, &arr[i], false) != DH_OK) {
-				dh_error_release(&req->err);
-				continue;
-			}
-			seen++;
-			if (seen <= offset || seen > offset + limit)
-				continue;
-		}
 		if (json_array_append_new(results, dh_session_to_json(&arr[i])) != 0) {
 			rc = DH_E_NOMEM;
 			goto out;
 		}
 	}
-	if (scoped)
-		count = seen;
 	rc = dh_http_reply_json(req, 200, dh_api_list_envelope(req, count, limit, offset, results));
 	results = NULL;
 out:
 	for (i = 0; i < n; i++)
 		dh_db_session_release(&arr[i]);
 	free(arr);
+	dh_api_visibility_release(&vis);
 	json_decref(results);
 	return rc;
 }

@@ -25,9 +25,17 @@ static void copy_id(char *dst, size_t size, const char *src)
 void dh_events_publish(const char *type, const char *session_id, const char *product,
 		       const char *model, const char *channel, json_t *data)
 {
+	dh_events_publish_for(DH_ACT_UPDATE, type, session_id, product, model, channel, data);
+}
+
+void dh_events_publish_for(enum dh_action need, const char *type, const char *session_id,
+			   const char *product, const char *model, const char *channel,
+			   json_t *data)
+{
 	struct dh_event ev = { 0 };
 	char *old;
 
+	ev.need = need;
 	copy_id(ev.type, sizeof(ev.type), type);
 	copy_id(ev.session, sizeof(ev.session), session_id);
 	copy_id(ev.product, sizeof(ev.product), product);

@@ -7,6 +7,8 @@
 #ifndef DH_CORE_EVENTS_H
 #define DH_CORE_EVENTS_H
 
+#include "core/rights.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,7 +24,8 @@ struct dh_event {
 	char product[40]; /* scope for rights filtering */
 	char model[40];
 	char channel[40];
-	char *data; /* compact JSON text, owned by the ring */
+	enum dh_action need; /* the right a reader needs over the scope (update, or draft) */
+	char *data;          /* compact JSON text, owned by the ring */
 };
 
 /*
@@ -31,6 +34,11 @@ struct dh_event {
  */
 void dh_events_publish(const char *type, const char *session_id, const char *product,
 		       const char *model, const char *channel, json_t *data);
+/* The same for an event only readers holding need over the scope may see (e.g. DH_ACT_DRAFT
+ * for a session whose target is a draft); dh_events_publish needs DH_ACT_UPDATE. */
+void dh_events_publish_for(enum dh_action need, const char *type, const char *session_id,
+			   const char *product, const char *model, const char *channel,
+			   json_t *data);
 
 /* The sequence number of the newest event (0 when none yet). */
 uint64_t dh_events_last_seq(void);

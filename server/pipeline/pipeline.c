@@ -315,8 +315,10 @@ static void *worker_main(void *arg)
 			{
 				json_t *ev = json_pack("{s:s, s:s, s:b, s:n}", "id", s.id, "state",
 						       "processing", "finished", 0, "error");
-				dh_events_publish("session.state", s.id, s.product, s.model,
-						  *s.channel ? s.channel : NULL, ev);
+				dh_events_publish_for(s.target_is_draft ? DH_ACT_DRAFT
+									: DH_ACT_UPDATE,
+						      "session.state", s.id, s.product, s.model,
+						      *s.channel ? s.channel : NULL, ev);
 				json_decref(ev);
 			}
 			/* the claim is the table's queued --claim--> processing row */

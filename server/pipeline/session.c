@@ -63,7 +63,9 @@ static json_t *state_event(const struct dh_session *s)
 
 static void publish(const char *type, const struct dh_session *s, json_t *data)
 {
-	dh_events_publish(type, s->id, s->product, s->model, *s->channel ? s->channel : NULL, data);
+	/* a session whose target is a draft is for readers who may have drafts */
+	dh_events_publish_for(s->target_is_draft ? DH_ACT_DRAFT : DH_ACT_UPDATE, type, s->id,
+			      s->product, s->model, *s->channel ? s->channel : NULL, data);
 	json_decref(data);
 }
 

@@ -218,6 +218,35 @@ def test_events_follow_access_rights(server, admin, catalog):
         s.close()
 
 
+def test_sessions_of_draft_targets_reach_draft_holders_only(server, admin, catalog):
+    parts = [("model", (None, catalog["model"]["tid"])), ("version", (None, "5.0.0")),
+             ("channels", (None, catalog["channel"]["tid"])), ("draft", (None, "true")),
+             ("file", ("app.bin", b"\x02" * 100, "application/octet-stream"))]
+    assert admin.request("POST", "/api/v1/firmware/", files=parts).status_code == 201
+    _, upd = make_user(admin, ["update"], model=catalog["model"]["id"])
+    _, drf = make_user(admin, ["draft"], model=catalog["model"]["id"])
+    su, sd = Sse(server, token=upd, query="?heartbeat=200"), Sse(server, token=drf)
+    try:
+        r = Client(server, drf).post("/api/v1/firmware-update/request", json={
+            "model": catalog["model"]["tid"], "delivery_procedure_tid":
+            catalog["procedure"]["tid"], "current_channel": catalog["channel"]["tid"],
+            "current_firmware_version": "1.0.0", "allow_draft_firmware": True})
+        assert r.status_code == 201, r.text
+        marker = request_session(admin, catalog, version="5.0.0")  # up_to_date: for all
+        assert sd.next_event(is_for(r.json()["id"])), "the draft holder sees it"
+        got = []
+        for block in su.blocks(5):
+            ev = parse_block(block)
+            if ev.get("event") == "session.created":
+                got.append(ev["data"]["id"])
+            if marker["id"] in got:
+                break
+        assert marker["id"] in got and r.json()["id"] not in got, got
+    finally:
+        su.close()
+        sd.close()
+
+
 def test_last_event_id_replays_what_followed(server, admin, catalog):
     s = Sse(server, query="?heartbeat=1000")
     try:

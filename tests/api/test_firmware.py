@@ -378,3 +378,36 @@ def test_delete_refused_while_a_device_runs_it(admin, server, catalog):
                        json={"current_firmware": None}).status_code == 200
     assert admin.delete(FW + fw["id"]).status_code == 204
     assert_error(admin.delete(FW + fw["id"]), 404, "not_found")
+
+
+def test_drafts_are_only_for_those_who_may_have_them(admin, server, catalog):
+    """A draft image is listed, read and downloaded only with `draft` (or manage or admin,
+    which imply it) or `upload` over it; `update` alone does not see it: 404, as if it did
+    not exist, scoped or not."""
+    m, p = catalog["model"], catalog["product"]
+    pub = upload(admin, b"p" * 64, model=m["id"], version="1.0.0",
+                 channels=catalog["channel"]["id"]).json()
+    dr = upload(admin, b"d" * 64, model=m["id"], version="2.0.0-beta",
+                channels=catalog["channel"]["id"], draft="true").json()
+    _, upd_model = make_user(admin, ["update"], model=m["id"])
+    _, upd_all = make_user(admin, ["update"])
+    for tok in (upd_model, upd_all):
+        c = Client(server, tok)
+        listed = c.get(FW, params={"model": m["id"]}).json()
+        assert [f["id"] for f in listed["results"]] == [pub["id"]], listed
+        assert listed["count"] == 1
+        assert c.get(FW, params={"model": m["id"], "draft": "true"}).json()["count"] == 0
+        assert_error(c.get(FW + dr["id"]), 404, "not_found")
+        assert_error(c.get(FW + dr["id"] + "/image"), 404, "not_found")
+        assert c.head(FW + dr["id"] + "/image").status_code == 404
+        assert c.get(FW + pub["id"] + "/image").content == b"p" * 64
+    for actions, scope in ((["draft"], {"model": m["id"]}), (["upload"], {"model": m["id"]}),
+                           (["manage"], {"product": p["id"]}), (["draft"], {})):
+        _, tok = make_user(admin, actions, **scope)
+        c = Client(server, tok)
+        assert c.get(FW, params={"model": m["id"]}).json()["count"] == 2, actions
+        assert c.get(FW + dr["id"]).json()["draft"] is True
+        assert c.get(FW + dr["id"] + "/image").content == b"d" * 64
+    # published, the image is everyone's with update
+    assert admin.patch(FW + dr["id"], json={"draft": False}).status_code == 200
+    assert Client(server, upd_model).get(FW + dr["id"] + "/image").content == b"d" * 64

@@ -94,6 +94,35 @@ def test_target_selection_sees_every_image_of_the_channel(admin, catalog):
     assert new_session(admin, catalog, dp, "9.0.0")["state"] == "up_to_date"
 
 
+def test_sessions_of_draft_targets_are_for_draft_holders(admin, catalog):
+    """A session whose target is a draft image leads to that image (payload, download,
+    events): `update` alone does not see it (404), in lists neither; `draft` does. A named
+    draft target is unknown to a caller without `draft`."""
+    draft = upload_fw(admin, catalog, "3.0.0-rc.1", draft=True)
+    dp = procedure(admin, catalog)
+    _, dtok = make_user(admin, ["draft"], model=catalog["model"]["id"])
+    _, utok = make_user(admin, ["update"], model=catalog["model"]["id"])
+    drafter, updater = Client(admin.server, dtok), Client(admin.server, utok)
+    s = new_session(drafter, catalog, dp, "1.0.0", allow_draft_firmware=True)
+    assert s["target_firmware"] == draft["id"]
+    assert drafter.post(FU + s["id"] + "/start").status_code == 200
+    wait_state(drafter, s["id"], "created")
+    plain = new_session(updater, catalog, dp, "1.0.0")
+    assert plain["state"] == "up_to_date"
+    for path in ("", "/image"):
+        assert_error(updater.get(FU + s["id"] + path), 404, "not_found")
+    assert_error(updater.post(FU + s["id"] + "/confirm", json={"success": True}), 404)
+    listed = updater.get(FU, params={"model": catalog["model"]["id"]}).json()
+    assert [x["id"] for x in listed["results"]] == [plain["id"]] and listed["count"] == 1
+    assert drafter.get(FU, params={"model": catalog["model"]["id"]}).json()["count"] == 2
+    assert drafter.get(FU + s["id"] + "/image").status_code == 200
+    for body in ({"target_firmware": draft["id"]}, {"target_firmware_version": "3.0.0-rc.1"}):
+        err = assert_error(request(updater, catalog, dp, "1.0.0", **body), 400, "invalid")
+        assert "no " in list(err["fields"].values())[0], err
+        r = request(drafter, catalog, dp, "1.0.0", allow_draft_firmware=True, **body)
+        assert r.status_code == 201 and r.json()["target_firmware"] == draft["id"]
+
+
 def test_explicit_targets_and_uuid_or_tid_references(admin, catalog):
     a = upload_fw(admin, catalog, "2.0.0")
     upload_fw(admin, catalog, "3.0.0")
