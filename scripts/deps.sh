@@ -4,7 +4,7 @@
 
 # shellcheck disable=SC2034
 DH_BUILD_PKGS="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcbor-dev nettle-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3"
+libcbor-dev nettle-dev libgnutls28-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3"
 # shellcheck disable=SC2034
 DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
 sqlite3 curl postgresql libcoap3-bin python3-hypothesis

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "core/util.h"
+#include "http/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,6 +50,9 @@ static const struct opt opts[] = {
 	  "PEM certificate file; with --tls-key serves HTTPS" },
 	{ "tls-key", "DEVICEHUB_TLS_KEY", OPT_STR, OFF(tls_key), "", 0, 0,
 	  "PEM private key file for --tls-cert" },
+	{ "tls-priorities", "DEVICEHUB_TLS_PRIORITIES", OPT_STR, OFF(tls_priorities),
+	  DH_TLS_PRIORITIES_DEFAULT, 0, 0,
+	  "GnuTLS priority string of the TLS versions and ciphers offered" },
 	{ "public-url", "DEVICEHUB_PUBLIC_URL", OPT_STR, OFF(public_url), "", 0, 0,
 	  "base URL of download links; default: scheme and Host of each request" },
 	{ "max-body", "DEVICEHUB_MAX_BODY", OPT_U64, OFF(max_body), "1048576", 64, UINT64_MAX,

@@ -18,6 +18,7 @@ struct dh_config {
 	unsigned http_threads;
 	const char *tls_cert;
 	const char *tls_key;
+	const char *tls_priorities;
 	const char *public_url;
 	uint64_t max_body;
 	uint64_t max_upload;

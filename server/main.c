@@ -12,6 +12,7 @@
 #include "dh_db.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "log.h"
 #include "outbound/outbound.h"
 #include "pipeline/pipeline.h"
@@ -119,6 +120,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	dh_log_set_level(lvl);
+	/* a bad certificate, key or priority string is a usage error: say what GnuTLS said */
+	if (*dh_cfg.tls_cert &&
+	    dh_tls_load(dh_cfg.tls_cert, dh_cfg.tls_key, dh_cfg.tls_priorities, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		return 2;
+	}
 
 	/* every thread started from here on inherits the blocked set; main waits for them */
 	sigemptyset(&sigs);

@@ -12,6 +12,7 @@
 #include "dh_db.h"
 #include "http/req.h"
 #include "http/router.h"
+#include "http/tls.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -42,7 +43,6 @@
 #define DH_CONN_TIMEOUT 120
 
 static struct MHD_Daemon *daemon_h;
-static char *tls_cert_pem, *tls_key_pem; /* kept until the daemon stops */
 static atomic_int stopping;
 static atomic_ullong n_requests, n_2xx, n_3xx, n_4xx, n_5xx, n_upload;
 
@@ -679,28 +679,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static char *read_file(const char *path, struct dh_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!f) {
-		dh_error_set(err, DH_E_IO, "Cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < 1024 * 1024 &&
-	    fseek(f, 0, SEEK_SET) == 0 && (buf = calloc(1, (size_t)n + 1)) &&
-	    fread(buf, 1, (size_t)n, f) == (size_t)n) {
-		fclose(f);
-		return buf;
-	}
-	free(buf);
-	fclose(f);
-	dh_error_set(err, DH_E_IO, "Cannot read %s", path);
-	return NULL;
-}
-
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -724,7 +702,7 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 	struct sockaddr_in6 a6 = { 0 };
 	struct sockaddr_in a4 = { 0 };
 	struct sockaddr *sa;
-	char *cert = NULL, *key = NULL;
+	const char *cert = dh_tls_cert_pem(), *key = dh_tls_key_pem();
 	const union MHD_DaemonInfo *info;
 
 	if (strchr(dh_cfg.listen, ':')) {
@@ -744,13 +722,9 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 		sa = (struct sockaddr *)&a4;
 	}
 	if (*dh_cfg.tls_cert) {
-		cert = read_file(dh_cfg.tls_cert, err);
-		key = cert ? read_file(dh_cfg.tls_key, err) : NULL;
-		if (!cert || !key) {
-			free(cert);
-			free(key);
-			return DH_E_IO;
-		}
+		/* main() loaded and checked them with dh_tls_load */
+		if (!cert || !key)
+			return dh_error_set(err, DH_E_INTERNAL, "TLS files were not loaded");
 		flags |= MHD_USE_TLS;
 	}
 	daemon_h = MHD_start_daemon(flags, (uint16_t)dh_cfg.port, NULL, NULL, on_request, NULL,
@@ -761,9 +735,8 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 				    cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
-	tls_cert_pem = cert;
-	tls_key_pem = key;
+				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES,
+				    dh_cfg.tls_priorities, MHD_OPTION_END);
 	if (!daemon_h)
 		return dh_error_set(err, DH_E_IO, "Cannot listen on %s port %u", dh_cfg.listen,
 				    dh_cfg.port);
@@ -779,7 +752,5 @@ void dh_http_stop(void)
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;
 	}
-	free(tls_cert_pem);
-	free(tls_key_pem);
-	tls_cert_pem = tls_key_pem = NULL;
+	dh_tls_release();
 }
