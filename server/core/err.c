@@ -39,6 +39,17 @@ static const struct err_row err_table[DH_E__COUNT] = {
 	[DH_E_TIMEOUT] = { "timeout", 504, "The operation timed out." },
 	[DH_E_CANCELLED] = { "cancelled", 409, "The operation was cancelled." },
 	[DH_E_STEP] = { "step_failed", 500, "A delivery step failed." },
+	[DH_E_BAD_REQUEST] = { "bad_request", 400, "The request is not well-formed HTTP/1.1." },
+	[DH_E_REQUEST_TIMEOUT] = { "request_timeout", 408,
+				   "The request head did not arrive in time." },
+	[DH_E_URI_TOO_LONG] = { "uri_too_long", 414,
+				"The request target is longer than the server accepts." },
+	[DH_E_HEAD_TOO_LARGE] = { "headers_too_large", 431,
+				  "The request head is larger than the server accepts." },
+	[DH_E_NOT_IMPLEMENTED] = { "not_implemented", 501,
+				   "The request uses an HTTP feature this server does not have." },
+	[DH_E_HTTP_VERSION] = { "http_version_not_supported", 505,
+				"Only HTTP/1.0 and HTTP/1.1 are served." },
 };
 
 static const struct err_row *row(enum dh_err code)

@@ -41,6 +41,15 @@ struct dh_req {
 	char id[DH_REQ_ID_LEN];
 	int64_t start_us;
 
+	/* http/ only: the request target as received (before MHD decoded it) and what the
+	 * checks before routing found */
+	const char *raw_target; /* only its address and length are used: MHD decodes it in place */
+	size_t raw_target_len;
+	const char *target_problem; /* why the raw target cannot be served, or NULL */
+	bool begun;                 /* the access handler ran for this request */
+	bool close_after;           /* answer with Connection: close (the framing is not trusted) */
+	unsigned retry_after;       /* seconds for Retry-After of a 429/503; 0: the default */
+
 	const struct dh_route *route;
 	unsigned allow_methods;  /* for 405: what the path accepts */
 	char *args[DH_MAX_ARGS]; /* captures, NUL-terminated copies owned by the request */

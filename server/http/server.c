@@ -10,6 +10,7 @@
 #include "config.h"
 #include "core/util.h"
 #include "dh_db.h"
+#include "http/mhd_shim.h"
 #include "http/req.h"
 #include "http/router.h"
 #include "http/tls.h"
@@ -381,7 +382,7 @@ static void req_free(struct dh_req *req)
 	free(req);
 }
 
-static void count_status(unsigned status)
+void dh_http_count_status(unsigned status)
 {
 	atomic_fetch_add(&n_requests, 1);
 	if (status >= 500)
@@ -404,9 +405,12 @@ static enum MHD_Result queue(struct dh_req *req)
 			return MHD_NO;
 	}
 	MHD_add_response_header(req->response, "X-Request-Id", req->id);
-	r = MHD_queue_response(req->conn, req->status, req->response);
-	count_status(req->status);
-	if (req->status >= 500)
+	if (req->close_after)
+		MHD_add_response_header(req->response, MHD_HTTP_HEADER_CONNECTION, "close");
+	r = dh_mhd_queue(req->conn, req->status, req->response);
+	dh_http_count_status(req->status);
+	/* the server's own faults; 501, 503 and 505 answer what a client asked for */
+	if (req->status == 500 || req->status == 502 || req->status == 504)
 		dh_error("http.request", "id=%s method=%s path=%s status=%u code=%s", req->id,
 			 req->method_name, req->path, req->status,
 			 req->err.code ? dh_err_name(req->err.code) : "-");
@@ -535,25 +539,141 @@ static void hex32(char *out, uint32_t v)
 		out[i] = hx[v & 15];
 }
 
-static struct dh_req *req_new(struct MHD_Connection *conn, const char *url, const char *method)
+static atomic_ullong id_counter;
+
+/* "%08llx%08llx" of the seconds and a counter, without printf's per-call cost */
+static void request_id(char *out, int64_t now_us)
 {
-	static atomic_ullong counter;
+	unsigned long long n = atomic_fetch_add(&id_counter, 1);
+
+	hex32(out, (uint32_t)(now_us / 1000000));
+	hex32(out + 8, (uint32_t)n);
+	out[16] = 0;
+}
+
+void dh_http_request_id(char out[17])
+{
+	request_id(out, dh_now_us());
+}
+
+static struct dh_req *req_new(struct MHD_Connection *conn)
+{
 	struct dh_req *req = calloc(1, sizeof(*req));
-	unsigned long long n;
 
 	if (!req)
 		return NULL;
 	req->conn = conn;
-	req->method = method_parse(method);
-	req->method_name = method;
-	req->path = url;
 	req->start_us = dh_now_us();
-	n = atomic_fetch_add(&counter, 1);
-	/* "%08llx%08llx" of the seconds and the counter, without printf's per-call cost */
-	hex32(req->id, (uint32_t)(req->start_us / 1000000));
-	hex32(req->id + 8, (uint32_t)n);
-	req->id[16] = 0;
+	request_id(req->id, req->start_us);
 	return req;
+}
+
+static bool is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+static unsigned hex_value(unsigned char c)
+{
+	return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+/*
+ * Why a request target as received cannot be served, or NULL. MHD decodes %XX in place and
+ * hands the path on as a C string, so a %00 would cut it ("/index.html%00.js" would serve
+ * index.html) and other control bytes would reach handlers and logs: any space or control
+ * byte, raw or %-encoded, in the path or the query is refused before routing.
+ */
+static const char *target_problem(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			return "The request target contains a space or a control character.";
+		if (*p == '%' && is_hex(p[1]) && is_hex(p[2])) {
+			unsigned v = hex_value(p[1]) * 16 + hex_value(p[2]);
+			if (v < 0x20 || v == 0x7f)
+				return "The request target encodes a control character (%00 to %1F, "
+				       "%7F).";
+		}
+	}
+	return NULL;
+}
+
+/*
+ * MHD's URI log callback: called with the raw request target as soon as the request line is
+ * parsed, before MHD decodes it. The request context starts here (MHD hands what this
+ * returns to every later callback of the request, also when the head never completes).
+ */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct dh_req *req = req_new(conn);
+
+	(void)cls;
+	if (req) {
+		req->raw_target = uri;
+		req->raw_target_len = strlen(uri);
+		req->target_problem = target_problem(uri);
+	}
+	return req;
+}
+
+struct framing {
+	unsigned n_length, n_coding;
+	const char *length, *coding;
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		f->n_length++;
+		f->length = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->n_coding++;
+		f->coding = value;
+	}
+	return MHD_YES;
+}
+
+/*
+ * How the body is delimited must be beyond doubt, or a request could be read one way here
+ * and another way by a proxy in front (request smuggling), or wait forever for a body MHD
+ * cannot delimit. Accepted: no body headers, one Content-Length that is a decimal number,
+ * or one "Transfer-Encoding: chunked" (exactly what MHD decodes). Everything else is
+ * answered at once, and the connection is closed after the answer.
+ */
+static enum dh_err check_framing(struct dh_req *req)
+{
+	struct framing f = { 0 };
+	uint64_t n;
+	enum dh_err rc = DH_OK;
+
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_header, &f);
+	if (f.n_coding > 1)
+		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST,
+				  "Transfer-Encoding may be sent once.");
+	else if (f.n_coding == 1 && f.n_length > 0)
+		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST,
+				  "A request may not carry both Transfer-Encoding and "
+				  "Content-Length.");
+	else if (f.n_coding == 1 && strcasecmp(f.coding, "chunked") != 0)
+		rc = dh_error_set(&req->err, DH_E_NOT_IMPLEMENTED,
+				  "Only 'Transfer-Encoding: chunked' is supported for request "
+				  "bodies.");
+	else if (f.n_length > 1)
+		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST, "Content-Length may be sent once.");
+	else if (f.n_length == 1 && !dh_parse_u64(f.length, &n))
+		rc = f.length[0] && strspn(f.length, "0123456789") == strlen(f.length)
+			     ? dh_error_set(&req->err, DH_E_TOO_LARGE,
+					    "The Content-Length is larger than the server accepts.")
+			     : dh_error_set(&req->err, DH_E_BAD_REQUEST,
+					    "Content-Length must be a decimal number of bytes.");
+	if (rc != DH_OK)
+		req->close_after = true;
+	return rc;
 }
 
 /* First call for a request: route, authenticate, check declared body size. Returns
@@ -564,9 +684,15 @@ static enum dh_err begin(struct dh_req *req)
 	const char *cl;
 	uint64_t declared;
 	char allow[96];
+	enum dh_err rc;
 
 	if (dh_http_stopping())
 		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The server is shutting down.");
+	if (req->target_problem)
+		return dh_error_set(&req->err, DH_E_BAD_REQUEST, "%s", req->target_problem);
+	rc = check_framing(req);
+	if (rc != DH_OK)
+		return rc;
 	if (!dh_route_find(dh_routes, dh_routes_count, req->method, req->path, &m)) {
 		if (!(req->method & (DH_GET | DH_HEAD)) || strncmp(req->path, "/api/", 5) == 0)
 			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such path: %.200s",
@@ -591,7 +717,7 @@ static enum dh_err begin(struct dh_req *req)
 	if (!req->db)
 		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
 	if (req->route->right != DH_ACT_NONE) {
-		enum dh_err rc = dh_api_authenticate(req);
+		rc = dh_api_authenticate(req);
 		if (rc != DH_OK)
 			return rc;
 		if (!dh_rights_any(&req->who, req->route->right))
@@ -620,12 +746,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	enum dh_err rc;
 
 	(void)cls;
-	(void)version;
 	if (!req) {
-		req = req_new(conn, url, method);
+		/* on_request_line could not allocate it: without the raw target the path cannot
+		 * be checked, so do not serve it */
+		req = req_new(conn);
 		if (!req)
 			return MHD_NO;
 		*con_cls = req;
+		req->begun = true;
+		req->method = method_parse(method);
+		req->method_name = method;
+		req->path = url;
+		return fail(req, DH_E_NOMEM);
+	}
+	if (!req->begun) {
+		req->begun = true;
+		req->method = method_parse(method);
+		req->method_name = method;
+		req->path = url;
+		/* MHD found the version after the raw target; if the target's C string ends
+		 * earlier, a raw NUL byte cut it */
+		if (!req->target_problem && (uintptr_t)url == (uintptr_t)req->raw_target &&
+		    (uintptr_t)version != (uintptr_t)url + req->raw_target_len + 1)
+			req->target_problem = "The request target contains a NUL byte.";
 		rc = begin(req);
 		if (rc != DH_OK)
 			return fail(req, rc);
@@ -679,6 +822,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/*
+ * MHD's messages while the daemon starts or stops concern the operator (a port in use, a TLS
+ * setting). Once it serves, nearly all are about one client's malformed request or dropped
+ * connection, which any client can cause at will: those are debug lines, so that a client
+ * cannot flood the log. Running out of descriptors or hitting the connection limit stays a
+ * warning.
+ */
+static atomic_bool mhd_serving;
+
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -686,7 +838,11 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = 0;
-	dh_warn("http.mhd", "detail=\"%s\"", msg);
+	if (!atomic_load(&mhd_serving) || strstr(msg, "resource limit") ||
+	    strstr(msg, "connection limit"))
+		dh_warn("http.mhd", "detail=\"%s\"", msg);
+	else
+		dh_debug("http.mhd", "detail=\"%s\"", msg);
 }
 
 enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
@@ -705,6 +861,10 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 	const char *cert = dh_tls_cert_pem(), *key = dh_tls_key_pem();
 	const union MHD_DaemonInfo *info;
 
+	if (!dh_mhd_shim_init())
+		dh_warn("http.mhd_shim",
+			"detail=\"libmicrohttpd's own error pages are not replaced: "
+			"MHD_queue_response does not resolve to devicehubd's\"");
 	if (strchr(dh_cfg.listen, ':')) {
 		a6.sin6_family = AF_INET6;
 		a6.sin6_port = htons((uint16_t)dh_cfg.port);
@@ -734,12 +894,14 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)DH_CONN_MEMORY,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				    MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
 				    cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
 				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES,
 				    dh_cfg.tls_priorities, MHD_OPTION_END);
 	if (!daemon_h)
 		return dh_error_set(err, DH_E_IO, "Cannot listen on %s port %u", dh_cfg.listen,
 				    dh_cfg.port);
+	atomic_store(&mhd_serving, true);
 	info = MHD_get_daemon_info(daemon_h, MHD_DAEMON_INFO_BIND_PORT);
 	*bound_port = info ? info->port : dh_cfg.port;
 	return DH_OK;
@@ -748,6 +910,7 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 void dh_http_stop(void)
 {
 	atomic_store(&stopping, 1);
+	atomic_store(&mhd_serving, false);
 	if (daemon_h) {
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;
