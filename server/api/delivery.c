@@ -6,6 +6,7 @@
  */
 #include "api/api.h"
 #include "api/objects.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "plugins/registry.h"
 
@@ -122,14 +123,16 @@ static enum dh_err check_steps(struct dh_req *req, const struct dh_resource *res
 			return dh_error_field(&req->err, "steps", what);
 		}
 		if (!dh_plugin_known(plugin, &admin_only)) {
-			snprintf(what, sizeof(what), "step %zu: unknown plugin '%.60s'", i, plugin);
+			snprintf(what, sizeof(what), "step %zu: unknown plugin '%.*s'", i,
+				 DH_TEXT_CUT(plugin, 60));
 			return dh_error_field(&req->err, "steps", what);
 		}
 		if (admin_only && !dh_rights_is_admin(&req->who))
 			return dh_error_set(&req->err, DH_E_FORBIDDEN,
 					    "Only an admin may configure '%s' steps.", plugin);
 		if (!dh_plugin_validate(plugin, v, why, sizeof(why))) {
-			snprintf(what, sizeof(what), "step %zu (%.40s): %s", i, plugin, why);
+			snprintf(what, sizeof(what), "step %zu (%.*s): %s", i,
+				 DH_TEXT_CUT(plugin, 40), why);
 			return dh_error_field(&req->err, "steps", what);
 		}
 	}

@@ -22,8 +22,10 @@
 
 /* Longest device_id: a device's own name (serial number, MAC, ...). */
 #define DH_DEVICE_ID_MAX 128
-/* Longest confirm message kept in the session's error. */
+/* Longest confirm message (bytes of UTF-8); kept whole as the detail of the session's error
+ * (DH_SESSION_DETAIL_MAX holds it). */
 #define DH_CONFIRM_MSG_MAX 1000
+_Static_assert(DH_CONFIRM_MSG_MAX < DH_SESSION_DETAIL_MAX - 1, "a confirm message is kept whole");
 
 /* What a request body may hold, and of which JSON type. */
 enum body_kind {
@@ -594,7 +596,7 @@ enum dh_err dh_api_sessions_confirm(struct dh_req *req)
 		dh_error_field(&req->err, "success", v ? "must be true or false" : "required");
 	v = json_object_get(body, "message");
 	if (v && (!json_is_string(v) || json_string_length(v) > DH_CONFIRM_MSG_MAX))
-		dh_error_field(&req->err, "message", "must be a string of at most 1000 characters");
+		dh_error_field(&req->err, "message", "must be a string of at most 1000 bytes");
 	if (req->err.code)
 		return req->err.code;
 	rc = load(req, &s);

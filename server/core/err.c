@@ -4,6 +4,8 @@
  */
 #include "core/err.h"
 
+#include "core/text.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -84,8 +86,7 @@ enum dh_err dh_error_set(struct dh_error *err, enum dh_err code, const char *fmt
 	err->detail[0] = 0;
 	if (fmt) {
 		va_start(ap, fmt);
-		if (vsnprintf(err->detail, sizeof(err->detail), fmt, ap) < 0)
-			err->detail[0] = 0;
+		dh_text_vformat(err->detail, sizeof(err->detail), fmt, ap);
 		va_end(ap);
 	}
 	return code;
@@ -93,18 +94,26 @@ enum dh_err dh_error_set(struct dh_error *err, enum dh_err code, const char *fmt
 
 enum dh_err dh_error_field(struct dh_error *err, const char *name, const char *what)
 {
+	char key[DH_ERR_FIELD_MAX + 1], text[DH_ERR_DETAIL_MAX];
+
 	if (!err)
 		return DH_E_INVALID;
 	if (err->code != DH_E_INVALID) {
 		err->code = DH_E_INVALID;
 		err->detail[0] = 0;
 	}
+	/* the name may be a client's unknown key or multipart part name: any bytes at all */
+	name = name ? name : "";
+	what = what ? what : "invalid";
+	dh_text_clean(key, sizeof(key), name, strlen(name));
+	dh_text_clean(text, sizeof(text), what, strlen(what));
 	if (!err->fields)
 		err->fields = json_object();
-	if (err->fields && !json_object_get(err->fields, name))
-		json_object_set_new(err->fields, name, json_string(what));
+	if (err->fields && !json_object_get(err->fields, key))
+		json_object_set_new(err->fields, key, json_string(text));
 	if (!err->detail[0])
-		snprintf(err->detail, sizeof(err->detail), "Invalid field '%s': %s", name, what);
+		dh_text_format(err->detail, sizeof(err->detail), "Invalid field '%s': %s", key,
+			       text);
 	return DH_E_INVALID;
 }
 

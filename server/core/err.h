@@ -43,8 +43,12 @@ enum dh_err {
 	DH_E__COUNT
 };
 
-/* Longest detail sentence kept; longer ones are cut (they are for humans). */
+/* Longest detail sentence kept, with its NUL; longer ones are cut on a character boundary
+ * (they are for humans). */
 #define DH_ERR_DETAIL_MAX 512
+/* Longest field name kept in "fields" (bytes): a client's unknown key is echoed up to this,
+ * cut on a character boundary. Every name the API defines is far shorter. */
+#define DH_ERR_FIELD_MAX 128
 
 /*
  * A code with its sentence and, for validation errors, a "fields" object (owned: released by
@@ -62,11 +66,15 @@ unsigned dh_err_status(enum dh_err code);
 const char *dh_err_sentence(enum dh_err code);
 
 /* Sets code and a printf-style detail; returns code so that callers can write
- * `return dh_error_set(err, DH_E_INVALID, "...")`. err may be NULL. */
+ * `return dh_error_set(err, DH_E_INVALID, "...")`. err may be NULL. The detail is always
+ * well-formed UTF-8 whatever the arguments hold: bytes that are not are escaped as \xNN,
+ * and a long detail is cut on a character boundary (core/text.h). */
 enum dh_err dh_error_set(struct dh_error *err, enum dh_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Adds fields[name] = what and sets code DH_E_INVALID (detail if none yet). */
+/* Adds fields[name] = what and sets code DH_E_INVALID (detail if none yet). name and what
+ * may hold any bytes: they are made well-formed as the detail is, and name is cut to
+ * DH_ERR_FIELD_MAX bytes. The first problem reported for a name is kept. */
 enum dh_err dh_error_field(struct dh_error *err, const char *name, const char *what);
 
 /* The detail to show: the set sentence or the table's default. */

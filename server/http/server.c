@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "config.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "dh_db.h"
 #include "http/mhd_shim.h"
@@ -146,17 +147,43 @@ out:
 	return rc;
 }
 
+/*
+ * The answer of last resort: the code's own sentence, a fixed ASCII text built without
+ * jansson, for when the detail could not be encoded or memory ran short. A client always
+ * gets its status and code in JSON.
+ */
+static enum dh_err reply_error_fixed(struct dh_req *req, enum dh_err code)
+{
+	char text[256];
+	int n = snprintf(text, sizeof(text), "{\"code\":\"%s\",\"detail\":\"%s\"}",
+			 dh_err_name(code), dh_err_sentence(code));
+
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return DH_E_INTERNAL; /* the table's texts are short: cannot happen */
+	return dh_http_reply_text(req, dh_err_status(code), "application/json; charset=utf-8", text,
+				  (size_t)n);
+}
+
 enum dh_err dh_http_reply_error(struct dh_req *req, const struct dh_error *err)
 {
 	json_t *body;
 	enum dh_err code = err->code == DH_OK ? DH_E_INTERNAL : err->code;
 	unsigned status = dh_err_status(code);
 
+	/* struct dh_error keeps its detail and fields well-formed, so this only fails for want
+	 * of memory; then the fixed answer still tells the client what happened */
 	body = json_pack("{s:s, s:s}", "code", dh_err_name(code), "detail", dh_error_detail(err));
-	if (body && err->fields && json_object_size(err->fields))
-		json_object_set(body, "fields", err->fields);
-	if (dh_http_reply_json(req, status, body) != DH_OK)
-		return DH_E_NOMEM;
+	if (body && err->fields && json_object_size(err->fields) &&
+	    json_object_set(body, "fields", err->fields) != 0) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (!body || dh_http_reply_json(req, status, body) != DH_OK) {
+		dh_warn("http.reply_error", "id=%s code=%s fallback=fixed", req->id,
+			dh_err_name(code));
+		if (reply_error_fixed(req, code) != DH_OK)
+			return DH_E_NOMEM;
+	}
 	if (status == 401)
 		dh_http_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Token");
 	if (status == 503 || status == 429)
@@ -401,8 +428,11 @@ static enum MHD_Result queue(struct dh_req *req)
 
 	if (!req->response) {
 		struct dh_error e = { .code = DH_E_INTERNAL };
-		if (dh_http_reply_error(req, &e) != DH_OK)
+		if (dh_http_reply_error(req, &e) != DH_OK) {
+			dh_error("http.no_answer", "id=%s method=%s path=%s", req->id,
+				 req->method_name, req->path);
 			return MHD_NO;
+		}
 	}
 	MHD_add_response_header(req->response, "X-Request-Id", req->id);
 	if (req->close_after)
@@ -434,8 +464,12 @@ static enum MHD_Result fail(struct dh_req *req, enum dh_err code)
 		MHD_destroy_response(req->response);
 		req->response = NULL;
 	}
-	if (dh_http_reply_error(req, &req->err) != DH_OK)
+	if (dh_http_reply_error(req, &req->err) != DH_OK) {
+		/* only when MHD could not even make the fixed answer: out of memory */
+		dh_error("http.no_answer", "id=%s method=%s path=%s code=%s", req->id,
+			 req->method_name, req->path, dh_err_name(code));
 		return MHD_NO;
+	}
 	if (code == DH_E_METHOD) {
 		char allow[96];
 		dh_route_allow_string(req->allow_methods, allow, sizeof(allow));
@@ -695,8 +729,8 @@ static enum dh_err begin(struct dh_req *req)
 		return rc;
 	if (!dh_route_find(dh_routes, dh_routes_count, req->method, req->path, &m)) {
 		if (!(req->method & (DH_GET | DH_HEAD)) || strncmp(req->path, "/api/", 5) == 0)
-			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such path: %.200s",
-					    req->path);
+			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such path: %.*s",
+					    DH_TEXT_CUT(req->path, 200));
 		m.route = &dh_route_static;
 	}
 	if (!m.route) {

@@ -5,6 +5,7 @@
 #include "http/static.h"
 
 #include "config.h"
+#include "core/text.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -59,7 +60,8 @@ static enum dh_err serve(struct dh_req *req, const char *rel)
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such file: %.200s", rel);
+		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such file: %.*s",
+				    DH_TEXT_CUT(rel, 200));
 	}
 	dot = strrchr(rel, '.');
 	for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++) {

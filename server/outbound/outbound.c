@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "core/netaddr.h"
+#include "core/text.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -120,7 +121,7 @@ enum dh_err dh_outbound_init(struct dh_outbound *o, const struct dh_outbound_req
 
 	memset(o, 0, sizeof(*o));
 	if (!method_known(m)) {
-		snprintf(why, cap, "unsupported method '%.20s'", m);
+		snprintf(why, cap, "unsupported method '%.*s'", DH_TEXT_CUT(m, 20));
 		return DH_E_INVALID;
 	}
 	o->allow_private = dh_cfg.webhook_allow_private;
@@ -270,9 +271,10 @@ bool dh_outbound_url_check(const char *url, bool allow_private, char *why, size_
 	k = dh_host_kind(host);
 	if (k != DH_ADDR_PUBLIC && !allow_private) {
 		snprintf(why, cap,
-			 "%.100s is a%s %s address; start devicehubd with --webhook-allow-private"
+			 "%.*s is a%s %s address; start devicehubd with --webhook-allow-private"
 			 " to allow it",
-			 host, k == DH_ADDR_UNSPECIFIED ? "n" : "", dh_addr_kind_name(k));
+			 DH_TEXT_CUT(host, 100), k == DH_ADDR_UNSPECIFIED ? "n" : "",
+			 dh_addr_kind_name(k));
 		goto out;
 	}
 	ok = true;

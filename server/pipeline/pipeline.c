@@ -11,6 +11,7 @@
 #include "core/delivery.h"
 #include "core/events.h"
 #include "core/links.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "dh_db.h"
 #include "log.h"
@@ -227,6 +228,8 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 		res = DH_STEP_FAIL;
 	} else if (res == DH_STEP_FAIL) {
 		ctx.error[sizeof(ctx.error) - 1] = 0;
+		/* a plugin's snprintf into its fixed buffer may have cut the last character */
+		ctx.error[dh_utf8_trim_partial(ctx.error, strlen(ctx.error))] = 0;
 		ctx.error_code[sizeof(ctx.error_code) - 1] = 0;
 		*error = dh_session_error(step_code_ok(ctx.error_code) ? ctx.error_code
 								       : "step_failed",

@@ -5,6 +5,7 @@
 #include "pipeline/session.h"
 
 #include "core/events.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "log.h"
 #include "pipeline/delivered.h"
@@ -83,11 +84,12 @@ void dh_session_publish_progress(const struct dh_session *s, json_t *payload)
 
 json_t *dh_session_error(const char *code, const char *fmt, ...)
 {
-	char detail[DH_ERR_DETAIL_MAX];
+	char detail[DH_SESSION_DETAIL_MAX];
 	va_list ap;
 
+	/* the detail may carry a device's message or a program's output: any bytes */
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	dh_text_vformat(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	return json_pack("{s:s, s:s}", "code", code, "detail", detail);
 }

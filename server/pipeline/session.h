@@ -74,7 +74,15 @@ void dh_session_publish_created(const struct dh_session *s);
 /* Publishes "session.progress" with {id, state, payload}. */
 void dh_session_publish_progress(const struct dh_session *s, json_t *payload);
 
-/* Builds {"code", "detail"} (new reference) for a session's error. */
+/*
+ * Longest detail of a session's error, with its NUL: a device's confirm message (up to 1000
+ * bytes) and a step's failure sentence (DH_STEP_ERROR_MAX and the step's name) fit whole.
+ */
+#define DH_SESSION_DETAIL_MAX 2048
+
+/* Builds {"code", "detail"} (new reference) for a session's error. code must be ASCII (the
+ * pipeline checks a step's); the detail is made well-formed UTF-8 whatever the arguments
+ * hold and cut on a character boundary at DH_SESSION_DETAIL_MAX (core/text.h). */
 json_t *dh_session_error(const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

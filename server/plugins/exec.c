@@ -12,6 +12,7 @@
  * deadline fails the session, with the end of stderr in the error. When the last non-empty
  * line of stdout is a JSON object, its keys are merged into the payload.
  */
+#include "core/text.h"
 #include "plugins/loader.h"
 
 #include <errno.h>
@@ -157,7 +158,7 @@ bool dh_exec_validate(const json_t *params, char *why, size_t cap)
 	json_object_foreach((json_t *)params, k, v)
 	{
 		if (strcmp(k, "program") && strcmp(k, "args") && strcmp(k, "timeout")) {
-			snprintf(why, cap, "params.%.60s: unknown key", k);
+			snprintf(why, cap, "params.%.*s: unknown key", DH_TEXT_CUT(k, 60));
 			return false;
 		}
 	}

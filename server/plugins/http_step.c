@@ -7,6 +7,7 @@
 #include "plugins/http_step.h"
 
 #include "config.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "outbound/outbound.h"
 
@@ -136,10 +137,10 @@ bool dh_http_step_expand(const char *tmpl, const struct dh_http_vars *vars, bool
 		}
 		if (!end || i == sizeof(placeholders) / sizeof(placeholders[0])) {
 			ok = bad(why, cap,
-				 "unknown placeholder '%.40s' (known: {session.id}, {device.id},"
+				 "unknown placeholder '%.*s' (known: {session.id}, {device.id},"
 				 " {firmware.version}, {firmware.sha256}, {firmware.size}, {link},"
 				 " {short_link}, {coap_link}; write {{ for a brace)",
-				 p);
+				 DH_TEXT_CUT(p, 40));
 			break;
 		}
 		p = end + 1;
@@ -291,8 +292,8 @@ static bool parse_params(const json_t *params, struct params *p, bool saving, ch
 			json_object_foreach(v, hk, hv)
 			{
 				if (!header_name_ok(hk))
-					return bad(why, cap,
-						   "headers: '%.64s' is not a header name", hk);
+					return bad(why, cap, "headers: '%.*s' is not a header name",
+						   DH_TEXT_CUT(hk, 64));
 				if (!json_is_string(hv) ||
 				    !header_value_ok(json_string_value(hv), json_string_length(hv)))
 					return bad(why, cap,
@@ -333,9 +334,9 @@ static bool parse_params(const json_t *params, struct params *p, bool saving, ch
 					   DH_HTTP_STEP_TIMEOUT_MAX);
 		} else {
 			return bad(why, cap,
-				   "%.64s: unknown key (known: method, url, headers, body,"
+				   "%.*s: unknown key (known: method, url, headers, body,"
 				   " expect, timeout)",
-				   k);
+				   DH_TEXT_CUT(k, 64));
 		}
 	}
 	if (!p->url)

@@ -5,6 +5,7 @@
  * session only through its step context; it never touches the database or HTTP.
  */
 #include "plugins/mesh_smp.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "plugins/dh_plugin.h"
 
@@ -279,7 +280,7 @@ static enum dh_err transport_from_object(struct dh_dfd_params *p, const json_t *
 
 	json_object_foreach((json_t *)o, k, v)
 	{
-		snprintf(key, sizeof(key), "%s.%.40s", top, k);
+		snprintf(key, sizeof(key), "%s.%.*s", top, DH_TEXT_CUT(k, 40));
 		if (udp && strcmp(k, "host") == 0) {
 			if (!json_is_string(v))
 				return bad(why, cap, "%s: must be a string", key);
@@ -348,7 +349,8 @@ static enum dh_err receivers_from_json(struct dh_dfd_params *p, const json_t *ar
 						"receivers[%zu].img_idx: must be an integer 0..255",
 						i);
 			} else {
-				return bad(why, cap, "receivers[%zu].%.40s: unknown key", i, k);
+				return bad(why, cap, "receivers[%zu].%.*s: unknown key", i,
+					   DH_TEXT_CUT(k, 40));
 			}
 		}
 		if (!have_addr)
@@ -523,7 +525,7 @@ enum dh_err dh_mesh_smp_params_from_json(const json_t *params, struct dh_dfd_par
 			if (set_knob(kn, v, p, why, cap) != DH_OK)
 				return DH_E_INVALID;
 		} else {
-			return bad(why, cap, "%.60s: unknown key", k);
+			return bad(why, cap, "%.*s: unknown key", DH_TEXT_CUT(k, 60));
 		}
 	}
 	if (p->n_receivers == 0)

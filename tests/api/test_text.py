@@ -1,0 +1,153 @@
+"""Untrusted text: bytes that are not UTF-8, NUL, very long text and text cut in the middle
+of a character, in every place a client's text reaches JSON, SQL or the log (query
+parameters, path captures, JSON keys and values, multipart names and fields, the method),
+and the limits where text is kept (device_id, user names, confirm messages). Every answer
+is JSON, 2xx or 4xx, and the server lives on."""
+import json
+import re
+import socket
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from conftest import ADMIN_TOKEN, Client, Server, assert_error, make_user, unique
+from sessutil import FAST_ARGS, FU, new_session, procedure, upload_fw, wait_state
+
+E_ACUTE = "\u00e9"  # two bytes in UTF-8
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server(extra_args=FAST_ARGS + ["--log-level", "debug"]).start()
+    yield s
+    s.cleanup()
+
+
+def raw(server, data, timeout=10.0):
+    """Sends raw request bytes on a new connection; returns (status, headers, body bytes)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    resp = b"".join(chunks)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines and lines[0].startswith(b"HTTP/1."), resp[:200]
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+    return status, headers, body
+
+
+def raw_get(server, target, method=b"GET", extra=b""):
+    return raw(server, method + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Token " + ADMIN_TOKEN.encode() + b"\r\n" + extra
+               + b"Connection: close\r\n\r\n")
+
+
+def json_error(status, headers, body, want_status=None, code=None):
+    """The error contract on a raw answer: 4xx, JSON with code and detail."""
+    assert 400 <= status < 500, (status, body[:300])
+    if want_status:
+        assert status == want_status, (status, body[:300])
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    doc = json.loads(body.decode("utf-8"))
+    assert doc["code"] and doc["detail"], doc
+    if code:
+        assert doc["code"] == code, doc
+    return doc
+
+
+def alive(admin):
+    assert admin.get("/healthz").status_code == 200
+
+
+# ---- path captures and echoed paths (#15) ----
+
+def test_invalid_utf8_in_a_capture_is_404(server, admin):
+    for path in (b"/api/v1/products/%ff", b"/api/v1/products/%ff/", b"/api/v1/tokens/a%c3",
+                 b"/api/v1/firmware/%ff/image", b"/api/v1/firmware-update/%ff/start",
+                 b"/api/v1/users/%ed%a0%80"):
+        for method in (b"GET", b"DELETE", b"PATCH", b"POST"):
+            st, h, body = raw_get(server, path, method)
+            json_error(st, h, body)
+        st, h, body = raw_get(server, path, b"POST" if path.endswith(b"/start") else b"GET")
+        json_error(st, h, body, 404, "not_found")
+    alive(admin)
+
+
+def test_long_paths_are_cut_on_a_character_boundary(server, admin):
+    for n in range(195, 206):
+        path = ("/api/v1/" + "a" * n + E_ACUTE * 3).encode()
+        st, h, body = raw_get(server, path.replace(b"\xc3\xa9", b"%c3%a9"))
+        doc = json_error(st, h, body, 404, "not_found")
+        assert "\\x" not in doc["detail"], doc
+    st, h, body = raw_get(server, b"/api/v1/" + b"%ff" * 300)
+    doc = json_error(st, h, body, 404, "not_found")
+    assert doc["detail"].startswith("No such path: /api/v1/\\xff"), doc
+    alive(admin)
+
+
+def test_method_that_is_not_text_gets_json(server, admin):
+    for method in (b"\xffX", b"G\xc3", b"PUT"):
+        st, h, body = raw_get(server, b"/api/v1/products/", method)
+        json_error(st, h, body, 405, "method_not_allowed")
+    alive(admin)
+
+
+# ---- JSON bodies (#15, #16) ----
+
+def test_long_unknown_key_is_cut_on_a_character_boundary(admin):
+    for n in (100, 255, 256, 300, 1000):
+        key = E_ACUTE * n
+        err = assert_error(admin.post("/api/v1/products/",
+                                      json={"tid": unique(), "name": "x", key: 1}), 400, "invalid")
+        (name,) = err["fields"]
+        assert key.startswith(name) and len(name.encode()) <= 128, name
+    for key in ("\u20ac" * 200, "\U0001f600" * 200, "a" + "\U0001f600" * 200):
+        err = assert_error(admin.post("/api/v1/products/", json={key: 1}), 400, "invalid")
+        assert any(key.startswith(k) for k in err["fields"]), err
+
+
+def test_plugin_names_are_cut_on_a_character_boundary(admin, catalog):
+    for plugin in (E_ACUTE * 100, "a" + E_ACUTE * 100, "\U0001f600" * 30):
+        err = assert_error(admin.post("/api/v1/delivery-procedures/", json={
+            "tid": unique("dp"), "name": "P", "delivery_method": catalog["method"]["tid"],
+            "steps": [{"plugin": plugin}]}), 400, "invalid")
+        assert "unknown plugin" in err["fields"]["steps"] and "\\x" not in err["fields"]["steps"]
+    for key in (E_ACUTE * 100, "a" + E_ACUTE * 100):
+        err = assert_error(admin.post("/api/v1/delivery-procedures/", json={
+            "tid": unique("dp"), "name": "P", "delivery_method": catalog["method"]["tid"],
+            "steps": [{"plugin": "exec", "params": {"program": "/bin/true", key: 1}}]}),
+            400, "invalid")
+        assert "\\x" not in err["fields"]["steps"], err
+        err = assert_error(admin.post("/api/v1/delivery-procedures/", json={
+            "tid": unique("dp"), "name": "P", "delivery_method": catalog["method"]["tid"],
+            "steps": [{"plugin": "mesh_smp", "params": {
+                "udp": {"host": "127.0.0.1", "port": 1, key: 1},
+                "receivers": [{"addr": 2, key: 1}], key: 2}}]}), 400, "invalid")
+        assert "\\x" not in err["fields"]["steps"], err
+
+
+def test_confirm_message_is_kept_whole(admin, catalog):
+    upload_fw(admin, catalog, "2.0.0")
+    dp = procedure(admin, catalog, confirm=True)
+    for msg in (E_ACUTE * 400, "\U0001f600" * 250, "x" * 1000, "a" + E_ACUTE * 499):
+        s = new_session(admin, catalog, dp, "1.0.0")
+        admin.post(FU + s["id"] + "/start")
+        wait_state(admin, s["id"], "created")
+        r = admin.post(FU + s["id"] + "/confirm", json={"success": False, "message": msg})
+        assert r.status_code == 200, r.text[:300]
+        s = r.json()
+        assert s["state"] == "fail" and s["error"] == {"code": "device_failure", "detail": msg}
+        assert admin.get(FU + s["id"]).json()["error"]["detail"] == msg
+    s = new_session(admin, catalog, dp, "1.0.0")
+    err = assert_error(admin.post(FU + s["id"] + "/confirm",
+                                  json={"success": False, "message": "x" * 1001}), 400, "invalid")
+    assert "message" in err["fields"]
