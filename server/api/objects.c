@@ -372,14 +372,19 @@ json_t *dh_api_list_envelope(struct dh_req *req, int64_t count, int64_t limit, i
 			     json_t *results)
 {
 	json_t *out;
-	char next[2048];
+	char *next;
 
 	if (!results)
 		return NULL;
 	if (offset + limit < count) {
-		dh_req_page_url(req, limit, offset + limit, next, sizeof(next));
+		next = dh_req_page_url(req, limit, offset + limit);
+		if (!next) {
+			json_decref(results);
+			return NULL;
+		}
 		out = json_pack("{s:I, s:s, s:o}", "count", (json_int_t)count, "next", next,
 				"results", results);
+		free(next);
 	} else {
 		out = json_pack("{s:I, s:n, s:o}", "count", (json_int_t)count, "next", "results",
 				results);

@@ -80,15 +80,22 @@ struct dh_req {
 	void *on_done_cls;
 };
 
-/* A request header or query argument, or NULL. The string lives as long as the request. */
+/*
+ * A request header or query argument, or NULL. The string lives as long as the request.
+ * A query argument (name and value) and a path capture (req->args) are always well-formed
+ * UTF-8 without NUL: the HTTP layer answers 400 (naming the parameter), or 404 for a
+ * capture, before a handler runs. A header value is bytes as sent: whoever echoes one
+ * checks it first.
+ */
 const char *dh_req_header(struct dh_req *req, const char *name);
 const char *dh_req_query(struct dh_req *req, const char *name);
 
 /* The absolute base URL for links: --public-url, or scheme://Host of the request. */
 void dh_req_base_url(struct dh_req *req, char *buf, size_t size);
 
-/* Absolute URL of this path with the same query, but limit and offset replaced. */
-void dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset, char *buf, size_t size);
+/* Absolute URL of this path with the same query (every parameter, percent-encoded), but limit
+ * and offset replaced. malloc'd, the caller frees it; NULL when out of memory. */
+char *dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset);
 
 /* Answers with JSON; takes ownership of body (also on failure). */
 enum dh_err dh_http_reply_json(struct dh_req *req, unsigned status, json_t *body);

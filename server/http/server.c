@@ -322,72 +322,114 @@ void dh_req_base_url(struct dh_req *req, char *buf, size_t size)
 	snprintf(buf, size, "%s://%s", *dh_cfg.tls_cert ? "https" : "http", host);
 }
 
+/* The next page's URL, grown as needed: a query is bounded only by what MHD accepts of a
+ * request head (DH_CONN_MEMORY), and every parameter is carried over. */
 struct page_ctx {
 	char *buf;
-	size_t size, o;
-	bool overflow;
+	size_t len, cap;
+	bool failed;
 };
 
-static void url_escape_into(struct page_ctx *c, const char *s)
+static void page_put(struct page_ctx *c, const char *s, size_t n)
+{
+	if (c->failed)
+		return;
+	if (n >= c->cap - c->len) {
+		size_t ncap = c->cap ? c->cap : 256;
+		char *b;
+		while (n >= ncap - c->len) {
+			if (ncap > SIZE_MAX / 2) {
+				c->failed = true;
+				return;
+			}
+			ncap *= 2;
+		}
+		b = realloc(c->buf, ncap);
+		if (!b) {
+			c->failed = true;
+			return;
+		}
+		c->buf = b;
+		c->cap = ncap;
+	}
+	memcpy(c->buf + c->len, s, n);
+	c->len += n;
+	c->buf[c->len] = 0;
+}
+
+/* Percent-encodes s[0..n) but the unreserved characters of RFC 3986 (and '/' when keep_slash). */
+static void page_put_escaped(struct page_ctx *c, const char *s, size_t n, bool keep_slash)
 {
 	static const char hx[] = "0123456789ABCDEF";
 
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (c->o + 4 >= c->size) {
-			c->overflow = true;
-			return;
-		}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char e[3] = { '%', hx[ch >> 4], hx[ch & 15] };
 		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-			c->buf[c->o++] = (char)ch;
-		} else {
-			c->buf[c->o++] = '%';
-			c->buf[c->o++] = hx[ch >> 4];
-			c->buf[c->o++] = hx[ch & 15];
-		}
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~' ||
+		    (ch == '/' && keep_slash))
+			page_put(c, s + i, 1);
+		else
+			page_put(c, e, 3);
 	}
-	c->buf[c->o] = 0;
 }
 
 static enum MHD_Result page_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-				const char *value)
+				size_t key_size, const char *value, size_t value_size)
 {
 	struct page_ctx *c = cls;
 
 	(void)kind;
 	if (strcmp(key, "limit") == 0 || strcmp(key, "offset") == 0)
 		return MHD_YES;
-	if (c->o + 2 >= c->size) {
-		c->overflow = true;
-		return MHD_NO;
-	}
-	c->buf[c->o++] = '&';
-	url_escape_into(c, key);
+	page_put(c, "&", 1);
+	page_put_escaped(c, key, key_size, false);
 	if (value) {
-		if (c->o + 2 >= c->size) {
-			c->overflow = true;
-			return MHD_NO;
-		}
-		c->buf[c->o++] = '=';
-		url_escape_into(c, value);
+		page_put(c, "=", 1);
+		page_put_escaped(c, value, value_size, false);
 	}
-	return MHD_YES;
+	return c->failed ? MHD_NO : MHD_YES;
 }
 
-void dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset, char *buf, size_t size)
+char *dh_req_page_url(struct dh_req *req, int64_t limit, int64_t offset)
 {
-	struct page_ctx c = { .buf = buf, .size = size };
+	struct page_ctx c = { 0 };
+	char base[DH_BASE_URL_MAX], tail[64];
 	int n;
 
-	dh_req_base_url(req, buf, size);
-	c.o = strlen(buf);
-	n = snprintf(buf + c.o, size - c.o, "%s?limit=%lld&offset=%lld", req->path,
-		     (long long)limit, (long long)offset);
-	if (n < 0 || (size_t)n >= size - c.o)
-		return;
-	c.o += (size_t)n;
-	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, page_arg, &c);
+	dh_req_base_url(req, base, sizeof(base));
+	n = snprintf(tail, sizeof(tail), "?limit=%lld&offset=%lld", (long long)limit,
+		     (long long)offset);
+	if (n < 0 || (size_t)n >= sizeof(tail))
+		return NULL;
+	page_put(&c, base, strlen(base));
+	page_put_escaped(&c, req->path, strlen(req->path), true);
+	page_put(&c, tail, (size_t)n);
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, page_arg, &c);
+	if (c.failed) {
+		free(c.buf);
+		return NULL;
+	}
+	return c.buf;
+}
+
+/*
+ * Query arguments reach SQL (filters) and JSON (next links, error details): each name and
+ * value must be well-formed UTF-8 without NUL, so that dh_req_query hands handlers only
+ * text. Every bad one is named in req->err.
+ */
+static enum MHD_Result query_check(void *cls, enum MHD_ValueKind kind, const char *key,
+				   size_t key_size, const char *value, size_t value_size)
+{
+	struct dh_req *req = cls;
+
+	(void)kind;
+	if (memchr(key, 0, key_size) || !dh_utf8_valid(key, key_size))
+		dh_error_field(&req->err, key,
+			       "the parameter's name must be UTF-8 text without NUL bytes");
+	else if (value && (memchr(value, 0, value_size) || !dh_utf8_valid(value, value_size)))
+		dh_error_field(&req->err, key, "must be UTF-8 text without NUL bytes");
+	return MHD_YES;
 }
 
 /* ---- the request cycle ---- */
@@ -759,6 +801,16 @@ static enum dh_err begin(struct dh_req *req)
 					    "This needs the '%s' right, which your token lacks.",
 					    dh_action_name(req->route->right));
 	}
+	/* a capture names an object by uuid or tid: text that is not UTF-8 names nothing */
+	for (size_t i = 0; i < req->nargs; i++) {
+		if (!dh_utf8_valid(req->args[i], strlen(req->args[i])))
+			return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such object: '%s'.",
+					    req->args[i]);
+	}
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, query_check, req);
+	if (req->err.code != DH_OK)
+		return dh_error_set(&req->err, DH_E_INVALID,
+				    "Query parameters must be UTF-8 text without NUL bytes.");
 	cl = dh_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl && dh_parse_u64(cl, &declared) &&
 	    declared > ((req->route->flags & DH_ROUTE_STREAM_BODY) ? dh_cfg.max_upload
