@@ -335,8 +335,9 @@ enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_
 	if (!won)
 		return not_now(err, s, ev);
 	link_follow(s);
-	dh_info("session.state", "id=%s from=%s to=%s event=%s%s", s->id, dh_state_name(from),
-		dh_state_name(s->state), dh_event_name(ev), s->finished ? " finished=true" : "");
+	dh_info("session.state", "id=%s from=%s to=%s event=%s finished=%s", s->id,
+		dh_state_name(from), dh_state_name(s->state), dh_event_name(ev),
+		s->finished ? "true" : "false");
 	publish("session.state", s, state_event(s));
 	return DH_OK;
 }

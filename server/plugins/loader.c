@@ -149,11 +149,8 @@ enum dh_err dh_plugins_load(const char *dir, struct dh_error *err)
 			reason = "path too long";
 		else
 			reason = load_one(path, why, sizeof(why));
-		if (reason) {
-			char q[400];
-			dh_error("plugin.refused", "path=%s reason=%s", path,
-				 dh_log_quote(reason, q, sizeof(q)));
-		}
+		if (reason)
+			dh_error("plugin.refused", "path=%s reason=%s", path, reason);
 		free(names[i]);
 	}
 	return DH_OK;

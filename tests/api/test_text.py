@@ -220,3 +220,41 @@ def test_unknown_parameters_are_ignored(admin):
     all_ = admin.get("/api/v1/products/", params={"limit": 1000}).json()["count"]
     r = admin.get("/api/v1/products/", params={"limit": 1000, "colour": "blue", "flag": ""})
     assert r.status_code == 200 and r.json()["count"] == all_
+
+
+# ---- the log (#13) ----
+
+def log_lines_after(server, mark):
+    log = server.read_log()
+    return log[log.rfind("\n", 0, log.index(mark)) + 1:].splitlines() if mark in log else []
+
+
+def test_client_text_cannot_forge_log_lines(server, admin):
+    forged = "2026-01-01T00:00:00.000000+00:00 error auth.bootstrap user=evil"
+    mark = unique("mark")
+    admin.get("/api/v1/" + mark)
+    targets = [
+        b"/api/v1/x%0A" + forged.replace(" ", "%20").encode(),
+        b"/api/v1/x%0D%0A" + forged.replace(" ", "%20").encode(),
+        b"/api/v1/x%20" + b"user=evil%22%20x=%5C",
+        b"/api/v1/x%c2%85" + forged.replace(" ", "%20").encode(),
+        b"/api/v1/x%e2%80%a8" + forged.replace(" ", "%20").encode(),
+        b"/api/v1/x%ff%1b[31m",
+    ]
+    for t in targets:
+        json_error(*raw_get(server, t))  # 404, or 400 for a control byte in the target
+    end = unique("end")
+    admin.get("/api/v1/" + end)
+    lines = log_lines_after(server, mark)
+    assert any(end in ln for ln in lines)
+    # each line is "TIME level event ...": none is the forged one
+    assert not any(ln.startswith("2026-01-01") for ln in lines), lines
+    assert not any(ln.split(" ")[2:3] == ["auth.bootstrap"] for ln in lines), lines
+    reqs = [ln for ln in lines if "http.request" in ln and "path=" in ln]
+    assert len(reqs) == len(targets) + 2, reqs
+    for ln in reqs:
+        assert "\x1b" not in ln and "\u2028" not in ln and "\x85" not in ln, ln
+        # one key=value per key: a quoted value hides the client's spaces and quotes
+        keys = re.findall(r'(?:^| )([a-z_]+)=(?:"(?:[^"\\]|\\.)*"|[^ "]*)', ln)
+        assert keys.count("user") == 0 and keys.count("path") == 1, ln
+    alive(admin)
