@@ -180,7 +180,7 @@ unsigned long dh_db_write_generation(void);
 struct dh_session {
 	char id[DH_UUID_LEN];
 	char create_time[DH_TIME_LEN];
-	char creator[DH_NAME_MAX];
+	char creator[DH_USER_NAME_MAX + 1];
 	char creator_id[DH_UUID_LEN];
 	enum dh_state state;
 	bool finished;
@@ -189,8 +189,8 @@ struct dh_session {
 	char product[DH_UUID_LEN];
 	char model[DH_UUID_LEN];
 	char channel[DH_UUID_LEN];
-	char device[DH_UUID_LEN];      /* the twin's id */
-	char device_name[DH_NAME_MAX]; /* the twin's device_id */
+	char device[DH_UUID_LEN];               /* the twin's id */
+	char device_name[DH_DEVICE_ID_MAX + 1]; /* the twin's device_id */
 	char current_fw[DH_UUID_LEN];
 	char current_version[DH_SEMVER_MAX];
 	char target_fw[DH_UUID_LEN];

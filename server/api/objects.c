@@ -66,7 +66,7 @@ static enum dh_err convert(struct dh_req *req, const struct dh_field *f, json_t 
 			return dh_error_field(&req->err, f->name, "must be a string");
 		len = json_string_length(v);
 		if ((long long)len < f->min || (f->max && (long long)len > f->max)) {
-			snprintf(what, sizeof(what), "must be %lld to %lld characters long", f->min,
+			snprintf(what, sizeof(what), "must be %lld to %lld bytes long", f->min,
 				 f->max);
 			return dh_error_field(&req->err, f->name, what);
 		}

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Longest device_id: a device's own name (serial number, MAC, ...). */
-#define DH_DEVICE_ID_MAX 128
 /* Longest confirm message (bytes of UTF-8); kept whole as the detail of the session's error
  * (DH_SESSION_DETAIL_MAX holds it). */
 #define DH_CONFIRM_MSG_MAX 1000
@@ -81,8 +79,7 @@ static enum dh_err check_body(struct dh_req *req, json_t *body)
 		case BODY_TEXT:
 			if (!json_is_string(v) || !json_string_length(v) ||
 			    json_string_length(v) > DH_DEVICE_ID_MAX)
-				dh_error_field(&req->err, k,
-					       "must be a string of 1 to 128 characters");
+				dh_error_field(&req->err, k, "must be a string of 1 to 128 bytes");
 			break;
 		case BODY_SEMVER:
 			if (!json_is_string(v) || !dh_semver_parse(json_string_value(v), &sv))

@@ -24,7 +24,7 @@ static const struct dh_field user_fields[] = {
 	  .type = DH_F_TEXT,
 	  .flags = DH_F_REQUIRED,
 	  .min = 1,
-	  .max = 200 },
+	  .max = DH_USER_NAME_MAX },
 	{ .name = "email", .column = "email", .type = DH_F_TEXT, .max = 320 },
 	{ .name = "is_active", .column = "is_active", .type = DH_F_BOOL, .flags = DH_F_FILTER },
 };

@@ -46,9 +46,9 @@ struct dh_link {
 	char session[DH_UUID_LEN];
 	char product[DH_UUID_LEN]; /* the session's rights scope, for the delivered events */
 	char model[DH_UUID_LEN];
-	char channel[DH_UUID_LEN];     /* "" when none */
-	char device_name[DH_NAME_MAX]; /* the twin's device_id, "" when none */
-	char sha256[DH_SHA256_HEX];    /* the image */
+	char channel[DH_UUID_LEN];              /* "" when none */
+	char device_name[DH_DEVICE_ID_MAX + 1]; /* the twin's device_id, "" when none */
+	char sha256[DH_SHA256_HEX];             /* the image */
 	uint64_t size;
 	char image_time[DH_TIME_LEN];   /* the image's upload time (Last-Modified) */
 	uint8_t etag[DH_LINK_ETAG_LEN]; /* set by dh_links_put from sha256 */

@@ -40,13 +40,14 @@ struct dh_grant {
 	char channel[DH_UUID_LEN];
 };
 
-/* Longest user name kept in a principal. */
-#define DH_NAME_MAX 128
+/* Longest user name (bytes of UTF-8): what users accept, so that a principal and a session's
+ * creator hold every name whole. */
+#define DH_USER_NAME_MAX 200
 
 /* Who is calling: filled by authentication, owned by the request. */
 struct dh_principal {
 	char user_id[DH_UUID_LEN];
-	char user_name[DH_NAME_MAX];
+	char user_name[DH_USER_NAME_MAX + 1];
 	char token_id[DH_UUID_LEN];
 	size_t ngrants;
 	struct dh_grant *grants; /* malloc'd array, freed with dh_principal_release */

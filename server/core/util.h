@@ -13,6 +13,9 @@
 #define DH_UUID_LEN 37
 /* A tid: [A-Za-z0-9._-]{1,64} (API.md). */
 #define DH_TID_MAX 64
+/* A device's own name (device_id: serial number, MAC, ...): 1 to 128 bytes of UTF-8. Buffers
+ * that hold one are DH_DEVICE_ID_MAX + 1 bytes. */
+#define DH_DEVICE_ID_MAX 128
 /* "2026-04-18T13:12:50.365610+00:00" and NUL. */
 #define DH_TIME_LEN   33
 #define DH_SHA256_HEX 65

@@ -258,3 +258,47 @@ def test_client_text_cannot_forge_log_lines(server, admin):
         keys = re.findall(r'(?:^| )([a-z_]+)=(?:"(?:[^"\\]|\\.)*"|[^ "]*)', ln)
         assert keys.count("user") == 0 and keys.count("path") == 1, ln
     alive(admin)
+
+
+# ---- limits where text is kept (#20) ----
+
+def test_device_id_at_its_maximum_is_kept_whole(admin, catalog, tmp_path):
+    upload_fw(admin, catalog, "3.0.0")
+    script = tmp_path / "env.sh"
+    script.write_text("#!/bin/sh\nprintf '{\"dev\": \"%s\"}\\n' \"$DH_DEVICE_ID\"\n")
+    script.chmod(0o755)
+    dp = procedure(admin, catalog, confirm=False,
+                   steps=[{"plugin": "exec", "params": {"program": str(script)}}])
+    for dev in ("d" * 128, E_ACUTE * 64, "a" + "\U0001f600" * 31 + "bcd"):
+        assert len(dev.encode()) == 128
+        s = new_session(admin, catalog, dp, "1.0.0", device_id=dev)
+        assert s["device_id"] == dev
+        found = admin.get(FU, params={"device": dev}).json()
+        assert [x["id"] for x in found["results"]] == [s["id"]]
+        admin.post(FU + s["id"] + "/start")
+        s = wait_state(admin, s["id"], "success")
+        assert s["payload"]["dev"] == dev
+        twin = admin.get("/api/v1/devices/", params={"device_id": dev}).json()["results"]
+        assert [t["device_id"] for t in twin] == [dev]
+    err = assert_error(admin.post(FU + "request", json={
+        "model": catalog["model"]["tid"], "delivery_procedure_tid": dp["tid"],
+        "current_channel": catalog["channel"]["tid"], "current_firmware_version": "1.0.0",
+        "device_id": "d" * 129}), 400, "invalid")
+    assert "device_id" in err["fields"]
+
+
+def test_user_name_at_its_maximum_is_kept_whole(server, admin, catalog):
+    upload_fw(admin, catalog, "3.1.0")
+    dp = procedure(admin, catalog)
+    for name in ("n" * 200, E_ACUTE * 100, "a" + E_ACUTE * 99 + "b"):
+        u, secret = make_user(admin, ["update"], model=catalog["model"]["id"])
+        admin.patch("/api/v1/users/" + u["id"], json={"name": name})
+        dev = Client(server, secret)
+        s = new_session(dev, catalog, dp, "1.0.0")
+        assert s["creator"] == name
+        assert dev.get(FU + s["id"]).json()["creator"] == name
+        listed = dev.get(FU, params={"limit": 1000}).json()["results"]
+        assert s["id"] in [x["id"] for x in listed]
+    err = assert_error(admin.post("/api/v1/users/", json={"tid": unique("u"), "name": "n" * 201}),
+                       400, "invalid")
+    assert "name" in err["fields"]
