@@ -13,6 +13,7 @@
 #include "blob.h"
 #include "config.h"
 #include "core/semver.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "dh_db.h"
 #include "http/multipart.h"
@@ -425,6 +426,19 @@ static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
 		dh_error_field(&req->err, "file", "required: the image as a file part");
 	else if (u->blob.size == 0)
 		dh_error_field(&req->err, "file", "is empty");
+	else if (!dh_utf8_valid(u->filename, strlen(u->filename)))
+		dh_error_field(&req->err, "file", "the file name must be UTF-8 text");
+	/* parts are bytes: each text field must be text before it is looked at */
+	for (int i = 0; i < FF__COUNT; i++) {
+		if (u->values[i] && (strlen(u->values[i]) != u->lens[i] ||
+				     !dh_utf8_valid(u->values[i], u->lens[i]))) {
+			dh_error_field(&req->err, form_fields[i].name,
+				       "must be UTF-8 text without NUL bytes");
+			free(u->values[i]);
+			u->values[i] = NULL;
+			u->lens[i] = 0;
+		}
+	}
 	v = u->values[FF_MODEL];
 	if (!v) {
 		dh_error_field(&req->err, "model", "required");
@@ -438,7 +452,7 @@ static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
 	}
 	v = u->values[FF_VERSION];
 	if (!v)
-		dh_error_field(&req->err, "version", "required");
+		dh_error_field(&req->err, "version", "required"); /* unless named above */
 	else if (!dh_semver_parse(v, &sv))
 		dh_error_field(&req->err, "version", "must be a SemVer 2.0 version");
 	rc = resolve_channels(req, u->values[FF_CHANNELS], channels, nch);
@@ -447,9 +461,6 @@ static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
 	v = u->values[FF_DRAFT];
 	if (v && strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
 		dh_error_field(&req->err, "draft", "must be true or false");
-	v = u->values[FF_DESCRIPTION];
-	if (v && strlen(v) != u->lens[FF_DESCRIPTION])
-		dh_error_field(&req->err, "description", "may not contain NUL characters");
 	v = u->values[FF_TID];
 	if (v && (!dh_tid_valid(v) || dh_uuid_valid(v)))
 		dh_error_field(&req->err, "tid",

@@ -302,3 +302,59 @@ def test_user_name_at_its_maximum_is_kept_whole(server, admin, catalog):
     err = assert_error(admin.post("/api/v1/users/", json={"tid": unique("u"), "name": "n" * 201}),
                        400, "invalid")
     assert "name" in err["fields"]
+
+
+# ---- multipart (#15, #17) ----
+
+def multipart(parts, boundary=b"XyZ"):
+    """parts: (name bytes, filename bytes or None, value bytes)."""
+    out = b""
+    for name, filename, value in parts:
+        out += b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"" + name + b"\""
+        if filename is not None:
+            out += b"; filename=\"" + filename + b"\""
+        out += b"\r\n\r\n" + value + b"\r\n"
+    return out + b"--" + boundary + b"--\r\n"
+
+
+def post_multipart(server, body, boundary=b"XyZ"):
+    return raw(server, b"POST /api/v1/firmware/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Token " + ADMIN_TOKEN.encode() + b"\r\n"
+               b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+               b"Connection: close\r\n\r\n" + body)
+
+
+def test_multipart_names_and_fields_that_are_not_text(server, admin, catalog):
+    before = admin.get("/api/v1/firmware/", params={"limit": 1000}).json()["count"]
+    model, chan = catalog["model"]["tid"].encode(), catalog["channel"]["tid"].encode()
+
+    def form(**over):
+        fields = {b"model": model, b"version": b"7.7.7", b"channels": chan}
+        fields.update({k.encode(): v for k, v in over.items() if k != "filename"})
+        parts = [(k, None, v) for k, v in fields.items()]
+        parts.append((b"file", over.get("filename", b"app.bin"), b"\x00\x01image"))
+        return multipart(parts)
+
+    cases = {
+        "model": form(model=b"\xff"),
+        "version": form(version=b"1.0.0-\xc3"),
+        "channels": form(channels=chan + b",\xed\xa0\x80"),
+        "description": form(description=b"caf\xc3 au lait"),
+        "tid": form(tid=b"\xff\xfe"),
+        "draft": form(draft=b"tr\xffe"),
+        "file": form(filename=b"app\xff.bin"),
+    }
+    for field, body in cases.items():
+        doc = json_error(*post_multipart(server, body), 400, "invalid")
+        assert field in doc["fields"], (field, doc)
+    # a part whose name is not text is named, escaped
+    doc = json_error(*post_multipart(server, multipart([(b"\xff", None, b"x")])), 400, "invalid")
+    assert "\\xff" in doc["fields"], doc
+    # valid UTF-8 everywhere is taken
+    st, h, body = post_multipart(server, form(description=("caf" + E_ACUTE).encode(),
+                                              filename=("\u00e4pp" + E_ACUTE + ".bin").encode()))
+    assert st == 201, body[:300]
+    fw = json.loads(body)
+    assert fw["description"] == "caf" + E_ACUTE and fw["filename"] == "\u00e4pp" + E_ACUTE + ".bin"
+    assert admin.get("/api/v1/firmware/", params={"limit": 1000}).json()["count"] == before + 1
