@@ -66,8 +66,9 @@ struct upload {
 	char filename[DH_MULTIPART_FILENAME_MAX + 1];
 	uint8_t head[DH_FW_HEAD_LEN];
 	size_t head_len;
-	uint64_t received; /* body bytes, for --max-upload on chunked bodies */
-	enum dh_err rc;    /* the first error; req->err says more */
+	uint64_t received;   /* body bytes: at most --max-upload + DH_MULTIPART_FORM_MAX */
+	uint64_t file_bytes; /* the file part's: at most --max-upload */
+	enum dh_err rc;      /* the first error; req->err says more */
 	unsigned parts;
 	int current;             /* form field of the part being read, -1: none/file */
 	char *values[FF__COUNT]; /* malloc'd, NUL-terminated */
@@ -143,6 +144,11 @@ static enum dh_err part_data(void *cls, const char *data, size_t len, struct dh_
 	char *n;
 
 	if (u->in_file) {
+		if (len > dh_cfg.max_upload - u->file_bytes)
+			return dh_error_set(err, DH_E_TOO_LARGE,
+					    "The image is larger than the limit of %llu bytes.",
+					    (unsigned long long)dh_cfg.max_upload);
+		u->file_bytes += len;
 		if (u->head_len < DH_FW_HEAD_LEN) {
 			size_t k = DH_FW_HEAD_LEN - u->head_len;
 			k = k < len ? k : len;
@@ -221,10 +227,12 @@ enum dh_err dh_api_firmware_upload_chunk(struct dh_req *req, const char *data, s
 	if (u->rc != DH_OK)
 		return DH_OK;
 	u->received += len;
-	if (u->received > dh_cfg.max_upload)
+	if (u->received > dh_multipart_body_limit(dh_cfg.max_upload))
 		u->rc = dh_error_set(&req->err, DH_E_TOO_LARGE,
-				     "The upload is larger than the limit of %llu bytes.",
-				     (unsigned long long)dh_cfg.max_upload);
+				     "The upload is larger than the limit of %llu bytes (the image"
+				     " and %u bytes for the form around it).",
+				     (unsigned long long)dh_multipart_body_limit(dh_cfg.max_upload),
+				     DH_MULTIPART_FORM_MAX);
 	else
 		u->rc = dh_multipart_feed(u->mp, data, len, &req->err);
 	if (u->rc != DH_OK)

@@ -184,6 +184,12 @@ enum dh_err dh_multipart_boundary(const char *content_type,
 	return DH_OK;
 }
 
+uint64_t dh_multipart_body_limit(uint64_t max_file)
+{
+	return max_file > UINT64_MAX - DH_MULTIPART_FORM_MAX ? UINT64_MAX
+							     : max_file + DH_MULTIPART_FORM_MAX;
+}
+
 struct dh_multipart *dh_multipart_new(const char *boundary, const struct dh_multipart_cb *cb,
 				      void *cls)
 {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* RFC 2046 5.1.1: a boundary is 1 to 70 characters. */
 #define DH_MULTIPART_BOUNDARY_MAX 70
@@ -26,6 +27,16 @@
 #define DH_MULTIPART_CTYPE_MAX 128
 /* Transport padding (spaces and tabs) accepted after a boundary. */
 #define DH_MULTIPART_PAD_MAX 64
+/*
+ * Bytes an upload may carry besides its file's content, since --max-upload bounds the file
+ * alone: boundaries, part headers and the text fields. 2 MiB holds 64 parts with sixteen
+ * header lines of DH_MULTIPART_LINE_MAX each, and is nothing next to an image.
+ */
+#define DH_MULTIPART_FORM_MAX (2u * 1024 * 1024)
+
+/* The largest whole body of an upload whose file may have max_file bytes: max_file and
+ * DH_MULTIPART_FORM_MAX, saturating at UINT64_MAX. */
+uint64_t dh_multipart_body_limit(uint64_t max_file);
 
 /* What the headers of one part said. Strings are NUL-terminated. */
 struct dh_multipart_part {

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "dh_db.h"
 #include "http/mhd_shim.h"
+#include "http/multipart.h"
 #include "http/req.h"
 #include "http/router.h"
 #include "http/tls.h"
@@ -758,7 +759,7 @@ static enum dh_err begin(struct dh_req *req)
 {
 	struct dh_route_match m;
 	const char *cl;
-	uint64_t declared;
+	uint64_t declared, limit;
 	char allow[96];
 	enum dh_err rc;
 
@@ -811,16 +812,15 @@ static enum dh_err begin(struct dh_req *req)
 	if (req->err.code != DH_OK)
 		return dh_error_set(&req->err, DH_E_INVALID,
 				    "Query parameters must be UTF-8 text without NUL bytes.");
+	/* a streamed upload's --max-upload bounds its file; the form around it has its own */
+	limit = (req->route->flags & DH_ROUTE_STREAM_BODY)
+			? dh_multipart_body_limit(dh_cfg.max_upload)
+			: dh_cfg.max_body;
 	cl = dh_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl && dh_parse_u64(cl, &declared) &&
-	    declared > ((req->route->flags & DH_ROUTE_STREAM_BODY) ? dh_cfg.max_upload
-								   : dh_cfg.max_body))
+	if (cl && dh_parse_u64(cl, &declared) && declared > limit)
 		return dh_error_set(&req->err, DH_E_TOO_LARGE,
 				    "The body of %llu bytes is larger than the limit of %llu.",
-				    (unsigned long long)declared,
-				    (unsigned long long)((req->route->flags & DH_ROUTE_STREAM_BODY)
-								 ? dh_cfg.max_upload
-								 : dh_cfg.max_body));
+				    (unsigned long long)declared, (unsigned long long)limit);
 	return DH_OK;
 }
 

@@ -223,6 +223,58 @@ def test_upload_limit_is_413_and_leaves_nothing(tmp_path):
         s.cleanup()
 
 
+def test_upload_limit_counts_the_image_not_the_form(tmp_path):
+    """--max-upload bounds the file part: an image of exactly the limit is taken whatever
+    the multipart framing and fields around it add; the form has a bound of its own."""
+    limit = 100000
+    s = Server(extra_args=["--max-upload", str(limit)]).start()
+    try:
+        admin = Client(s, ADMIN_TOKEN)
+        p = admin.create("/api/v1/products/", {"tid": "p", "name": "P"})
+        admin.create("/api/v1/models/", {"tid": "m", "name": "M", "product": p["id"]})
+        r = upload(admin, b"a" * limit, model="m", version="1.0.0", description="d" * 4096)
+        assert r.status_code == 201, r.text
+        assert r.json()["size"] == limit
+        assert_error(upload(admin, b"a" * (limit + 1), model="m", version="1.0.1"), 413,
+                     "too_large")
+
+        def chunked(size, version, preamble=b""):
+            if preamble:  # an empty chunk would end the body
+                yield preamble
+            yield (b"--bnd\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n"
+                   b"--bnd\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\n"
+                   + version + b"\r\n--bnd\r\nContent-Disposition: form-data; name=\"file\";"
+                   b" filename=\"a\"\r\n\r\n")
+            for i in range(0, size, 8192):
+                yield b"c" * min(8192, size - i)
+            yield b"\r\n--bnd--\r\n"
+        ctype = {"Content-Type": "multipart/form-data; boundary=bnd"}
+        r = admin.request("POST", FW, data=chunked(limit, b"1.0.2"), headers=ctype)
+        assert r.status_code == 201, r.text
+        assert_error(admin.request("POST", FW, data=chunked(limit + 1, b"1.0.3"), headers=ctype),
+                     413, "too_large")
+        # the form around the image: framing beyond its own bound (2 MiB) is 413 too
+        junk = b"x" * (3 * 1024 * 1024)
+        assert_error(admin.request("POST", FW, data=chunked(10, b"1.0.4", junk), headers=ctype),
+                     413, "too_large")
+        # a declared length beyond both is refused before the body is sent
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+            sock.sendall(b"POST " + FW.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Token "
+                         + ADMIN_TOKEN.encode() + b"\r\nContent-Type: " + ctype["Content-Type"]
+                         .encode() + b"\r\nContent-Length: " + str(limit + len(junk)).encode()
+                         + b"\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                got = sock.recv(4096)
+                assert got, answer
+                answer += got
+            assert answer.startswith(b"HTTP/1.1 413"), answer
+        assert admin.get(FW).json()["count"] == 2
+        assert blob_files(s)[1] == []
+    finally:
+        s.cleanup()
+
+
 def test_aborted_upload_removes_its_temporary_file(admin, server, catalog):
     # 500 kB is more than a connection's buffer: the server is busy reading when the client
     # hangs up (with MHD's epoll mode that hang-up went unnoticed until the timeout)
