@@ -109,22 +109,48 @@ static bool digits(const char *s, int n, int *out)
 	return true;
 }
 
+static bool is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (any year). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	int64_t era, yoe, doy;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
 bool dh_time_parse(const char *s, int64_t *t_us)
 {
 	int y, mo, d, h, mi, sec, oh = 0, om = 0;
 	long frac = 0;
-	struct tm tm = { 0 };
 	const char *p;
 	int64_t t;
 
-	if (!s || strlen(s) < 20)
+	/* RFC 3339 section 5.6: full-date "T" full-time; "t" and "z" may be lower case and a
+	 * space may stand for "T" (its note). Every field in its range, the day within its
+	 * month; no leap second (":60"), for the server keeps POSIX times, which have none. */
+	if (!s || strnlen(s, 20) < 20)
 		return false;
 	if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
 	    !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
 	    !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
 	    !digits(s + 17, 2, &sec))
 		return false;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
 		return false;
 	p = s + 19;
 	if (*p == '.') {
@@ -132,6 +158,7 @@ bool dh_time_parse(const char *s, int64_t *t_us)
 		p++;
 		if (*p < '0' || *p > '9')
 			return false;
+		/* digits beyond microseconds are read and dropped */
 		while (*p >= '0' && *p <= '9') {
 			frac += (*p - '0') * scale;
 			scale /= 10;
@@ -153,13 +180,7 @@ bool dh_time_parse(const char *s, int64_t *t_us)
 	}
 	if (*p)
 		return false;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = (int64_t)timegm(&tm);
+	t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 	t -= (int64_t)oh * 3600 + (int64_t)om * 60;
 	*t_us = t * 1000000 + frac;
 	return true;

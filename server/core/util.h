@@ -32,7 +32,9 @@ int64_t dh_now_us(void);
 int64_t dh_mono_ms(void);
 /* Formats t (µs since epoch, UTC) as RFC 3339 with microseconds and +00:00. */
 void dh_time_format(int64_t t_us, char out[DH_TIME_LEN]);
-/* Parses RFC 3339 (any offset, fraction optional) into µs since epoch. */
+/* Parses an RFC 3339 date-time (any offset, fraction optional, digits beyond microseconds
+ * dropped) into µs since the epoch. Strict: each field in its range, the day within its
+ * month (leap years too), offsets to ±23:59; no leap second. False for anything else. */
 bool dh_time_parse(const char *s, int64_t *t_us);
 
 /* Whole decimal string to uint64 with overflow check; no sign, no spaces. */

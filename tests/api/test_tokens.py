@@ -106,12 +106,28 @@ def test_bad_input(admin):
                         ({"user": u["id"], "expire_time": "tomorrow"}, "expire_time"),
                         ({"user": u["id"], "expire_time": "2030-01-01T00:00:00"},
                          "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-02-30T00:00:00+00:00"},
+                         "expire_time"),
+                        ({"user": u["id"], "expire_time": "2031-02-29T00:00:00Z"},
+                         "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-04-31T00:00:00Z"},
+                         "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-01-01T24:00:00Z"},
+                         "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-06-30T23:59:60Z"},
+                         "expire_time"),
+                        ({"user": u["id"], "expire_time": "2030-01-01T00:00:00+24:00"},
+                         "expire_time"),
                         ({"user": u["id"], "revoked": "no"}, "revoked"),
                         ({"user": u["id"], "secret": "mine"}, "secret"),
                         ({"user": u["id"], "tid": "bad tid"}, "tid")]:
         err = assert_error(admin.post(BASE, json=body), 400, "invalid")
         assert field in err["fields"], (body, err)
     assert admin.get(BASE, params={"limit": 1000}).json()["count"] == before
+    # the last day of February of a leap year is a day
+    t = admin.create(BASE, {"user": u["id"], "expire_time": "2032-02-29T12:00:00-01:30"})
+    assert t["expire_time"] == "2032-02-29T13:30:00.000000+00:00"
+    admin.delete(BASE + t["id"])
     # prefix and secret_hash are read-only: ignored on input
     t = admin.create(BASE, {"user": u["id"], "prefix": "dh_xxxx", "secret_hash": "00"})
     assert t["prefix"] == t["secret"][:7]

@@ -54,6 +54,85 @@ START_TEST(test_time)
 }
 END_TEST
 
+/* RFC 3339 date-times: what is accepted (with the time it names) and what is refused. */
+static const struct {
+	const char *text;
+	bool ok;
+	int64_t us;
+} times[] = {
+	{ "2026-04-18T13:12:50.365610+00:00", true, 1776517970365610LL },
+	{ "2026-04-18t13:12:50.365610Z", true, 1776517970365610LL },
+	{ "2026-04-18 13:12:50.365610z", true, 1776517970365610LL },
+	{ "2026-04-18T13:12:50.3656109999+00:00", true, 1776517970365610LL },
+	{ "2026-04-18T13:12:50.3+00:00", true, 1776517970300000LL },
+	{ "1970-01-01T00:00:00Z", true, 0 },
+	{ "1969-12-31T23:59:59Z", true, -1000000LL },
+	{ "1970-01-01T00:00:00-00:00", true, 0 },
+	{ "1970-01-02T00:00:00+23:59", true, 60000000LL },
+	{ "1970-01-02T00:00:00-23:59", true, (86400LL + 86340LL) * 1000000LL },
+	{ "2024-02-29T00:00:00Z", true, 1709164800000000LL }, /* leap year */
+	{ "2000-02-29T00:00:00Z", true, 951782400000000LL },  /* divisible by 400 */
+	{ "2026-01-31T00:00:00Z", true, 1769817600000000LL },
+	{ "2026-04-30T23:59:59Z", true, 1777593599000000LL },
+	{ "2026-12-31T23:59:59Z", true, 1798761599000000LL },
+	{ "0000-01-01T00:00:00Z", true, -62167219200000000LL },
+	{ "9999-12-31T23:59:59Z", true, 253402300799000000LL },
+	{ "2026-02-30T00:00:00+00:00", false, 0 },
+	{ "2026-02-29T00:00:00Z", false, 0 }, /* not a leap year */
+	{ "1900-02-29T00:00:00Z", false, 0 }, /* divisible by 100 */
+	{ "2026-04-31T00:00:00Z", false, 0 },
+	{ "2026-06-31T00:00:00Z", false, 0 },
+	{ "2026-09-31T00:00:00Z", false, 0 },
+	{ "2026-11-31T00:00:00Z", false, 0 },
+	{ "2026-01-32T00:00:00Z", false, 0 },
+	{ "2026-01-00T00:00:00Z", false, 0 },
+	{ "2026-00-10T00:00:00Z", false, 0 },
+	{ "2026-13-10T00:00:00Z", false, 0 },
+	{ "2026-01-10T24:00:00Z", false, 0 },
+	{ "2026-01-10T23:60:00Z", false, 0 },
+	{ "2026-01-10T23:59:60Z", false, 0 }, /* leap second */
+	{ "2026-01-10T23:59:61Z", false, 0 },
+	{ "2026-01-10T00:00:00+24:00", false, 0 },
+	{ "2026-01-10T00:00:00+23:60", false, 0 },
+	{ "2026-01-10T00:00:00+0100", false, 0 },
+	{ "2026-01-10T00:00:00+01", false, 0 },
+	{ "2026-01-10T00:00:00", false, 0 },
+	{ "2026-01-10T00:00:00.Z", false, 0 },
+	{ "2026-01-10T00:00:00ZZ", false, 0 },
+	{ "2026-01-10T00:00:00Z ", false, 0 },
+	{ "2026-1-10T00:00:00Z", false, 0 },
+	{ "2026-01-10X00:00:00Z", false, 0 },
+	{ "+2026-01-10T00:00:00Z", false, 0 },
+	{ "2026-01-10T0:00:00Z", false, 0 },
+	{ "", false, 0 },
+	{ "2026-01-10", false, 0 },
+};
+
+START_TEST(test_time_table)
+{
+	int64_t t = 12345;
+	bool ok = dh_time_parse(times[_i].text, &t);
+
+	ck_assert_msg(ok == times[_i].ok, "'%s'", times[_i].text);
+	if (ok)
+		ck_assert_msg(t == times[_i].us, "'%s' gave %lld", times[_i].text, (long long)t);
+}
+END_TEST
+
+START_TEST(test_time_format_parse_round_trip)
+{
+	char buf[DH_TIME_LEN];
+	int64_t t;
+
+	/* every day of four years, leap day included, at a time with microseconds */
+	for (int64_t day = 19722; day < 19722 + 4 * 366; day++) {
+		int64_t us = day * 86400000000LL + 45296123456LL;
+		dh_time_format(us, buf);
+		ck_assert_msg(dh_time_parse(buf, &t) && t == us, "%s", buf);
+	}
+}
+END_TEST
+
 START_TEST(test_u64)
 {
 	uint64_t v;
@@ -78,6 +157,8 @@ int main(void)
 	tcase_add_test(tc, test_tid);
 	tcase_add_test(tc, test_uuid);
 	tcase_add_test(tc, test_time);
+	tcase_add_loop_test(tc, test_time_table, 0, sizeof(times) / sizeof(times[0]));
+	tcase_add_test(tc, test_time_format_parse_round_trip);
 	tcase_add_test(tc, test_u64);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
