@@ -15,7 +15,7 @@ unsigned long dh_db_auth_generation(void)
 	return atomic_load(&auth_generation);
 }
 
-void dh_db_auth_changed(void)
+void dh_db_auth_bump(void)
 {
 	atomic_fetch_add(&auth_generation, 1);
 }
@@ -82,27 +82,28 @@ enum dh_err dh_db_auth_lookup(struct dh_db *db, const char hash_hex[DH_SHA256_HE
 	return rc;
 }
 
-enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA256_HEX],
-				  bool *created, struct dh_error *err)
+struct bootstrap {
+	const char *hash_hex;
+	bool *created;
+};
+
+static enum dh_err bootstrap_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
+	struct bootstrap *b = cls;
+	const char *hash_hex = b->hash_hex;
+	bool *created = b->created;
 	sqlite3_stmt *st;
 	char uid[DH_UUID_LEN], tid[DH_UUID_LEN], gid[DH_UUID_LEN], now[DH_TIME_LEN];
-	enum dh_err rc;
 	int r;
 
 	*created = false;
-	rc = dh_db_begin(db);
-	if (rc != DH_OK)
-		return dh_error_set(err, rc, "Cannot begin the admin bootstrap");
 	st = dh_db_prep(db, "SELECT count(*) FROM users");
-	if (!st || sqlite3_step(st) != SQLITE_ROW) {
-		rc = dh_error_set(err, DH_E_DB, "Cannot count users");
-		goto out;
-	}
+	if (!st || sqlite3_step(st) != SQLITE_ROW)
+		goto db_fail;
 	r = sqlite3_column_int(st, 0);
 	sqlite3_reset(st);
 	if (r > 0)
-		goto out;
+		return DH_OK;
 	dh_uuid_new(uid);
 	dh_uuid_new(tid);
 	dh_uuid_new(gid);
@@ -115,6 +116,7 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto db_fail;
+	sqlite3_reset(st);
 	st = dh_db_prep(db, "INSERT INTO tokens (id, tid, user_id, name, secret_hash, prefix,"
 			    " create_time) VALUES (?1, 'admin-initial', ?2, 'initial admin token',"
 			    " ?3, ?4, ?5)");
@@ -127,6 +129,7 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 	sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto db_fail;
+	sqlite3_reset(st);
 	st = dh_db_prep(db, "INSERT INTO access_rights (id, tid, user_id, action, create_time)"
 			    " VALUES (?1, 'admin-all', ?2, 'admin', ?3)");
 	if (!st)
@@ -136,18 +139,21 @@ enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA25
 	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto db_fail;
+	sqlite3_reset(st);
 	*created = true;
-	goto out;
+	dh_db_auth_changed(db);
+	return DH_OK;
 db_fail:
-	rc = dh_error_set(err, DH_E_DB, "Admin bootstrap failed: %s",
-			  sqlite3_errmsg(dh_db_handle(db)));
-out:
 	if (st)
 		sqlite3_reset(st);
-	if (rc == DH_OK)
-		rc = dh_db_commit(db);
-	else
-		dh_db_rollback(db);
-	dh_db_auth_changed();
-	return rc;
+	return dh_error_set(err, DH_E_DB, "Admin bootstrap failed: %s",
+			    sqlite3_errmsg(dh_db_handle(db)));
+}
+
+enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA256_HEX],
+				  bool *created, struct dh_error *err)
+{
+	struct bootstrap b = { hash_hex, created };
+
+	return dh_db_tx_run(db, bootstrap_tx, &b, err);
 }

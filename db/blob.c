@@ -201,34 +201,129 @@ void dh_blob_writer_release(struct dh_blob_writer *w)
 	}
 }
 
-enum dh_err dh_blob_trash(const char *sha256, char *trash, size_t size)
+/* ---- pins of uploads in flight ---- */
+
+/* Unpins remembered for removers that read the epoch before them; beyond, removers that
+ * started earlier keep the file (it stays, unreferenced, which is safe). */
+#define BLOB_UNPIN_RING 64
+
+struct pin {
+	struct pin *next;
+	char sha256[DH_SHA256_HEX];
+	unsigned count;
+};
+
+/* Guarded by pin_lock. */
+static struct {
+	struct pin *head;
+	uint64_t epoch;
+	struct {
+		char sha256[DH_SHA256_HEX];
+		uint64_t epoch;
+	} unpins[BLOB_UNPIN_RING];
+	size_t next;              /* next unpins slot */
+	uint64_t forgotten_epoch; /* the newest epoch of an unpin that left the ring */
+} pins;
+static pthread_mutex_t pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t dh_blob_epoch(void)
 {
-	char path[DH_BLOB_PATH_MAX];
+	uint64_t e;
+
+	pthread_mutex_lock(&pin_lock);
+	e = pins.epoch;
+	pthread_mutex_unlock(&pin_lock);
+	return e;
+}
+
+void dh_blob_pin(const char *sha256)
+{
+	struct pin *p, *fresh = calloc(1, sizeof(*fresh));
+
+	pthread_mutex_lock(&pin_lock);
+	pins.epoch++;
+	for (p = pins.head; p && strcmp(p->sha256, sha256) != 0; p = p->next)
+		;
+	if (!p && fresh) {
+		p = fresh;
+		fresh = NULL;
+		snprintf(p->sha256, sizeof(p->sha256), "%s", sha256);
+		p->next = pins.head;
+		pins.head = p;
+	}
+	if (p)
+		p->count++;
+	else
+		pins.forgotten_epoch =
+			UINT64_MAX; /* out of memory: no remover may trust the epoch */
+	pthread_mutex_unlock(&pin_lock);
+	free(fresh);
+}
+
+void dh_blob_unpin(const char *sha256)
+{
+	struct pin **pp, *gone = NULL;
+	size_t slot;
+
+	pthread_mutex_lock(&pin_lock);
+	pins.epoch++;
+	for (pp = &pins.head; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->sha256, sha256) == 0) {
+			if (--(*pp)->count == 0) {
+				gone = *pp;
+				*pp = gone->next;
+			}
+			break;
+		}
+	}
+	slot = pins.next++ % BLOB_UNPIN_RING;
+	if (pins.unpins[slot].epoch > pins.forgotten_epoch)
+		pins.forgotten_epoch = pins.unpins[slot].epoch;
+	snprintf(pins.unpins[slot].sha256, DH_SHA256_HEX, "%s", sha256);
+	pins.unpins[slot].epoch = pins.epoch;
+	pthread_mutex_unlock(&pin_lock);
+	free(gone);
+}
+
+/* Was sha256 pinned at any time after since? Call under pin_lock. */
+static bool pinned_since(const char *sha256, uint64_t since)
+{
+	if (pins.forgotten_epoch > since)
+		return true;
+	for (struct pin *p = pins.head; p; p = p->next) {
+		if (strcmp(p->sha256, sha256) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < BLOB_UNPIN_RING; i++) {
+		if (pins.unpins[i].epoch > since && strcmp(pins.unpins[i].sha256, sha256) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool dh_blob_remove_unused(const char *sha256, uint64_t since_epoch)
+{
+	char path[DH_BLOB_PATH_MAX], trash[DH_BLOB_PATH_MAX];
 	uint8_t rnd[8];
 	char hex[17];
+	bool moved = false;
 
 	if (!dh_blob_path(sha256, path, sizeof(path)) || !dh_random(rnd, sizeof(rnd)))
-		return DH_E_INTERNAL;
+		return false;
 	dh_hex(rnd, sizeof(rnd), hex);
-	if (!fmt_path(trash, size, "%s/del-%s", blob_tmp, hex))
-		return DH_E_INTERNAL;
-	if (rename(path, trash) != 0)
-		return errno == ENOENT ? DH_E_NOT_FOUND : DH_E_IO;
-	return DH_OK;
-}
-
-void dh_blob_trash_restore(const char *sha256, const char *trash)
-{
-	char path[DH_BLOB_PATH_MAX];
-
-	if (dh_blob_path(sha256, path, sizeof(path)) && rename(trash, path) != 0)
-		dh_error("blob.restore", "sha256=%s errno=%d", sha256, errno);
-}
-
-void dh_blob_trash_purge(const char *trash)
-{
+	if (!fmt_path(trash, sizeof(trash), "%s/del-%s", blob_tmp, hex))
+		return false;
+	/* only the rename is decided under the lock; an upload pinned after it places anew */
+	pthread_mutex_lock(&pin_lock);
+	if (!pinned_since(sha256, since_epoch))
+		moved = rename(path, trash) == 0;
+	pthread_mutex_unlock(&pin_lock);
+	if (!moved)
+		return false;
 	if (unlink(trash) != 0)
 		dh_warn("blob.purge", "path=\"%s\" errno=%d", trash, errno);
+	dh_blob_map_forget(sha256);
+	return true;
 }
 
 /* ---- the mapping cache ---- */

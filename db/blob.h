@@ -53,22 +53,29 @@ enum dh_err dh_blob_writer_write(struct dh_blob_writer *w, const void *data, siz
 /* Flushes to disk (fsync), closes the file and fills w->sha256; the file stays temporary. */
 enum dh_err dh_blob_writer_close(struct dh_blob_writer *w, struct dh_error *err);
 /*
- * Moves the closed temporary file into place as blob w->sha256. When that blob already
- * exists the temporary file is dropped instead (*created false). Call inside the write
- * transaction that records the blob, so that a concurrent delete cannot interleave.
+ * Moves the closed temporary file into place as blob w->sha256 (rename and a directory
+ * fsync). When that blob already exists the temporary file is dropped instead (*created
+ * false). Call with the blob pinned (dh_blob_pin) and outside any transaction: the row that
+ * refers to it is written after, and the pin keeps a concurrent delete from removing it.
  */
 enum dh_err dh_blob_writer_place(struct dh_blob_writer *w, bool *created, struct dh_error *err);
 /* Closes and removes the temporary file if one is left; safe to call more than once. */
 void dh_blob_writer_release(struct dh_blob_writer *w);
 
 /*
- * Moves blob sha256 aside (into blobs/tmp) so that it can be put back if the transaction
- * that stopped referring to it fails: dh_blob_trash_restore, else dh_blob_trash_purge.
- * trash gets the aside path. DH_E_NOT_FOUND when the blob does not exist.
+ * Removing blobs that no row refers to any more, without a lock held across the database.
+ * An upload pins its blob from before it is placed until after the transaction that records
+ * it has ended; every pin and unpin moves an epoch. A remover reads the epoch, then checks in
+ * the database (after its own commit) that no row refers to the blob, then calls
+ * dh_blob_remove_unused: the file goes only if no upload of that blob was pinned since the
+ * epoch read (an upload that ended before it had committed before the check, so the check
+ * saw its row).
  */
-enum dh_err dh_blob_trash(const char *sha256, char *trash, size_t size);
-void dh_blob_trash_restore(const char *sha256, const char *trash);
-void dh_blob_trash_purge(const char *trash);
+void dh_blob_pin(const char *sha256);
+void dh_blob_unpin(const char *sha256);
+uint64_t dh_blob_epoch(void);
+/* True when the file was removed (its cached mapping is dropped too). */
+bool dh_blob_remove_unused(const char *sha256, uint64_t since_epoch);
 
 /* A read-only mapping of a whole blob; data is valid until the last put. */
 struct dh_blob_map {

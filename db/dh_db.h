@@ -75,10 +75,50 @@ sqlite3_stmt *dh_db_prep_text(struct dh_db *db, const char *sql);
 /* Runs one statement that returns no rows; maps constraint errors like the object store. */
 enum dh_err dh_db_exec(struct dh_db *db, const char *sql, struct dh_error *err);
 
-/* Short write transactions: BEGIN IMMEDIATE retried a bounded number of times on BUSY. */
-enum dh_err dh_db_begin(struct dh_db *db);
-enum dh_err dh_db_commit(struct dh_db *db);
-void dh_db_rollback(struct dh_db *db);
+/* ---- transactions ---- */
+
+/* Attempts of one transaction when it loses a race (busy, serialization, deadlock). */
+#define DH_DB_TX_TRIES 5
+
+/*
+ * The work of one transaction. It runs between begin and commit on db and returns DH_OK to
+ * commit, anything else to roll back (err filled as usual). DH_E_BUSY means a lost race:
+ * the runner rolls back and calls it again, so it must do nothing outside the database
+ * except through dh_db_after_commit.
+ */
+typedef enum dh_err (*dh_db_tx_fn)(struct dh_db *db, void *cls, struct dh_error *err);
+
+/*
+ * The one transaction runner: begins a write transaction, calls fn, commits, and on
+ * DH_E_BUSY (from fn or the commit) rolls back and tries again, DH_DB_TX_TRIES times in
+ * all; rolls back on every other error. Inside a transaction already running on db it just
+ * calls fn, which then joins that transaction (its errors end the outer one). After a
+ * commit it runs the hooks registered with dh_db_after_commit, in order, outside any lock.
+ */
+enum dh_err dh_db_tx_run(struct dh_db *db, dh_db_tx_fn fn, void *cls, struct dh_error *err);
+
+/* Is a dh_db_tx_run function running on db now? */
+bool dh_db_in_tx(struct dh_db *db);
+
+typedef void (*dh_db_hook_fn)(void *cls);
+
+/*
+ * Registers fn(cls) to run once the running transaction has committed (cache invalidation,
+ * event publication, waking workers), never for one that rolled back. release(cls), when not
+ * NULL, runs after fn or instead of it. Outside a transaction fn runs at once.
+ */
+enum dh_err dh_db_after_commit(struct dh_db *db, dh_db_hook_fn fn, void *cls,
+			       void (*release)(void *cls));
+
+/*
+ * Publishes a session event (core/events.h, for readers holding need over the scope) once
+ * the running transaction commits (at once outside one). data is borrowed and copied now.
+ * The one place events enter the bus, so that nothing is published for a change that rolled
+ * back.
+ */
+enum dh_err dh_db_event_emit(struct dh_db *db, enum dh_action need, const char *type,
+			     const char *session_id, const char *product, const char *model,
+			     const char *channel, json_t *data);
 
 /* Maps the connection's last SQLite error to a dh_err (constraint names in detail). */
 enum dh_err dh_db_error(struct dh_db *db, int rc, struct dh_error *err);
@@ -162,9 +202,13 @@ enum dh_err dh_db_auth_lookup(struct dh_db *db, const char hash_hex[DH_SHA256_HE
 enum dh_err dh_db_bootstrap_admin(struct dh_db *db, const char hash_hex[DH_SHA256_HEX],
 				  bool *created, struct dh_error *err);
 
-/* Increments on every change to users, tokens or access rights made through this process. */
+/* Increments after every committed change to users, tokens or access rights. */
 unsigned long dh_db_auth_generation(void);
-void dh_db_auth_changed(void);
+/* Marks the running transaction as changing authentication data: the generation moves once
+ * it commits (at once outside a transaction). */
+void dh_db_auth_changed(struct dh_db *db);
+/* Moves the generation now (internal to db/, and tests). */
+void dh_db_auth_bump(void);
 
 /*
  * Increments after every commit of a write by any connection of this process, once the
@@ -215,7 +259,7 @@ struct dh_session {
 /* Frees the json members and clears s. */
 void dh_db_session_release(struct dh_session *s);
 
-/* Inserts s as a new row (history gets its first entry). Call inside a transaction. */
+/* Inserts s as a new row (history gets its first entry). */
 enum dh_err dh_db_session_insert(struct dh_db *db, const struct dh_session *s,
 				 struct dh_error *err);
 
@@ -406,5 +450,8 @@ enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_fi
  */
 enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
 				  struct dh_error *err);
+
+/* Does a firmware row refer to the image with this hash? */
+enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *used);
 
 #endif

@@ -114,23 +114,19 @@ enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *con
 	return rc;
 }
 
-enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err)
+static enum dh_err fill_keys_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	sqlite3_stmt *sel = NULL, *upd;
 	char id[DH_UUID_LEN], key[DH_TARGET_KEY_MAX];
-	enum dh_err rc;
-	int r, n = 0;
+	enum dh_err rc = DH_OK;
+	int r, *n = cls;
 
-	rc = dh_db_begin(db);
-	if (rc != DH_OK)
-		return dh_error_set(err, rc, "Cannot begin filling firmware precedence keys");
+	*n = 0;
 	if (sqlite3_prepare_v2(dh_db_handle(db),
 			       "SELECT id, version FROM firmware WHERE version_key IS NULL", -1,
-			       &sel, NULL) != SQLITE_OK) {
-		rc = dh_error_set(err, DH_E_DB, "Cannot read firmware versions: %s",
-				  sqlite3_errmsg(dh_db_handle(db)));
-		goto out;
-	}
+			       &sel, NULL) != SQLITE_OK)
+		return dh_error_set(err, DH_E_DB, "Cannot read firmware versions: %s",
+				    sqlite3_errmsg(dh_db_handle(db)));
 	while ((r = sqlite3_step(sel)) == SQLITE_ROW) {
 		/* a version that does not parse (none is stored so) gets the lowest key */
 		dh_target_key_text((const char *)sqlite3_column_text(sel, 1), key);
@@ -148,16 +144,20 @@ enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err)
 			rc = dh_db_error(db, r, err);
 			goto out;
 		}
-		n++;
+		(*n)++;
 	}
 	if (r != SQLITE_DONE)
 		rc = dh_db_error(db, r, err);
 out:
 	sqlite3_finalize(sel);
-	if (rc == DH_OK)
-		rc = dh_db_commit(db);
-	else
-		dh_db_rollback(db);
+	return rc;
+}
+
+enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err)
+{
+	int n = 0;
+	enum dh_err rc = dh_db_tx_run(db, fill_keys_tx, &n, err);
+
 	if (rc == DH_OK && n)
 		dh_info("db.firmware_keys", "filled=%d", n);
 	return rc;
@@ -307,5 +307,22 @@ enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_u
 	sqlite3_reset(st);
 	if (r != SQLITE_ROW && r != SQLITE_DONE)
 		return dh_db_error(db, r, err);
+	return DH_OK;
+}
+
+enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *used)
+{
+	sqlite3_stmt *st = dh_db_prep(db, "SELECT 1 FROM firmware WHERE sha256 = ?1 LIMIT 1");
+	int r;
+
+	*used = true;
+	if (!st)
+		return DH_E_DB;
+	sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return dh_db_error(db, r, NULL);
+	*used = r == SQLITE_ROW;
 	return DH_OK;
 }

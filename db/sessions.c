@@ -239,8 +239,13 @@ static enum dh_err twin_state(struct dh_db *db, const char *id, const char *stat
 	return rc == SQLITE_DONE ? DH_OK : dh_db_error(db, rc, NULL);
 }
 
-enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh_session_move *m,
-			       bool *won)
+struct move_args {
+	const char *id;
+	const struct dh_session_move *m;
+	bool *won;
+};
+
+static enum dh_err move_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	static const char sql[] =
 		"UPDATE sessions SET state = ?3, finished = ?4, expire_us = ?5,"
@@ -251,28 +256,24 @@ enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh
 		" lease_until = CASE WHEN ?3 = 'processing' THEN lease_until ELSE NULL END,"
 		" queue_us = CASE WHEN ?3 = 'queued' THEN ?9 ELSE queue_us END"
 		" WHERE id = ?1 AND state = ?2 AND finished = 0";
+	struct move_args *a = cls;
+	const struct dh_session_move *m = a->m;
 	const struct dh_fsm_row *row = m->row;
 	sqlite3_stmt *st;
 	char now[DH_TIME_LEN], *error = NULL;
 	int64_t now_us = dh_now_us();
-	enum dh_err rc;
+	enum dh_err rc = DH_OK;
 	int r;
 
-	*won = false;
-	rc = dh_db_begin(db);
-	if (rc != DH_OK)
-		return rc;
+	(void)err;
+	*a->won = false;
 	st = dh_db_prep(db, sql);
-	if (!st) {
-		rc = DH_E_DB;
-		goto out;
-	}
+	if (!st)
+		return DH_E_DB;
 	dh_time_format(now_us, now);
-	if (m->error && !(error = json_dumps(m->error, JSON_COMPACT))) {
-		rc = DH_E_NOMEM;
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (m->error && !(error = json_dumps(m->error, JSON_COMPACT)))
+		return DH_E_NOMEM;
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, dh_state_name(row->from), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, dh_state_name(row->to), -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 4, row->finishes);
@@ -285,25 +286,33 @@ enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh
 	sqlite3_bind_int64(st, 9, now_us);
 	r = sqlite3_step(st);
 	sqlite3_reset(st);
-	if (r != SQLITE_DONE) {
-		rc = dh_db_error(db, r, NULL);
-		goto out;
-	}
-	if (sqlite3_changes(dh_db_handle(db)) != 1)
-		goto out; /* another call moved it first */
-	rc = twin_state(db, id, dh_state_name(row->to), m->twin_runs_target);
-	if (rc != DH_OK)
-		goto out;
-	rc = dh_db_commit(db);
-	*won = rc == DH_OK;
-out:
 	free(error);
-	if (!*won)
-		dh_db_rollback(db);
+	if (r != SQLITE_DONE)
+		return dh_db_error(db, r, NULL);
+	if (sqlite3_changes(dh_db_handle(db)) != 1)
+		return DH_OK; /* another call moved it first */
+	rc = twin_state(db, a->id, dh_state_name(row->to), m->twin_runs_target);
+	*a->won = rc == DH_OK;
 	return rc;
 }
 
-enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s)
+enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh_session_move *m,
+			       bool *won)
+{
+	struct move_args a = { id, m, won };
+	enum dh_err rc = dh_db_tx_run(db, move_tx, &a, NULL);
+
+	if (rc != DH_OK)
+		*won = false;
+	return rc;
+}
+
+struct claim_args {
+	const char *owner;
+	struct dh_session *s;
+};
+
+static enum dh_err claim_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	static const char sql[] =
 		"UPDATE sessions SET state = 'processing', lease_owner = ?1, link_hash = NULL,"
@@ -314,44 +323,46 @@ enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_s
 		" history = json_insert(history, '$[#]', json_object('state', 'processing', 'time', ?3))"
 		" WHERE id = (SELECT id FROM sessions WHERE state = 'queued' AND finished = 0"
 		" ORDER BY queue_us, id LIMIT 1) AND state = 'queued' AND finished = 0 RETURNING id";
+	struct claim_args *a = cls;
 	sqlite3_stmt *st;
 	char now[DH_TIME_LEN], id[DH_UUID_LEN] = "";
 	int64_t now_us = dh_now_us();
-	enum dh_err rc;
+	enum dh_err rc = DH_OK;
 	int r;
 
-	rc = dh_db_begin(db);
-	if (rc != DH_OK)
-		return rc;
+	(void)err;
 	st = dh_db_prep(db, sql);
-	if (!st) {
-		rc = DH_E_DB;
-		goto out;
-	}
+	if (!st)
+		return DH_E_DB;
 	dh_time_format(now_us, now);
-	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, a->owner, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_us);
 	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
 	r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
+	if (r == SQLITE_ROW) {
 		dh_db_col_copy(st, 0, id, sizeof(id));
-	else if (r != SQLITE_DONE)
+		r = sqlite3_step(st);
+	}
+	if (r != SQLITE_DONE)
 		rc = dh_db_error(db, r, NULL);
 	sqlite3_reset(st);
 	if (rc != DH_OK)
-		goto out;
-	if (!*id) {
-		rc = DH_E_NOT_FOUND;
-		goto out;
-	}
+		return rc;
+	if (!*id)
+		return DH_E_NOT_FOUND;
 	rc = twin_state(db, id, "processing", false);
 	if (rc == DH_OK)
-		rc = dh_db_session_get(db, id, s);
-	if (rc == DH_OK)
-		rc = dh_db_commit(db);
-out:
+		rc = dh_db_session_get(db, id, a->s);
+	return rc;
+}
+
+enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s)
+{
+	struct claim_args a = { owner, s };
+	enum dh_err rc = dh_db_tx_run(db, claim_tx, &a, NULL);
+
 	if (rc != DH_OK)
-		dh_db_rollback(db);
+		dh_db_session_release(s);
 	return rc;
 }
 

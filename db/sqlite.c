@@ -29,9 +29,20 @@ struct stmt_slot {
 	char *owned; /* the slot's own copy of sql, for texts built at run time */
 };
 
+/* Work registered by dh_db_after_commit, run once the transaction committed. */
+struct commit_hook {
+	dh_db_hook_fn fn;
+	void *cls;
+	void (*release)(void *cls);
+};
+
 struct dh_db {
 	sqlite3 *h;
-	bool write_locked; /* holds write_lock (between dh_db_begin and commit/rollback) */
+	bool write_locked; /* holds write_lock (between tx_begin and commit/rollback) */
+	int tx_depth;      /* > 0 while dh_db_tx_run runs its function */
+	bool auth_changed; /* the running transaction changed users, tokens or rights */
+	struct commit_hook *hooks;
+	size_t nhooks, hooks_cap;
 	size_t nstmt;
 	struct stmt_slot stmts[DB_STMT_CACHE];
 };
@@ -46,6 +57,8 @@ static char db_path[PATH_MAX];
  * and retries; two HTTP threads creating sessions spent most of their time so.
  */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void hooks_end(struct dh_db *db, bool run);
 
 static void write_release(struct dh_db *db)
 {
@@ -171,6 +184,7 @@ void dh_db_close(struct dh_db *db)
 {
 	if (!db)
 		return;
+	hooks_end(db, false);
 	write_release(db);
 	for (size_t i = 0; i < db->nstmt; i++) {
 		sqlite3_finalize(db->stmts[i].st);
@@ -296,7 +310,8 @@ enum dh_err dh_db_exec(struct dh_db *db, const char *sql, struct dh_error *err)
 	return DH_OK;
 }
 
-enum dh_err dh_db_begin(struct dh_db *db)
+/* BEGIN IMMEDIATE under this process's write lock, retried on BUSY a bounded number of times. */
+static enum dh_err tx_begin(struct dh_db *db)
 {
 	if (!db->write_locked) {
 		pthread_mutex_lock(&write_lock);
@@ -317,7 +332,14 @@ enum dh_err dh_db_begin(struct dh_db *db)
 	return DH_E_BUSY;
 }
 
-enum dh_err dh_db_commit(struct dh_db *db)
+static void tx_rollback(struct dh_db *db)
+{
+	if (!sqlite3_get_autocommit(db->h))
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	write_release(db);
+}
+
+static enum dh_err tx_commit(struct dh_db *db)
 {
 	for (int i = 0; i < DB_BEGIN_TRIES; i++) {
 		int rc = sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
@@ -327,19 +349,118 @@ enum dh_err dh_db_commit(struct dh_db *db)
 		}
 		if (rc != SQLITE_BUSY) {
 			dh_error("db.commit", "detail=\"%s\"", sqlite3_errmsg(db->h));
-			dh_db_rollback(db);
+			tx_rollback(db);
 			return DH_E_DB;
 		}
 	}
-	dh_db_rollback(db);
+	tx_rollback(db);
 	return DH_E_BUSY;
 }
 
-void dh_db_rollback(struct dh_db *db)
+/* Runs (run) or drops the after-commit hooks of the transaction that just ended. */
+static void hooks_end(struct dh_db *db, bool run)
 {
-	if (!sqlite3_get_autocommit(db->h))
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-	write_release(db);
+	/* a hook may start a transaction of its own: take the list first */
+	struct commit_hook *h = db->hooks;
+	size_t n = db->nhooks;
+
+	db->hooks = NULL;
+	db->nhooks = db->hooks_cap = 0;
+	if (run && db->auth_changed)
+		dh_db_auth_bump();
+	db->auth_changed = false;
+	for (size_t i = 0; i < n; i++) {
+		if (run)
+			h[i].fn(h[i].cls);
+		if (h[i].release)
+			h[i].release(h[i].cls);
+	}
+	free(h);
+}
+
+bool dh_db_in_tx(struct dh_db *db)
+{
+	return db->tx_depth > 0;
+}
+
+enum dh_err dh_db_after_commit(struct dh_db *db, dh_db_hook_fn fn, void *cls,
+			       void (*release)(void *cls))
+{
+	struct commit_hook *h;
+
+	if (db->tx_depth == 0) {
+		/* nothing to wait for: what came before was committed already */
+		fn(cls);
+		if (release)
+			release(cls);
+		return DH_OK;
+	}
+	if (db->nhooks == db->hooks_cap) {
+		size_t ncap = db->hooks_cap ? db->hooks_cap * 2 : 4;
+		h = realloc(db->hooks, ncap * sizeof(*h));
+		if (!h) {
+			if (release)
+				release(cls);
+			return DH_E_NOMEM;
+		}
+		db->hooks = h;
+		db->hooks_cap = ncap;
+	}
+	db->hooks[db->nhooks++] = (struct commit_hook){ fn, cls, release };
+	return DH_OK;
+}
+
+void dh_db_auth_changed(struct dh_db *db)
+{
+	if (db && db->tx_depth > 0)
+		db->auth_changed = true;
+	else
+		dh_db_auth_bump();
+}
+
+/* Sleeps a little before attempt `attempt` again: 1, 2, 4 ... ms, with jitter. */
+static void tx_backoff(int attempt)
+{
+	unsigned r = 0;
+	struct timespec ts;
+	long us = 1000L << (attempt < 6 ? attempt : 6);
+
+	dh_random(&r, sizeof(r));
+	us += (long)(r % (unsigned)us);
+	ts.tv_sec = us / 1000000L;
+	ts.tv_nsec = (us % 1000000L) * 1000L;
+	nanosleep(&ts, NULL);
+}
+
+enum dh_err dh_db_tx_run(struct dh_db *db, dh_db_tx_fn fn, void *cls, struct dh_error *err)
+{
+	enum dh_err rc = DH_E_BUSY;
+
+	if (db->tx_depth > 0)
+		return fn(db, cls, err); /* joins the transaction already running */
+	for (int attempt = 0; attempt < DH_DB_TX_TRIES; attempt++) {
+		if (attempt > 0) {
+			/* a lost race leaves nothing behind: the next attempt starts clean */
+			if (err && err->code == DH_E_BUSY)
+				dh_error_release(err);
+			tx_backoff(attempt);
+		}
+		rc = tx_begin(db);
+		if (rc == DH_OK) {
+			db->tx_depth = 1;
+			rc = fn(db, cls, err);
+			db->tx_depth = 0;
+			if (rc == DH_OK)
+				rc = tx_commit(db);
+			else
+				tx_rollback(db);
+		}
+		hooks_end(db, rc == DH_OK);
+		if (rc != DH_E_BUSY)
+			return rc;
+	}
+	dh_warn("db.busy", "what=transaction tries=%d", DH_DB_TX_TRIES);
+	return rc;
 }
 
 int dh_db_schema_version(struct dh_db *db)
@@ -387,11 +508,11 @@ enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t
 					    m[i].version);
 		if (migration_applied(db, m[i].version))
 			continue;
-		if (dh_db_begin(db) != DH_OK)
+		if (tx_begin(db) != DH_OK)
 			return dh_error_set(err, DH_E_DB, "Cannot begin migration %04d",
 					    m[i].version);
 		if (sqlite3_exec(db->h, m[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
-			dh_db_rollback(db);
+			tx_rollback(db);
 			dh_error_set(err, DH_E_DB, "Migration %04d_%s failed: %s", m[i].version,
 				     m[i].name, msg ? msg : "?");
 			sqlite3_free(msg);
@@ -407,13 +528,13 @@ enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t
 		    sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC) != SQLITE_OK ||
 		    sqlite3_step(st) != SQLITE_DONE) {
 			sqlite3_finalize(st);
-			dh_db_rollback(db);
+			tx_rollback(db);
 			return dh_error_set(err, DH_E_DB, "Cannot record migration %04d: %s",
 					    m[i].version, sqlite3_errmsg(db->h));
 		}
 		sqlite3_finalize(st);
 		st = NULL;
-		if (dh_db_commit(db) != DH_OK)
+		if (tx_commit(db) != DH_OK)
 			return dh_error_set(err, DH_E_DB, "Cannot commit migration %04d",
 					    m[i].version);
 		dh_info("db.migrated", "version=%04d name=%s", m[i].version, m[i].name);

@@ -489,28 +489,61 @@ static enum dh_err upload_row(struct dh_req *req, struct upload *u, json_t *row,
 	return DH_OK;
 }
 
-/* Records the row and moves the image into the blob store in one transaction. */
+/* Is blob sha256 still referenced by a firmware row? (true on a database error: keep it) */
+static bool blob_in_use(struct dh_db *db, const char *sha256)
+{
+	bool used = true;
+
+	if (dh_db_firmware_sha_used(db, sha256, &used) != DH_OK)
+		used = true;
+	return used;
+}
+
+/* Removes blob sha256 from disk when no firmware refers to it any more (blob.h's protocol:
+ * epoch first, then the database, then the file). Call after the commit that dropped a
+ * reference, outside any transaction. */
+static bool drop_blob_if_unused(struct dh_db *db, const char *sha256)
+{
+	uint64_t epoch = dh_blob_epoch();
+
+	return !blob_in_use(db, sha256) && dh_blob_remove_unused(sha256, epoch);
+}
+
+struct fw_insert {
+	json_t *row;
+	const char *const *channels;
+	size_t nch;
+};
+
+static enum dh_err insert_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct fw_insert *f = cls;
+
+	return dh_db_firmware_insert(db, f->row, f->channels, f->nch, err);
+}
+
+/*
+ * Moves the image into the blob store, then records the row in one transaction. The file
+ * work (rename, directory fsync) happens before the transaction, with the blob pinned so
+ * that a concurrent delete of another firmware sharing the image cannot remove it; a failed
+ * insert removes the file again if nothing else refers to it.
+ */
 static enum dh_err upload_store(struct dh_req *req, struct upload *u, json_t *row,
 				const char *const *channels, size_t nch)
 {
+	struct fw_insert f = { row, channels, nch };
+	char sha[DH_SHA256_HEX];
 	bool created = false;
 	enum dh_err rc;
 
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		return rc;
-	rc = dh_db_firmware_insert(req->db, row, channels, nch, &req->err);
+	snprintf(sha, sizeof(sha), "%s", u->blob.sha256);
+	dh_blob_pin(sha);
+	rc = dh_blob_writer_place(&u->blob, &created, &req->err);
 	if (rc == DH_OK)
-		rc = dh_blob_writer_place(&u->blob, &created, &req->err);
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
-	if (rc != DH_OK && created) {
-		char path[DH_BLOB_PATH_MAX];
-		if (dh_blob_path(u->blob.sha256, path, sizeof(path)))
-			remove(path);
-	}
+		rc = dh_db_tx_run(req->db, insert_tx, &f, &req->err);
+	dh_blob_unpin(sha);
+	if (rc != DH_OK && created)
+		drop_blob_if_unused(req->db, sha);
 	if (rc == DH_E_CONFLICT && json_object_get(req->err.fields, "version"))
 		dh_error_set(&req->err, DH_E_CONFLICT,
 			     "This model already has firmware version %s; images are immutable.",
@@ -757,6 +790,25 @@ static enum dh_err patch_body(struct dh_req *req, json_t *cols,
 	return req->err.code;
 }
 
+struct fw_patch {
+	const char *id;
+	json_t *cols;
+	const char *const *channels; /* NULL: unchanged */
+	size_t nch;
+};
+
+static enum dh_err patch_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct fw_patch *p = cls;
+	enum dh_err rc = DH_OK;
+
+	if (json_object_size(p->cols))
+		rc = dh_db_obj_update(db, "firmware", p->id, p->cols, err);
+	if (rc == DH_OK && p->channels)
+		rc = dh_db_firmware_set_channels(db, p->id, p->channels, p->nch, err);
+	return rc;
+}
+
 enum dh_err dh_api_firmware_patch(struct dh_req *req)
 {
 	char channels[DH_FW_CHANNELS_MAX][DH_UUID_LEN];
@@ -794,17 +846,9 @@ enum dh_err dh_api_firmware_patch(struct dh_req *req)
 			goto out;
 		}
 	}
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	if (json_object_size(cols))
-		rc = dh_db_obj_update(req->db, "firmware", id, cols, &req->err);
-	if (rc == DH_OK && has_channels)
-		rc = dh_db_firmware_set_channels(req->db, id, chp, nch, &req->err);
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
+	rc = dh_db_tx_run(req->db, patch_tx,
+			  &(struct fw_patch){ id, cols, has_channels ? chp : NULL, nch },
+			  &req->err);
 	if (rc != DH_OK)
 		goto out;
 	rc = dh_db_firmware_get(req->db, id, &stored);
@@ -818,45 +862,43 @@ out:
 	return rc;
 }
 
+struct fw_delete {
+	const char *id;
+	bool blob_unused;
+};
+
+static enum dh_err delete_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct fw_delete *d = cls;
+
+	return dh_db_firmware_delete(db, d->id, &d->blob_unused, err);
+}
+
 enum dh_err dh_api_firmware_delete(struct dh_req *req)
 {
-	char trash[DH_BLOB_PATH_MAX] = "";
+	struct fw_delete d = { 0 };
 	json_t *row = NULL;
-	const char *id, *sha;
-	bool blob_unused = false;
+	const char *sha;
+	bool removed = false;
 	enum dh_err rc;
 
 	rc = fw_load(req, req->args[0], true, &row);
 	if (rc != DH_OK)
 		goto out;
-	id = json_string_value(json_object_get(row, "id"));
+	d.id = json_string_value(json_object_get(row, "id"));
 	sha = json_string_value(json_object_get(row, "sha256"));
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	rc = dh_db_firmware_delete(req->db, id, &blob_unused, &req->err);
-	/* inside the transaction, so that an upload of the same image cannot interleave; set
-	 * aside rather than removed, so that a failed commit can put it back */
-	if (rc == DH_OK && blob_unused && dh_blob_trash(sha, trash, sizeof(trash)) != DH_OK)
-		trash[0] = 0;
-	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	else
-		dh_db_rollback(req->db);
+	rc = dh_db_tx_run(req->db, delete_tx, &d, &req->err);
 	if (rc != DH_OK) {
-		if (trash[0])
-			dh_blob_trash_restore(sha, trash);
 		if (rc == DH_E_REFERENCED)
 			dh_error_set(&req->err, DH_E_REFERENCED,
 				     "This firmware is still referenced by a device or a session; "
 				     "change those first.");
 		goto out;
 	}
-	if (trash[0]) {
-		dh_blob_trash_purge(trash);
-		dh_blob_map_forget(sha);
-	}
-	dh_info("firmware.deleted", "id=%s blob_removed=%s", id, trash[0] ? "yes" : "no");
+	/* the file goes after the commit, outside the transaction */
+	if (d.blob_unused)
+		removed = drop_blob_if_unused(req->db, sha);
+	dh_info("firmware.deleted", "id=%s blob_removed=%s", d.id, removed ? "yes" : "no");
 	rc = dh_http_reply_empty(req, 204);
 out:
 	json_decref(row);

@@ -474,17 +474,48 @@ out:
 	return rc;
 }
 
-/* Ends the write transaction begun for a create, patch or delete: on success runs the
- * resource's after_write hook and commits, otherwise (or when the hook fails) rolls back. */
-static enum dh_err end_write(struct dh_req *req, const struct dh_resource *res, enum dh_err rc,
-			     const char *id, json_t *row)
+enum write_op {
+	WRITE_INSERT,
+	WRITE_UPDATE,
+	WRITE_DELETE,
+};
+
+/* One create, patch or delete with the resource's after_write hook, in one transaction. */
+struct write {
+	struct dh_req *req;
+	const struct dh_resource *res;
+	enum write_op op;
+	const char *id;
+	json_t *row;  /* insert: the row; update: the merged row (for the hook) */
+	json_t *cols; /* update: the columns that change */
+};
+
+static enum dh_err write_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
-	if (rc == DH_OK && res->hooks.after_write)
-		rc = res->hooks.after_write(req, id, row);
-	if (rc == DH_OK)
-		return dh_db_commit(req->db);
-	dh_db_rollback(req->db);
+	struct write *w = cls;
+	enum dh_err rc = DH_E_INTERNAL;
+
+	switch (w->op) {
+	case WRITE_INSERT:
+		rc = dh_db_obj_insert(db, w->res->table, w->row, err);
+		break;
+	case WRITE_UPDATE:
+		rc = dh_db_obj_update(db, w->res->table, w->id, w->cols, err);
+		break;
+	case WRITE_DELETE:
+		rc = dh_db_obj_delete(db, w->res->table, w->id, err);
+		break;
+	}
+	if (rc == DH_OK && w->res->hooks.after_write)
+		rc = w->res->hooks.after_write(w->req, w->id,
+					       w->op == WRITE_DELETE ? NULL : w->row);
 	return rc;
+}
+
+static enum dh_err run_write(struct dh_req *req, struct write *w)
+{
+	w->req = req;
+	return dh_db_tx_run(req->db, write_tx, w, &req->err);
 }
 
 enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
@@ -505,10 +536,8 @@ enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
 	rc = check_scope(req, res, row, res->right, false);
 	if (rc != DH_OK)
 		goto out;
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	rc = end_write(req, res, dh_db_obj_insert(req->db, res->table, row, &req->err), id, row);
+	rc = run_write(req,
+		       &(struct write){ .res = res, .op = WRITE_INSERT, .id = id, .row = row });
 	if (rc != DH_OK)
 		goto out;
 	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
@@ -564,11 +593,10 @@ enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
 	if (rc != DH_OK)
 		goto out;
 	id = json_string_value(json_object_get(row, "id"));
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	rc = end_write(req, res, dh_db_obj_update(req->db, res->table, id, cols, &req->err), id,
-		       merged);
+	rc = run_write(
+		req,
+		&(struct write){
+			.res = res, .op = WRITE_UPDATE, .id = id, .row = merged, .cols = cols });
 	if (rc != DH_OK)
 		goto out;
 	rc = dh_db_obj_get(req->db, res->table, id, false, &stored);
@@ -592,10 +620,7 @@ enum dh_err dh_api_obj_delete(struct dh_req *req, const struct dh_resource *res)
 	if (rc != DH_OK)
 		goto out;
 	id = json_string_value(json_object_get(row, "id"));
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	rc = end_write(req, res, dh_db_obj_delete(req->db, res->table, id, &req->err), id, NULL);
+	rc = run_write(req, &(struct write){ .res = res, .op = WRITE_DELETE, .id = id });
 	if (rc == DH_E_REFERENCED)
 		dh_error_set(&req->err, DH_E_REFERENCED,
 			     "This %s is still referenced by other objects; delete or change those"
@@ -610,10 +635,10 @@ out:
 
 enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row)
 {
-	(void)req;
 	(void)id;
 	(void)row;
-	dh_db_auth_changed();
+	/* the caches move on only once the change is committed (issue #12) */
+	dh_db_auth_changed(req->db);
 	return DH_OK;
 }
 

@@ -59,7 +59,9 @@ struct dh_resource_hooks {
 	enum dh_err (*access)(struct dh_req *req, json_t *row);
 	/* Adds computed keys to the output object (out: API names). */
 	enum dh_err (*decorate)(struct dh_req *req, json_t *row, json_t *out);
-	/* Called after a successful write (insert, update, delete) inside the transaction. */
+	/* Called after a successful write (insert, update, delete) inside its transaction
+	 * (row NULL for a delete): more work written here commits or rolls back with it;
+	 * what must wait for the commit goes through dh_db_after_commit. */
 	enum dh_err (*after_write)(struct dh_req *req, const char *id, json_t *row);
 	/* For lists: extra where-clauses from the caller (e.g. own tokens only); the values
 	 * are new references the engine releases. */
@@ -124,7 +126,7 @@ enum dh_err dh_api_model_product(struct dh_req *req, const char *model_id,
 				 char product[DH_UUID_LEN]);
 
 /* An after_write hook for users, tokens and access rights: every change to them invalidates
- * the authentication cache at once. */
+ * the authentication cache once it is committed. */
 enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row);
 
 /* Defines the five dh_api_<name>_* handlers of api.h over resource res. */

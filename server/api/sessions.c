@@ -253,14 +253,52 @@ static enum dh_err reply_session(struct dh_req *req, unsigned status, const stru
 	return out ? dh_http_reply_json(req, status, out) : DH_E_NOMEM;
 }
 
+/*
+ * The write of a request: the twin, the session, the twin's last session, the read back
+ * and the session.created event, in one transaction. s holds the session to insert and
+ * gets the stored one.
+ */
+struct request_write {
+	struct dh_session *s;     /* to insert */
+	struct dh_session stored; /* as read back */
+};
+
+static enum dh_err request_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct request_write *w = cls;
+	struct dh_session *s = w->s;
+	enum dh_err rc;
+
+	if (*s->device_name) {
+		rc = dh_db_device_upsert(db, s->model, s->device_name,
+					 *s->channel ? s->channel : NULL,
+					 *s->current_version ? s->current_version : NULL,
+					 *s->current_fw ? s->current_fw : NULL, s->device, err);
+		if (rc != DH_OK)
+			return rc;
+	}
+	rc = dh_db_session_insert(db, s, err);
+	if (rc == DH_OK && *s->device_name)
+		rc = dh_db_device_set_session(db, s->device, s->id, dh_state_name(s->state));
+	if (rc != DH_OK)
+		return rc;
+	/* read back what was stored; a retried attempt starts again from the same input */
+	dh_db_session_release(&w->stored);
+	rc = dh_db_session_get(db, s->id, &w->stored);
+	if (rc == DH_OK)
+		rc = dh_session_emit_created(db, &w->stored);
+	return rc;
+}
+
 enum dh_err dh_api_sessions_request(struct dh_req *req)
 {
 	json_t *body = req->json, *proc = NULL, *twin = NULL, *fw_row = NULL;
 	json_t *key;
 	struct dh_session s = { 0 };
+	struct request_write w = { .s = &s };
 	char method[DH_UUID_LEN];
 	const char *device_id = jstr(body, "device_id");
-	bool drafts, explicit_fw, in_tx = false;
+	bool drafts, explicit_fw;
 	enum dh_err rc;
 
 	rc = check_body(req, body);
@@ -370,39 +408,13 @@ enum dh_err dh_api_sessions_request(struct dh_req *req)
 	s.state = *s.target_fw ? DH_ST_READY : DH_ST_UP_TO_DATE;
 	s.allow_draft = drafts;
 	s.expire_us = dh_now_us() + s.timeouts[dh_fsm_timeout(s.state)] * 1000000LL;
-	rc = dh_db_begin(req->db);
-	if (rc != DH_OK)
-		goto out;
-	in_tx = true;
-	if (device_id) {
+	if (device_id)
 		snprintf(s.device_name, sizeof(s.device_name), "%s", device_id);
-		rc = dh_db_device_upsert(req->db, s.model, device_id, *s.channel ? s.channel : NULL,
-					 *s.current_version ? s.current_version : NULL,
-					 *s.current_fw ? s.current_fw : NULL, s.device, &req->err);
-		if (rc != DH_OK)
-			goto out;
-	}
-	rc = dh_db_session_insert(req->db, &s, &req->err);
-	if (rc == DH_OK && device_id)
-		rc = dh_db_device_set_session(req->db, s.device, s.id, dh_state_name(s.state));
+	rc = dh_db_tx_run(req->db, request_tx, &w, &req->err);
 	if (rc == DH_OK)
-		rc = dh_db_commit(req->db);
-	in_tx = false;
-	if (rc != DH_OK)
-		goto out;
-	{
-		char id[DH_UUID_LEN];
-		snprintf(id, sizeof(id), "%s", s.id);
-		dh_db_session_release(&s);
-		rc = dh_db_session_get(req->db, id, &s);
-	}
-	if (rc != DH_OK)
-		goto out;
-	dh_session_publish_created(&s);
-	rc = reply_session(req, 201, &s);
+		rc = reply_session(req, 201, &w.stored);
+	dh_db_session_release(&w.stored);
 out:
-	if (in_tx)
-		dh_db_rollback(req->db);
 	json_decref(proc);
 	json_decref(twin);
 	json_decref(fw_row);

@@ -1,14 +1,14 @@
 /*
  * The flusher of delivered.h. Each batch is one transaction: per session, read the row's
  * counters and intervals, add what the tracker recorded, write them back. The events are
- * published after the commit, from the transition the transaction saw, so that a session
- * reaches session.downloaded exactly once even with several flushers.
+ * emitted inside the transaction (dh_db_event_emit: published after the commit), from the
+ * transition the transaction saw, so that a session reaches session.downloaded exactly once
+ * even with several flushers.
  */
 #include "pipeline/delivered.h"
 
 #include "core/coverage.h"
 #include "core/delivery.h"
-#include "core/events.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -83,27 +83,47 @@ static int tenth(int64_t covered, int64_t size)
 	return size > 0 ? (int)(covered * 10 / size) : 0;
 }
 
-static void publish(const struct dh_delivery_item *it, const struct seen *sn)
+static enum dh_err publish(struct dh_db *db, const struct dh_delivery_item *it,
+			   const struct seen *sn)
 {
 	const char *type;
+	enum dh_err rc;
 	json_t *ev;
 
 	if (!sn->written)
-		return;
+		return DH_OK;
 	if (sn->size > 0 && sn->covered >= sn->size && sn->covered_before < sn->size)
 		type = "session.downloaded";
 	else if (tenth(sn->covered, sn->size) > tenth(sn->covered_before, sn->size))
 		type = "session.delivered";
 	else
-		return;
+		return DH_OK;
 	ev = json_pack("{s:s, s:s, s:o}", "id", it->session, "state", dh_state_name(sn->state),
 		       "delivered", dh_delivered_to_json(sn->bytes, sn->covered, sn->size));
-	dh_events_publish(type, it->session, it->product, it->model,
-			  *it->channel ? it->channel : NULL, ev);
+	rc = ev ? dh_db_event_emit(db, DH_ACT_UPDATE, type, it->session, it->product, it->model,
+				   *it->channel ? it->channel : NULL, ev)
+		: DH_E_NOMEM;
 	json_decref(ev);
-	if (strcmp(type, "session.downloaded") == 0)
-		dh_info("session.downloaded", "id=%s bytes_sent=%lld", it->session,
-			(long long)sn->bytes);
+	return rc;
+}
+
+struct flush {
+	struct dh_delivery_item *items;
+	struct seen *seen;
+	size_t n;
+};
+
+static enum dh_err flush_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct flush *f = cls;
+	enum dh_err rc = DH_OK;
+
+	(void)err;
+	for (size_t i = 0; rc == DH_OK && i < f->n; i++)
+		rc = write_one(db, &f->items[i], &f->seen[i]);
+	for (size_t i = 0; rc == DH_OK && i < f->n; i++)
+		rc = publish(db, &f->items[i], &f->seen[i]);
+	return rc;
 }
 
 void dh_delivered_flush(struct dh_db *db, const char *only)
@@ -113,13 +133,9 @@ void dh_delivered_flush(struct dh_db *db, const char *only)
 	size_t n;
 
 	while ((n = dh_delivery_take(only, items, FLUSH_BATCH)) > 0) {
-		enum dh_err rc = dh_db_begin(db);
-		for (size_t i = 0; rc == DH_OK && i < n; i++)
-			rc = write_one(db, &items[i], &seen[i]);
-		if (rc == DH_OK)
-			rc = dh_db_commit(db);
+		struct flush f = { items, seen, n };
+		enum dh_err rc = dh_db_tx_run(db, flush_tx, &f, NULL);
 		if (rc != DH_OK) {
-			dh_db_rollback(db);
 			dh_warn("delivered.flush",
 				"sessions=%zu code=%s detail=\"kept for the next"
 				" flush\"",
@@ -128,7 +144,11 @@ void dh_delivered_flush(struct dh_db *db, const char *only)
 			return;
 		}
 		for (size_t i = 0; i < n; i++) {
-			publish(&items[i], &seen[i]);
+			if (seen[i].written && seen[i].size > 0 &&
+			    seen[i].covered >= seen[i].size &&
+			    seen[i].covered_before < seen[i].size)
+				dh_info("session.downloaded", "id=%s bytes_sent=%lld",
+					items[i].session, (long long)seen[i].bytes);
 			dh_delivery_item_release(&items[i]);
 		}
 		if (n < FLUSH_BATCH)

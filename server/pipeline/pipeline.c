@@ -9,7 +9,6 @@
 
 #include "blob.h"
 #include "core/delivery.h"
-#include "core/events.h"
 #include "core/links.h"
 #include "core/text.h"
 #include "core/util.h"
@@ -99,20 +98,43 @@ void dh_pipeline_cancel(const char *id)
 
 /* ---- step callbacks (dh_plugin.h) ---- */
 
+struct merge {
+	struct run *r;
+	json_t *obj;
+	json_t **payload;
+};
+
+/* The payload merge and its progress event in one transaction. */
+static enum dh_err merge_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct merge *m = cls;
+	enum dh_err rc;
+
+	(void)err;
+	json_decref(*m->payload);
+	*m->payload = NULL;
+	rc = dh_db_session_merge(db, m->r->s->id, m->obj, m->payload);
+	if (rc == DH_OK)
+		rc = dh_session_emit_progress(db, m->r->s, *m->payload);
+	return rc;
+}
+
 static int ctx_merge(struct dh_step_ctx *ctx, json_t *obj)
 {
 	struct run *r = ctx->priv;
 	json_t *payload = NULL;
+	struct merge m = { r, obj, &payload };
 
 	if (!json_is_object(obj))
 		return -1;
-	if (dh_db_session_merge(r->db, r->s->id, obj, &payload) != DH_OK)
+	if (dh_db_tx_run(r->db, merge_tx, &m, NULL) != DH_OK) {
+		json_decref(payload);
 		return -1;
+	}
 	json_decref(r->payload);
 	/* steps see the payload as it is shown: links complete (the http step sends them) */
 	r->payload = dh_session_payload_view(r->s, payload, false);
 	ctx->payload = r->payload;
-	dh_session_publish_progress(r->s, payload);
 	json_decref(payload);
 	return r->payload ? 0 : -1;
 }
@@ -318,10 +340,12 @@ static void *worker_main(void *arg)
 			{
 				json_t *ev = json_pack("{s:s, s:s, s:b, s:n}", "id", s.id, "state",
 						       "processing", "finished", 0, "error");
-				dh_events_publish_for(s.target_is_draft ? DH_ACT_DRAFT
-									: DH_ACT_UPDATE,
-						      "session.state", s.id, s.product, s.model,
-						      *s.channel ? s.channel : NULL, ev);
+				if (ev)
+					dh_db_event_emit(db,
+							 s.target_is_draft ? DH_ACT_DRAFT
+									   : DH_ACT_UPDATE,
+							 "session.state", s.id, s.product, s.model,
+							 *s.channel ? s.channel : NULL, ev);
 				json_decref(ev);
 			}
 			/* the claim is the table's queued --claim--> processing row */

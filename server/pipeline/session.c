@@ -4,7 +4,6 @@
  */
 #include "pipeline/session.h"
 
-#include "core/events.h"
 #include "core/text.h"
 #include "core/util.h"
 #include "log.h"
@@ -62,24 +61,36 @@ static json_t *state_event(const struct dh_session *s)
 			 str_or_null(s->device), "model", s->model);
 }
 
-static void publish(const char *type, const struct dh_session *s, json_t *data)
+/* Emits an event of s with data (taken) in db's running transaction, or now. */
+static enum dh_err emit(struct dh_db *db, const char *type, const struct dh_session *s,
+			json_t *data)
 {
 	/* a session whose target is a draft is for readers who may have drafts */
-	dh_events_publish_for(s->target_is_draft ? DH_ACT_DRAFT : DH_ACT_UPDATE, type, s->id,
-			      s->product, s->model, *s->channel ? s->channel : NULL, data);
+	enum dh_err rc =
+		data ? dh_db_event_emit(db, s->target_is_draft ? DH_ACT_DRAFT : DH_ACT_UPDATE, type,
+					s->id, s->product, s->model,
+					*s->channel ? s->channel : NULL, data)
+		     : DH_E_NOMEM;
+
 	json_decref(data);
+	return rc;
 }
 
-void dh_session_publish_created(const struct dh_session *s)
+enum dh_err dh_session_emit_created(struct dh_db *db, const struct dh_session *s)
 {
-	publish("session.created", s, dh_session_to_json(s));
+	return emit(db, "session.created", s, dh_session_to_json(s));
 }
 
-void dh_session_publish_progress(const struct dh_session *s, json_t *payload)
+enum dh_err dh_session_emit_progress(struct dh_db *db, const struct dh_session *s, json_t *payload)
 {
-	publish("session.progress", s,
-		json_pack("{s:s, s:s, s:o}", "id", s->id, "state", dh_state_name(s->state),
-			  "payload", dh_session_payload_view(s, payload, false)));
+	return emit(db, "session.progress", s,
+		    json_pack("{s:s, s:s, s:o}", "id", s->id, "state", dh_state_name(s->state),
+			      "payload", dh_session_payload_view(s, payload, false)));
+}
+
+enum dh_err dh_session_emit_state(struct dh_db *db, const struct dh_session *s)
+{
+	return emit(db, "session.state", s, state_event(s));
 }
 
 json_t *dh_session_error(const char *code, const char *fmt, ...)
@@ -297,15 +308,40 @@ enum dh_err dh_session_links_load(struct dh_db *db)
 	return rc;
 }
 
+struct fire {
+	struct dh_session *s;
+	const struct dh_session_move *m;
+	bool won;
+};
+
+/* The move, the reload and the event, in one transaction (or the caller's). */
+static enum dh_err fire_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct fire *f = cls;
+	char id[DH_UUID_LEN];
+	enum dh_err rc;
+
+	(void)err;
+	rc = dh_db_session_move(db, f->s->id, f->m, &f->won);
+	if (rc != DH_OK)
+		return rc;
+	/* reload either way: a loser reports the state the winner left */
+	snprintf(id, sizeof(id), "%s", f->s->id);
+	dh_db_session_release(f->s);
+	rc = dh_db_session_get(db, id, f->s);
+	if (rc == DH_OK && f->won)
+		rc = dh_session_emit_state(db, f->s);
+	return rc;
+}
+
 enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_event ev,
 			    const struct dh_session_fire_opts *o, struct dh_error *err)
 {
 	static const struct dh_session_fire_opts none = { 0 };
 	const struct dh_fsm_row *row;
 	struct dh_session_move m = { 0 };
+	struct fire f = { .s = s, .m = &m };
 	enum dh_state from = s->state;
-	char id[DH_UUID_LEN];
-	bool won = false;
 	enum dh_err rc;
 
 	if (!o)
@@ -323,21 +359,14 @@ enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_
 	m.twin_runs_target = o->twin_runs_target;
 	if (!row->finishes)
 		m.expire_us = dh_now_us() + s->timeouts[dh_fsm_timeout(row->to)] * 1000000LL;
-	rc = dh_db_session_move(db, s->id, &m, &won);
+	rc = dh_db_tx_run(db, fire_tx, &f, NULL);
 	if (rc != DH_OK)
 		return dh_error_set(err, rc, NULL);
-	/* reload either way: a loser reports the state the winner left */
-	snprintf(id, sizeof(id), "%s", s->id);
-	dh_db_session_release(s);
-	rc = dh_db_session_get(db, id, s);
-	if (rc != DH_OK)
-		return dh_error_set(err, rc, NULL);
-	if (!won)
+	if (!f.won)
 		return not_now(err, s, ev);
 	link_follow(s);
 	dh_info("session.state", "id=%s from=%s to=%s event=%s finished=%s", s->id,
 		dh_state_name(from), dh_state_name(s->state), dh_event_name(ev),
 		s->finished ? "true" : "false");
-	publish("session.state", s, state_event(s));
 	return DH_OK;
 }

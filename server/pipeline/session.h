@@ -26,10 +26,11 @@ struct dh_session_fire_opts {
 };
 
 /*
- * Moves s (as loaded; refreshed on success) by event ev. Returns DH_E_GONE when s is
- * finished, DH_E_STATE (detail names the current state) when the table has no row for the
- * pair or a racing call changed it first, database errors otherwise. err may be NULL. On
- * success publishes "session.state" and logs session.state.
+ * Moves s (as loaded; refreshed on success) by event ev, in one transaction with its
+ * event, or inside the caller's running transaction (so that more work can join it). Returns
+ * DH_E_GONE when s is finished, DH_E_STATE (detail names the current state) when the table has no
+ * row for the pair or a racing call changed it first, database errors otherwise. err may be NULL.
+ * On success publishes "session.state" and logs session.state.
  */
 enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_event ev,
 			    const struct dh_session_fire_opts *o, struct dh_error *err);
@@ -68,11 +69,14 @@ json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, boo
 /* Fills the link table from the database: every processing or created session's link. */
 enum dh_err dh_session_links_load(struct dh_db *db);
 
-/* Publishes "session.created" with the session object. */
-void dh_session_publish_created(const struct dh_session *s);
-
-/* Publishes "session.progress" with {id, state, payload}. */
-void dh_session_publish_progress(const struct dh_session *s, json_t *payload);
+/*
+ * Emit "session.created" (the session object), "session.progress" ({id, state, payload})
+ * and "session.state" through dh_db_event_emit: published once db's running transaction
+ * commits, at once outside one.
+ */
+enum dh_err dh_session_emit_created(struct dh_db *db, const struct dh_session *s);
+enum dh_err dh_session_emit_progress(struct dh_db *db, const struct dh_session *s, json_t *payload);
+enum dh_err dh_session_emit_state(struct dh_db *db, const struct dh_session *s);
 
 /*
  * Longest detail of a session's error, with its NUL: a device's confirm message (up to 1000

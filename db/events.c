@@ -1,0 +1,71 @@
+/*
+ * Session events leave the data layer here: dh_db_event_emit serialises an event at once and
+ * hands it to the bus of core/events.h only after the transaction that caused it committed,
+ * so that no subscriber ever hears of a change that rolled back.
+ */
+#include "dh_db.h"
+
+#include "core/events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pending_event {
+	enum dh_action need;
+	char type[32];
+	char session[DH_UUID_LEN];
+	char product[DH_UUID_LEN];
+	char model[DH_UUID_LEN];
+	char channel[DH_UUID_LEN];
+	json_t *data;
+};
+
+static void copy(char *dst, size_t size, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+static void pending_publish(void *cls)
+{
+	struct pending_event *e = cls;
+
+	dh_events_publish(e->type, e->session, e->product, e->model,
+			  *e->channel ? e->channel : NULL, e->data);
+}
+
+static void pending_free(void *cls)
+{
+	struct pending_event *e = cls;
+
+	json_decref(e->data);
+	free(e);
+}
+
+enum dh_err dh_db_event_emit(struct dh_db *db, enum dh_action need, const char *type,
+			     const char *session_id, const char *product, const char *model,
+			     const char *channel, json_t *data)
+{
+	struct pending_event *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return DH_E_NOMEM;
+	e->need = need;
+	copy(e->type, sizeof(e->type), type);
+	copy(e->session, sizeof(e->session), session_id);
+	copy(e->product, sizeof(e->product), product);
+	copy(e->model, sizeof(e->model), model);
+	copy(e->channel, sizeof(e->channel), channel);
+	/* a copy: the caller may change its value after the call */
+	e->data = data ? json_deep_copy(data) : NULL;
+	if (data && !e->data) {
+		free(e);
+		return DH_E_NOMEM;
+	}
+	return dh_db_after_commit(db, pending_publish, e, pending_free);
+}
