@@ -250,7 +250,7 @@ def created_session(hub):
     return s
 
 
-# The shape of the server's sessions table (migrations/0002_sessions.sql) without its
+# The shape of the server's sessions table (migrations/sqlite/0002_sessions.sql) without its
 # foreign keys: the same columns and indexes, so the raw rate writes comparable rows.
 RAW_SCHEMA = """
 CREATE TABLE sessions (id TEXT PRIMARY KEY, create_time TEXT NOT NULL,

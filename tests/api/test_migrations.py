@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from conftest import ADMIN_TOKEN, ROOT, Client, Server
 
-MIGRATIONS = os.path.join(ROOT, "migrations")
+MIGRATIONS = os.path.join(ROOT, "migrations", "sqlite")
 
 
 def migration_files():
