@@ -1,9 +1,11 @@
 /*
- * The data-access layer: the only interface the server uses to reach SQLite. Each thread
- * gets its own connection (WAL, busy_timeout, foreign_keys=ON) with its own cache of
- * prepared statements; neither crosses threads. Configuration objects go through a small
- * generic object store (rows as JSON objects keyed by column name); sessions, auth and
- * firmware have dedicated calls in their own files.
+ * The data-access layer: the only interface the server uses to reach its database. It names
+ * no engine: behind it sit SQLite (the embedded default, db/sqlite/) and PostgreSQL (several
+ * processes on one database, db/pg/), chosen by the database URL (docs/database.md). Each
+ * thread gets its own connection with its own cache of prepared statements; neither
+ * crosses threads. Every write runs inside dh_db_tx_run. Configuration objects go through a
+ * small generic object store (rows as JSON objects keyed by column name); sessions, auth
+ * and firmware have dedicated calls in their own files.
  */
 #ifndef DH_DB_H
 #define DH_DB_H
@@ -14,7 +16,6 @@
 #include "core/semver.h"
 
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,25 +31,35 @@ struct dh_migration {
 	const char *sql;
 };
 
-/* The migrations of this build, in order (generated at build time). */
-extern const struct dh_migration dh_migrations[];
-extern const size_t dh_migrations_count;
-
 /*
- * Opens (creating if needed) <data_dir>/devicehub.db, applies pending migrations and
- * remembers the path for the per-thread connections. Call once from the main thread.
+ * Picks the engine from url and brings its schema up to this build: "" or "sqlite:" is
+ * <data_dir>/devicehub.db (created if needed), "sqlite:PATH" that file, a postgresql:// (or
+ * postgres://) URI or a libpq key=value string a PostgreSQL database. Applies pending
+ * migrations (serialised among processes); refuses a schema newer than this build. Call
+ * once from the main thread before any other call. err says why in one sentence (never
+ * with a password).
  */
-enum dh_err dh_db_setup(const char *data_dir, struct dh_error *err);
+enum dh_err dh_db_setup(const char *url, const char *data_dir, struct dh_error *err);
 
-/* This thread's connection, opened at first use; NULL if it cannot be opened. */
+/* "sqlite" or "postgresql": the engine dh_db_setup chose. */
+const char *dh_db_engine_name(void);
+/* May other processes write to this database (PostgreSQL), or is it this process's alone? */
+bool dh_db_is_shared(void);
+
+/* This thread's connection, opened at first use (reopened when the server dropped it);
+ * NULL if it cannot be opened. */
 struct dh_db *dh_db_thread(void);
 /* Closes this thread's connection now; for the main thread, whose key destructor never runs. */
 void dh_db_thread_close(void);
 
-/* Opens a connection to path (":memory:" works) owned by the caller. */
-struct dh_db *dh_db_open(const char *path, struct dh_error *err);
+/* Opens a connection owned by the caller to url as dh_db_setup reads it ("sqlite::memory:"
+ * works), without migrating. */
+struct dh_db *dh_db_open(const char *url, struct dh_error *err);
 void dh_db_close(struct dh_db *db);
-sqlite3 *dh_db_handle(struct dh_db *db);
+
+/* The migrations of this build for db's engine, in order (compiled in from
+ * migrations/<engine>/NNNN_name.sql). */
+const struct dh_migration *dh_db_migrations(struct dh_db *db, size_t *n);
 
 /*
  * Applies migrations[0..n) whose version is not yet in schema_migrations, each inside
@@ -59,20 +70,8 @@ enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t
 /* Highest applied migration version, 0 for an empty database, -1 on error. */
 int dh_db_schema_version(struct dh_db *db);
 
-/*
- * A cached prepared statement for sql (a string literal or other text that lives as long as
- * the program: the cache keys on its address and content). Reset and cleared bindings.
- * NULL on a prepare error (logged).
- */
-sqlite3_stmt *dh_db_prep(struct dh_db *db, const char *sql);
-
-/*
- * The same for SQL text built at run time (the cache keeps its own copy, matched by
- * content). Only for a small, bounded set of texts, e.g. one per table and lookup kind.
- */
-sqlite3_stmt *dh_db_prep_text(struct dh_db *db, const char *sql);
-
-/* Runs one statement that returns no rows; maps constraint errors like the object store. */
+/* Runs one statement (a literal) whose rows are not needed; maps constraint errors like the
+ * object store. */
 enum dh_err dh_db_exec(struct dh_db *db, const char *sql, struct dh_error *err);
 
 /* ---- transactions ---- */
@@ -119,18 +118,6 @@ enum dh_err dh_db_after_commit(struct dh_db *db, dh_db_hook_fn fn, void *cls,
 enum dh_err dh_db_event_emit(struct dh_db *db, enum dh_action need, const char *type,
 			     const char *session_id, const char *product, const char *model,
 			     const char *channel, json_t *data);
-
-/* Maps the connection's last SQLite error to a dh_err (constraint names in detail). */
-enum dh_err dh_db_error(struct dh_db *db, int rc, struct dh_error *err);
-
-/* Copies column i of the current row as a malloc'd string (NULL for SQL NULL). */
-char *dh_db_col_strdup(sqlite3_stmt *st, int i);
-/* Copies column i into buf (cut to size); "" for NULL. */
-void dh_db_col_copy(sqlite3_stmt *st, int i, char *buf, size_t size);
-/* Binds a json scalar (string, integer, real, bool, null); objects/arrays bind as JSON text. */
-int dh_db_bind_json(sqlite3_stmt *st, int i, json_t *v);
-/* The current row as a JSON object keyed by column name (new reference). */
-json_t *dh_db_row_to_json(sqlite3_stmt *st);
 
 /* ---- what a caller may see of a list ---- */
 
@@ -212,9 +199,11 @@ void dh_db_auth_bump(void);
 
 /*
  * Increments after every commit of a write by any connection of this process, once the
- * change is visible to other connections (and also just before it). A value read before a
- * query and found unchanged after it tags what the query read as current until the value
- * changes. 0: no such guarantee (a connection is not in WAL mode); cache nothing.
+ * change is visible to other connections (and also just before it), and when another
+ * process sharing the database reports a commit (PostgreSQL, within the propagation time of
+ * docs/database.md). A value read before a query and found unchanged after it tags what the
+ * query read as current until the value changes. 0: no such guarantee now (SQLite not in
+ * WAL mode, or the change listener lost its connection); cache nothing.
  */
 unsigned long dh_db_write_generation(void);
 
@@ -271,18 +260,22 @@ enum dh_err dh_db_session_get(struct dh_db *db, const char *id, struct dh_sessio
 enum dh_err dh_db_session_get_download(struct dh_db *db, const char *id, struct dh_session *s,
 				       char image_time[DH_TIME_LEN]);
 
-/* What a move changes besides the state (see dh_db_session_move). */
+/* What a move changes besides the state, and what guards it (see dh_db_session_move). */
 struct dh_session_move {
 	const struct dh_fsm_row *row; /* the transition; row->from is the expected state */
 	int64_t expire_us;            /* new expiration; 0: none (finished) */
 	json_t *error;                /* borrowed; stored when not NULL */
 	const char *base_url;         /* stored when not NULL (start) */
 	bool twin_runs_target;        /* confirm success: the device twin now runs the target */
+	const char *lease_owner;      /* when set: only while this owner holds the lease */
+	bool lease_ended;             /* with lease_owner: only once that lease has ended */
+	int64_t due_by;               /* when set: only if the timeout fired by then */
 };
 
 /*
- * Compare-and-set of session id from m->row->from to m->row->to in one transaction: only an
- * unfinished session still in the expected state changes (*won tells whether this call won).
+ * Compare-and-set of session id from m->row->from to m->row->to in one transaction (or the
+ * caller's): only an unfinished session still in the expected state, and matching m's
+ * guards, changes (*won tells whether this call won).
  * Appends to history when the state changes, clears the lease when leaving processing, sets
  * queue_us when entering queued, and keeps the device twin's last_state in step.
  */
@@ -291,24 +284,37 @@ enum dh_err dh_db_session_move(struct dh_db *db, const char *id, const struct dh
 
 /*
  * Claims the oldest queued session for a worker of process owner: queued -> processing with a
- * lease and expiration of now + processing_timeout, attempts + 1, the short link of the last
- * run cleared (link_hash and the payload's link prefixes), atomically (UPDATE ...
- * RETURNING), then loads it into s. DH_E_NOT_FOUND when nothing is queued.
+ * lease until now + lease_us, expiration now + processing_timeout, attempts + 1, the short
+ * link of the last run cleared (link_hash and the payload's link prefixes), atomically
+ * (UPDATE ... RETURNING; PostgreSQL skips rows other processes are claiming), then loads it
+ * into s. DH_E_NOT_FOUND when nothing is queued.
  */
-enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, struct dh_session *s);
+enum dh_err dh_db_session_claim(struct dh_db *db, const char *owner, int64_t lease_us,
+				struct dh_session *s);
+
+/*
+ * Extends every lease owner holds on a processing session to until_us; ids gets (up to max)
+ * the sessions it still holds, *n how many. A session of owner's workers missing from ids
+ * was moved on elsewhere (timed out, taken over): its step should stop.
+ */
+enum dh_err dh_db_session_renew(struct dh_db *db, const char *owner, int64_t until_us,
+				char (*ids)[DH_UUID_LEN], size_t max, size_t *n);
 
 /*
  * Merges obj (borrowed) into the payload of a processing session (RFC 7396 merge: keys
- * replace, nested objects merge, null removes). *payload, when not NULL, gets the new
- * payload (new reference). DH_E_STATE when the session is no longer processing.
+ * replace, nested objects merge, null removes) whose lease owner holds (any when NULL).
+ * *payload, when not NULL, gets the new payload (new reference). DH_E_STATE when the session
+ * is no longer processing (or no longer owner's).
  */
-enum dh_err dh_db_session_merge(struct dh_db *db, const char *id, json_t *obj, json_t **payload);
+enum dh_err dh_db_session_merge(struct dh_db *db, const char *id, const char *owner, json_t *obj,
+				json_t **payload);
 
 /* One (id, state) pair whose timeout fired or whose lease expired. */
 struct dh_session_due {
 	char id[DH_UUID_LEN];
 	enum dh_state state;
 	int attempts;
+	char owner[DH_UUID_LEN]; /* the lease owner ("" if none) */
 };
 
 /* Up to max unfinished sessions with expire_us <= now_us, oldest first (by the index). */

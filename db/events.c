@@ -35,8 +35,8 @@ static void pending_publish(void *cls)
 {
 	struct pending_event *e = cls;
 
-	dh_events_publish(e->type, e->session, e->product, e->model,
-			  *e->channel ? e->channel : NULL, e->data);
+	dh_events_publish_for(e->need, e->type, e->session, e->product, e->model,
+			      *e->channel ? e->channel : NULL, e->data);
 }
 
 static void pending_free(void *cls)

@@ -4,26 +4,37 @@
  * keyed by column name, with the model's product_id and a "channels" array of channel ids
  * added. The image files themselves are db/blob.c's.
  */
-#include "dh_db.h"
+#include "driver.h"
+#include "sql.h"
 
 #include "core/target.h"
 #include "log.h"
-#include "sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Every firmware query selects the same row shape. */
-#define FW_SELECT                                                                                  \
-	"SELECT f.*, m.product_id AS product_id, (SELECT group_concat(fc.channel_id, ',') "        \
+/* Every firmware query selects the same row shape (the engines name the aggregate apart). */
+#define FW_SELECT_(agg)                                                                            \
+	"SELECT f.*, m.product_id AS product_id, (SELECT " agg "(fc.channel_id, ',') "             \
 	"FROM firmware_channels fc WHERE fc.firmware_id = f.id) AS channel_ids "                   \
 	"FROM firmware f JOIN models m ON m.id = f.model_id "
+#define FW_SELECT_LITE FW_SELECT_("group_concat")
+#define FW_SELECT_PG   FW_SELECT_("string_agg")
+
+/* How an image meets a grant: its model's product, its model, one of its channels. */
+static const struct dh_db_scope_cols fw_cols = {
+	.product = "m.product_id = ?",
+	.model = "f.model_id = ?",
+	.channel = "EXISTS (SELECT 1 FROM firmware_channels g WHERE g.firmware_id = f.id AND"
+		   " g.channel_id = ?)",
+	.restricted = "f.draft <> 0",
+};
 
 /* The current row with channel_ids turned into a "channels" array (new reference). */
-static json_t *row_json(sqlite3_stmt *st)
+static json_t *row_json(struct dh_stmt *st)
 {
-	json_t *row = dh_db_row_to_json(st), *chans = json_array();
+	json_t *row = dh_stmt_row_json(st), *chans = json_array();
 	const char *ids;
 
 	if (!row || !chans)
@@ -50,51 +61,47 @@ fail_row:
 
 enum dh_err dh_db_firmware_get(struct dh_db *db, const char *key, json_t **row)
 {
-	sqlite3_stmt *st = dh_db_prep(db, FW_SELECT "WHERE f.id = ?1 OR f.tid = ?1 LIMIT 1");
+	static const char lite[] = FW_SELECT_LITE "WHERE f.id = ?1 OR f.tid = ?1 LIMIT 1";
+	static const char pg[] = FW_SELECT_PG "WHERE f.id = ?1 OR f.tid = ?1 LIMIT 1";
+	struct dh_stmt *st = dh_db_prep(db, dh_db_sql(db, lite, pg));
 	enum dh_err rc = DH_E_NOT_FOUND;
 	int r;
 
 	*row = NULL;
 	if (!st)
 		return DH_E_DB;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
+	dh_stmt_text(st, 1, key);
+	r = dh_stmt_step(st);
+	if (r > 0) {
 		*row = row_json(st);
 		rc = *row ? DH_OK : DH_E_NOMEM;
-	} else if (r != SQLITE_DONE) {
-		rc = dh_db_error(db, r, NULL);
+	} else if (r < 0) {
+		rc = dh_stmt_error(st, NULL);
 	}
-	sqlite3_reset(st);
+	dh_stmt_reset(st);
 	return rc;
 }
 
 enum dh_err dh_db_firmware_set_channels(struct dh_db *db, const char *id,
 					const char *const *channels, size_t n, struct dh_error *err)
 {
-	sqlite3_stmt *st = dh_db_prep(db, "DELETE FROM firmware_channels WHERE firmware_id = ?");
-	int r;
+	struct dh_stmt *st = dh_db_prep(db, "DELETE FROM firmware_channels WHERE firmware_id = ?1");
+	enum dh_err rc;
 
 	if (!st)
 		return DH_E_DB;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (r != SQLITE_DONE)
-		return dh_db_error(db, r, err);
-	for (size_t i = 0; i < n; i++) {
-		st = dh_db_prep(db, "INSERT OR IGNORE INTO firmware_channels (firmware_id, "
-				    "channel_id) VALUES (?, ?)");
+	dh_stmt_text(st, 1, id);
+	rc = dh_stmt_run(st, err);
+	for (size_t i = 0; rc == DH_OK && i < n; i++) {
+		st = dh_db_prep(db, "INSERT INTO firmware_channels (firmware_id, channel_id)"
+				    " VALUES (?1, ?2) ON CONFLICT DO NOTHING");
 		if (!st)
 			return DH_E_DB;
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, channels[i], -1, SQLITE_STATIC);
-		r = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (r != SQLITE_DONE)
-			return dh_db_error(db, r, err);
+		dh_stmt_text(st, 1, id);
+		dh_stmt_text(st, 2, channels[i]);
+		rc = dh_stmt_run(st, err);
 	}
-	return DH_OK;
+	return rc;
 }
 
 enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *const *channels,
@@ -116,40 +123,35 @@ enum dh_err dh_db_firmware_insert(struct dh_db *db, json_t *row, const char *con
 
 static enum dh_err fill_keys_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
-	sqlite3_stmt *sel = NULL, *upd;
+	struct dh_stmt *sel, *upd;
 	char id[DH_UUID_LEN], key[DH_TARGET_KEY_MAX];
 	enum dh_err rc = DH_OK;
 	int r, *n = cls;
 
 	*n = 0;
-	if (sqlite3_prepare_v2(dh_db_handle(db),
-			       "SELECT id, version FROM firmware WHERE version_key IS NULL", -1,
-			       &sel, NULL) != SQLITE_OK)
-		return dh_error_set(err, DH_E_DB, "Cannot read firmware versions: %s",
-				    sqlite3_errmsg(dh_db_handle(db)));
-	while ((r = sqlite3_step(sel)) == SQLITE_ROW) {
+	sel = dh_db_prep(db, "SELECT id, version FROM firmware WHERE version_key IS NULL");
+	if (!sel)
+		return dh_error_set(err, DH_E_DB, "Cannot read firmware versions");
+	while ((r = dh_stmt_step(sel)) > 0) {
 		/* a version that does not parse (none is stored so) gets the lowest key */
-		dh_target_key_text((const char *)sqlite3_column_text(sel, 1), key);
-		dh_db_col_copy(sel, 0, id, sizeof(id));
+		const char *v = dh_stmt_col_text(sel, 1);
+		dh_target_key_text(v ? v : "", key);
+		dh_stmt_col_copy(sel, 0, id, sizeof(id));
 		upd = dh_db_prep(db, "UPDATE firmware SET version_key = ?2 WHERE id = ?1");
 		if (!upd) {
 			rc = dh_error_set(err, DH_E_DB, "Cannot prepare the key update");
-			goto out;
+			break;
 		}
-		sqlite3_bind_text(upd, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(upd, 2, key, -1, SQLITE_STATIC);
-		r = sqlite3_step(upd);
-		sqlite3_reset(upd);
-		if (r != SQLITE_DONE) {
-			rc = dh_db_error(db, r, err);
-			goto out;
-		}
+		dh_stmt_text(upd, 1, id);
+		dh_stmt_text(upd, 2, key);
+		rc = dh_stmt_run(upd, err);
+		if (rc != DH_OK)
+			break;
 		(*n)++;
 	}
-	if (r != SQLITE_DONE)
-		rc = dh_db_error(db, r, err);
-out:
-	sqlite3_finalize(sel);
+	if (rc == DH_OK && r < 0)
+		rc = dh_stmt_error(sel, err);
+	dh_stmt_reset(sel);
 	return rc;
 }
 
@@ -163,19 +165,10 @@ enum dh_err dh_db_firmware_fill_keys(struct dh_db *db, struct dh_error *err)
 	return rc;
 }
 
-/* How an image meets a grant: its model's product, its model, one of its channels. */
-static const struct dh_db_scope_cols fw_cols = {
-	.product = "m.product_id = ?",
-	.model = "f.model_id = ?",
-	.channel = "EXISTS (SELECT 1 FROM firmware_channels g WHERE g.firmware_id = f.id AND"
-		   " g.channel_id = ?)",
-	.restricted = "f.draft <> 0",
-};
-
 enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_filter *f,
 				int64_t limit, int64_t offset, json_t **rows, int64_t *count)
 {
-	sqlite3_stmt *st = NULL;
+	struct dh_stmt *st = NULL;
 	enum dh_err rc = DH_OK;
 	struct dh_sql q;
 	char tail[160];
@@ -187,10 +180,11 @@ enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_fi
 		dh_sql_init(&q);
 		/* the page's ids first, sorting (create_time, id) pairs only: the memory of a
 		 * deep page stays small whatever plan the database picks */
-		if (pass)
-			dh_sql_add(&q, FW_SELECT "WHERE f.id IN (SELECT f.id FROM firmware f JOIN"
-						 " models m ON m.id = f.model_id ");
-		else
+		if (pass) {
+			dh_sql_add(&q, dh_db_sql(db, FW_SELECT_LITE, FW_SELECT_PG));
+			dh_sql_add(&q, "WHERE f.id IN (SELECT f.id FROM firmware f JOIN"
+				       " models m ON m.id = f.model_id ");
+		} else
 			dh_sql_add(&q, "SELECT count(*) FROM firmware f JOIN models m ON"
 				       " m.id = f.model_id ");
 		dh_sql_add(&q, "WHERE ");
@@ -237,23 +231,23 @@ enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_fi
 			rc = DH_E_DB;
 			goto out;
 		}
-		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		while ((r = dh_stmt_step(st)) > 0) {
 			if (pass == 0) {
-				*count = sqlite3_column_int64(st, 0);
+				*count = dh_stmt_col_int(st, 0);
 			} else if (json_array_append_new(*rows, row_json(st)) != 0) {
 				rc = DH_E_NOMEM;
 				goto out;
 			}
 		}
-		if (r != SQLITE_DONE) {
-			rc = dh_db_error(db, r, NULL);
+		if (r < 0) {
+			rc = dh_stmt_error(st, NULL);
 			goto out;
 		}
-		sqlite3_finalize(st);
+		dh_stmt_free(st);
 		st = NULL;
 	}
 out:
-	sqlite3_finalize(st);
+	dh_stmt_free(st);
 	if (rc != DH_OK) {
 		json_decref(*rows);
 		*rows = NULL;
@@ -264,65 +258,59 @@ out:
 enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
 				  struct dh_error *err)
 {
-	sqlite3_stmt *st;
+	struct dh_stmt *st;
 	char sha[DH_SHA256_HEX] = "";
+	enum dh_err rc;
+	bool used;
 	int r;
-	bool referenced = false;
 
 	*blob_unused = false;
 	/* a device twin's reference is ON DELETE SET NULL in SQL, yet losing what a device
 	 * runs would be wrong: refuse like a foreign key would */
-	st = dh_db_prep(db, "SELECT 1 FROM devices WHERE current_firmware_id = ? LIMIT 1");
+	st = dh_db_prep(db, "SELECT 1 FROM devices WHERE current_firmware_id = ?1 LIMIT 1");
 	if (!st)
 		return DH_E_DB;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	referenced = r == SQLITE_ROW;
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW && r != SQLITE_DONE)
-		return dh_db_error(db, r, err);
-	if (referenced)
+	dh_stmt_text(st, 1, id);
+	r = dh_stmt_step(st);
+	rc = r < 0 ? dh_stmt_error(st, err) : DH_OK;
+	dh_stmt_reset(st);
+	if (rc != DH_OK)
+		return rc;
+	if (r > 0)
 		return dh_error_set(err, DH_E_REFERENCED,
 				    "This firmware is the current firmware of a device.");
-	st = dh_db_prep(db, "DELETE FROM firmware WHERE id = ? RETURNING sha256");
+	st = dh_db_prep(db, "DELETE FROM firmware WHERE id = ?1 RETURNING sha256");
 	if (!st)
 		return DH_E_DB;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		dh_db_col_copy(st, 0, sha, sizeof(sha));
-		r = sqlite3_step(st);
-	}
-	sqlite3_reset(st);
-	if (r != SQLITE_DONE)
-		return dh_db_error(db, r, err);
+	dh_stmt_text(st, 1, id);
+	while ((r = dh_stmt_step(st)) > 0)
+		dh_stmt_col_copy(st, 0, sha, sizeof(sha));
+	rc = r < 0 ? dh_stmt_error(st, err) : DH_OK;
+	dh_stmt_reset(st);
+	if (rc != DH_OK)
+		return rc;
 	if (!sha[0])
 		return DH_E_NOT_FOUND;
-	st = dh_db_prep(db, "SELECT 1 FROM firmware WHERE sha256 = ? LIMIT 1");
-	if (!st)
-		return DH_E_DB;
-	sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	*blob_unused = r == SQLITE_DONE;
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW && r != SQLITE_DONE)
-		return dh_db_error(db, r, err);
-	return DH_OK;
+	rc = dh_db_firmware_sha_used(db, sha, &used);
+	*blob_unused = rc == DH_OK && !used;
+	return rc;
 }
 
 enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *used)
 {
-	sqlite3_stmt *st = dh_db_prep(db, "SELECT 1 FROM firmware WHERE sha256 = ?1 LIMIT 1");
+	struct dh_stmt *st = dh_db_prep(db, "SELECT 1 FROM firmware WHERE sha256 = ?1 LIMIT 1");
+	enum dh_err rc = DH_OK;
 	int r;
 
 	*used = true;
 	if (!st)
 		return DH_E_DB;
-	sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW && r != SQLITE_DONE)
-		return dh_db_error(db, r, NULL);
-	*used = r == SQLITE_ROW;
-	return DH_OK;
+	dh_stmt_text(st, 1, sha256);
+	r = dh_stmt_step(st);
+	if (r < 0)
+		rc = dh_stmt_error(st, NULL);
+	else
+		*used = r > 0;
+	dh_stmt_reset(st);
+	return rc;
 }

@@ -4,10 +4,10 @@
  * names come from the API layer's static resource tables and are checked to be plain
  * identifiers; values are always bound, never spliced into SQL.
  */
-#include "dh_db.h"
+#include "driver.h"
+#include "sql.h"
 
 #include "log.h"
-#include "sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,19 @@
 
 /* Longest SQL text the store builds (a few dozen columns of short names). */
 #define OBJ_SQL_MAX 4096
+
+/* How rows of each table with a scope meet a grant (see struct dh_db_scope_cols). */
+static const struct {
+	const char *table;
+	struct dh_db_scope_cols cols;
+} scoped_tables[] = {
+	{ "products", { .product = "id = ?" } },
+	{ "models", { .product = "product_id = ?", .model = "id = ?" } },
+	{ "devices",
+	  { .product = "model_id IN (SELECT id FROM models WHERE product_id = ?)",
+	    .model = "model_id = ?",
+	    .channel = "channel_id = ?" } },
+};
 
 static bool ident_ok(const char *s)
 {
@@ -27,27 +40,16 @@ static bool ident_ok(const char *s)
 	return true;
 }
 
-static sqlite3_stmt *prepare(struct dh_db *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-
-	if (sqlite3_prepare_v2(dh_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
-		dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(dh_db_handle(db)));
-		return NULL;
-	}
-	return st;
-}
-
 /*
  * Finds the row of table whose id (or tid, when has_tid) is key and selects cols of it.
  * Returns the statement positioned on that row (the caller resets it) or NULL with *rc
  * saying why: DH_E_NOT_FOUND, or a database error.
  */
-static sqlite3_stmt *lookup(struct dh_db *db, const char *cols, const char *table, const char *key,
-			    bool has_tid, enum dh_err *rc)
+static struct dh_stmt *lookup(struct dh_db *db, const char *cols, const char *table,
+			      const char *key, bool has_tid, enum dh_err *rc)
 {
 	char sql[OBJ_SQL_MAX];
-	sqlite3_stmt *st;
+	struct dh_stmt *st;
 	int n, r;
 
 	*rc = DH_E_INTERNAL;
@@ -62,14 +64,14 @@ static sqlite3_stmt *lookup(struct dh_db *db, const char *cols, const char *tabl
 		*rc = DH_E_DB;
 		return NULL;
 	}
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
+	dh_stmt_text(st, 1, key);
+	r = dh_stmt_step(st);
+	if (r > 0) {
 		*rc = DH_OK;
 		return st;
 	}
-	*rc = r == SQLITE_DONE ? DH_E_NOT_FOUND : dh_db_error(db, r, NULL);
-	sqlite3_reset(st);
+	*rc = r == 0 ? DH_E_NOT_FOUND : dh_stmt_error(st, NULL);
+	dh_stmt_reset(st);
 	return NULL;
 }
 
@@ -77,13 +79,13 @@ enum dh_err dh_db_obj_get(struct dh_db *db, const char *table, const char *key, 
 			  json_t **out)
 {
 	enum dh_err rc;
-	sqlite3_stmt *st = lookup(db, "*", table, key, has_tid, &rc);
+	struct dh_stmt *st = lookup(db, "*", table, key, has_tid, &rc);
 
 	*out = NULL;
 	if (!st)
 		return rc;
-	*out = dh_db_row_to_json(st);
-	sqlite3_reset(st);
+	*out = dh_stmt_row_json(st);
+	dh_stmt_reset(st);
 	return *out ? DH_OK : DH_E_NOMEM;
 }
 
@@ -91,12 +93,12 @@ enum dh_err dh_db_obj_resolve(struct dh_db *db, const char *table, const char *k
 			      char id[DH_UUID_LEN])
 {
 	enum dh_err rc;
-	sqlite3_stmt *st = lookup(db, "id", table, key, has_tid, &rc);
+	struct dh_stmt *st = lookup(db, "id", table, key, has_tid, &rc);
 
 	if (!st)
 		return rc;
-	dh_db_col_copy(st, 0, id, DH_UUID_LEN);
-	sqlite3_reset(st);
+	dh_stmt_col_copy(st, 0, id, DH_UUID_LEN);
+	dh_stmt_reset(st);
 	return DH_OK;
 }
 
@@ -118,9 +120,8 @@ enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row, s
 	size_t o = 0, i = 0;
 	const char *k;
 	json_t *v;
-	sqlite3_stmt *st;
+	struct dh_stmt *st;
 	enum dh_err rc = DH_OK;
-	int r;
 
 	if (!ident_ok(table) || !put(sql, &o, "INSERT INTO ") || !put(sql, &o, table) ||
 	    !put(sql, &o, " ("))
@@ -138,18 +139,19 @@ enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row, s
 	}
 	if (!put(sql, &o, ")"))
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
+	/* one text per table and column set: a small, bounded number */
+	st = dh_db_prep_text(db, sql);
 	if (!st)
 		return dh_error_set(err, DH_E_DB, NULL);
 	i = 0;
 	json_object_foreach(row, k, v)
 	{
-		dh_db_bind_json(st, (int)++i, v);
+		if (!dh_stmt_json(st, (int)++i, v))
+			rc = DH_E_NOMEM;
 	}
-	r = sqlite3_step(st);
-	if (r != SQLITE_DONE)
-		rc = dh_db_error(db, r, err);
-	sqlite3_finalize(st);
+	if (rc == DH_OK)
+		return dh_stmt_run(st, err);
+	dh_stmt_reset(st);
 	return rc;
 }
 
@@ -160,7 +162,7 @@ enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id
 	size_t o = 0, i = 0;
 	const char *k;
 	json_t *v;
-	sqlite3_stmt *st;
+	struct dh_stmt *st;
 	enum dh_err rc = DH_OK;
 	int r;
 
@@ -179,21 +181,24 @@ enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id
 	}
 	if (!put(sql, &o, " WHERE id = ?"))
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
+	st = dh_db_prep_text(db, sql);
 	if (!st)
 		return dh_error_set(err, DH_E_DB, NULL);
 	i = 0;
 	json_object_foreach(cols, k, v)
 	{
-		dh_db_bind_json(st, (int)++i, v);
+		if (!dh_stmt_json(st, (int)++i, v))
+			rc = DH_E_NOMEM;
 	}
-	sqlite3_bind_text(st, (int)i + 1, id, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r != SQLITE_DONE)
-		rc = dh_db_error(db, r, err);
-	else if (sqlite3_changes(dh_db_handle(db)) == 0)
-		rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
-	sqlite3_finalize(st);
+	dh_stmt_text(st, (int)i + 1, id);
+	if (rc == DH_OK) {
+		r = dh_stmt_step(st);
+		if (r < 0)
+			rc = dh_stmt_error(st, err);
+		else if (dh_stmt_changes(st) == 0)
+			rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
+	}
+	dh_stmt_reset(st);
 	return rc;
 }
 
@@ -201,7 +206,7 @@ enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id
 			     struct dh_error *err)
 {
 	char sql[OBJ_SQL_MAX];
-	sqlite3_stmt *st;
+	struct dh_stmt *st;
 	enum dh_err rc = DH_OK;
 	int r, n;
 
@@ -210,36 +215,23 @@ enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id
 	n = snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = ?1", table);
 	if (n < 0 || (size_t)n >= sizeof(sql))
 		return DH_E_INTERNAL;
-	st = prepare(db, sql);
+	st = dh_db_prep_text(db, sql);
 	if (!st)
 		return dh_error_set(err, DH_E_DB, NULL);
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r != SQLITE_DONE) {
-		rc = dh_db_error(db, r, err);
+	dh_stmt_text(st, 1, id);
+	r = dh_stmt_step(st);
+	if (r < 0) {
+		rc = dh_stmt_error(st, err);
 		if (rc == DH_E_REFERENCED)
 			dh_error_set(err, DH_E_REFERENCED,
 				     "The object is still referenced by other objects; delete or"
 				     " change those first.");
-	} else if (sqlite3_changes(dh_db_handle(db)) == 0) {
+	} else if (dh_stmt_changes(st) == 0) {
 		rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
 	}
-	sqlite3_finalize(st);
+	dh_stmt_reset(st);
 	return rc;
 }
-
-/* How rows of each table with a scope meet a grant (see struct dh_db_scope_cols). */
-static const struct {
-	const char *table;
-	struct dh_db_scope_cols cols;
-} scoped_tables[] = {
-	{ "products", { .product = "id = ?" } },
-	{ "models", { .product = "product_id = ?", .model = "id = ?" } },
-	{ "devices",
-	  { .product = "model_id IN (SELECT id FROM models WHERE product_id = ?)",
-	    .model = "model_id = ?",
-	    .channel = "channel_id = ?" } },
-};
 
 enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_db_where *w,
 			   size_t nw, const struct dh_db_visibility *vis, int64_t limit,
@@ -247,7 +239,7 @@ enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_
 {
 	const struct dh_db_scope_cols *cols = NULL;
 	struct dh_sql q;
-	sqlite3_stmt *st = NULL;
+	struct dh_stmt *st = NULL;
 	enum dh_err rc = DH_OK;
 	char tail[160];
 	int n;
@@ -281,7 +273,12 @@ enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_
 				return DH_E_INTERNAL;
 			}
 			dh_sql_add(&q, w[i].column);
-			dh_sql_add(&q, json_is_null(w[i].value) ? " IS " : " = ");
+			/* IS NULL, not IS ?: PostgreSQL has no IS for a parameter */
+			if (json_is_null(w[i].value)) {
+				dh_sql_add(&q, " IS NULL AND ");
+				continue;
+			}
+			dh_sql_add(&q, " = ");
 			dh_sql_json(&q, w[i].value);
 			dh_sql_add(&q, " AND ");
 		}
@@ -305,27 +302,27 @@ enum dh_err dh_db_obj_list(struct dh_db *db, const char *table, const struct dh_
 		if (!st)
 			return DH_E_DB;
 		if (pass == 0) {
-			if ((n = sqlite3_step(st)) == SQLITE_ROW)
-				*count = sqlite3_column_int64(st, 0);
+			if ((n = dh_stmt_step(st)) > 0)
+				*count = dh_stmt_col_int(st, 0);
 			else
-				rc = dh_db_error(db, n, NULL);
-			sqlite3_finalize(st);
+				rc = dh_stmt_error(st, NULL);
+			dh_stmt_free(st);
 			if (rc != DH_OK)
 				return rc;
 			continue;
 		}
 		*rows = json_array();
-		while (*rows && (n = sqlite3_step(st)) == SQLITE_ROW) {
-			if (json_array_append_new(*rows, dh_db_row_to_json(st)) != 0) {
+		while (*rows && (n = dh_stmt_step(st)) > 0) {
+			if (json_array_append_new(*rows, dh_stmt_row_json(st)) != 0) {
 				rc = DH_E_NOMEM;
 				break;
 			}
 		}
 		if (!*rows)
 			rc = DH_E_NOMEM;
-		else if (rc == DH_OK && n != SQLITE_DONE)
-			rc = dh_db_error(db, n, NULL);
-		sqlite3_finalize(st);
+		else if (rc == DH_OK && n < 0)
+			rc = dh_stmt_error(st, NULL);
+		dh_stmt_free(st);
 	}
 	if (rc != DH_OK) {
 		json_decref(*rows);

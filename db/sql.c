@@ -12,11 +12,11 @@
 #include <string.h>
 
 /*
- * Parameters one statement may have: SQLite's default limit (SQLITE_MAX_VARIABLE_NUMBER) is
- * 32766. A grant takes at most three, so a caller would need over 10 000 grants to reach it;
- * the text is refused (an error, not a wrong answer) if it ever does.
+ * Parameters one statement may have (DH_STMT_PARAMS_MAX: below both engines' limits). A grant
+ * takes at most three, so a caller would need over 10 000 grants to reach it; the text is
+ * refused (an error, not a wrong answer) if it ever does.
  */
-#define DH_SQL_PARAMS_MAX 32000
+#define DH_SQL_PARAMS_MAX DH_STMT_PARAMS_MAX
 
 void dh_sql_init(struct dh_sql *q)
 {
@@ -150,28 +150,24 @@ void dh_sql_visibility(struct dh_sql *q, const struct dh_db_visibility *v,
 	dh_sql_add(q, ")");
 }
 
-sqlite3_stmt *dh_sql_prepare(struct dh_db *db, struct dh_sql *q)
+struct dh_stmt *dh_sql_prepare(struct dh_db *db, struct dh_sql *q)
 {
-	sqlite3_stmt *st = NULL;
+	struct dh_stmt *st;
 
 	if (q->failed || !q->text) {
 		dh_error("db.prepare",
 			 "detail=\"a list query could not be built (%zu parameters)\"", q->nparams);
 		return NULL;
 	}
-	if (sqlite3_prepare_v2(dh_db_handle(db), q->text, -1, &st, NULL) != SQLITE_OK) {
-		dh_error("db.prepare", "detail=\"%s\"", sqlite3_errmsg(dh_db_handle(db)));
+	st = dh_db_prep_once(db, q->text);
+	if (!st)
 		return NULL;
-	}
 	for (size_t i = 0; i < q->nparams; i++) {
 		const struct dh_sql_param *p = &q->params[i];
-		int r = p->json   ? dh_db_bind_json(st, (int)i + 1, p->json)
-			: p->text ? sqlite3_bind_text(st, (int)i + 1, p->text, -1, SQLITE_STATIC)
-				  : sqlite3_bind_null(st, (int)i + 1);
-		if (r != SQLITE_OK) {
-			sqlite3_finalize(st);
-			return NULL;
-		}
+		if (p->json)
+			dh_stmt_json(st, (int)i + 1, p->json);
+		else
+			dh_stmt_text(st, (int)i + 1, p->text);
 	}
 	return st;
 }

@@ -7,7 +7,7 @@
 #ifndef DH_DB_SQL_H
 #define DH_DB_SQL_H
 
-#include "dh_db.h"
+#include "driver.h"
 
 /* One parameter: text (borrowed, NULL binds SQL NULL) or, when json is set, a JSON scalar. */
 struct dh_sql_param {
@@ -57,6 +57,6 @@ void dh_sql_visibility(struct dh_sql *q, const struct dh_db_visibility *v,
 
 /* Prepares the text (not cached: each list builds its own) and binds the parameters.
  * NULL on failure (logged). The caller finalizes. */
-sqlite3_stmt *dh_sql_prepare(struct dh_db *db, struct dh_sql *q);
+struct dh_stmt *dh_sql_prepare(struct dh_db *db, struct dh_sql *q);
 
 #endif

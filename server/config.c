@@ -79,6 +79,12 @@ static const struct opt opts[] = {
 	  " empty: the system's" },
 	{ "webhook-connect-timeout", "DEVICEHUB_WEBHOOK_CONNECT_TIMEOUT", OPT_UINT,
 	  OFF(webhook_connect_timeout), "5", 1, 300, "seconds to connect to a webhook receiver" },
+	{ "database", "DEVICEHUB_DATABASE", OPT_STR, OFF(database), "", 0, 0,
+	  "empty or sqlite: for <data-dir>/devicehub.db; postgresql://user@host:port/db or a libpq"
+	  " key=value string to share one PostgreSQL among several servers" },
+	{ "lease-ms", "DEVICEHUB_LEASE_MS", OPT_UINT, OFF(lease_ms), "10000", 300, 3600000,
+	  "how long a worker's claim on a session lasts unless renewed; a server that dies loses"
+	  " its sessions to the others after this" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -31,6 +31,8 @@ struct dh_config {
 	bool webhook_allow_private;
 	const char *webhook_ca;
 	unsigned webhook_connect_timeout;
+	const char *database;
+	unsigned lease_ms;
 	bool list_routes; /* --list-routes: print the route table and exit */
 };
 

@@ -148,10 +148,11 @@ int main(int argc, char **argv)
 		dh_error_release(&err);
 		return 1;
 	}
-	if (dh_db_setup(dh_cfg.data_dir, &err) != DH_OK) {
+	if (dh_db_setup(dh_cfg.database, dh_cfg.data_dir, &err) != DH_OK) {
+		/* a bad URL, an unreachable server, a schema newer than this build: exit 2 */
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
-		return 1;
+		return 2;
 	}
 	if (dh_blob_setup(dh_cfg.data_dir, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
@@ -161,8 +162,8 @@ int main(int argc, char **argv)
 	if (bootstrap_admin() != 0)
 		return 1;
 	if (dh_plugins_load(dh_cfg.plugin_dir, &err) != DH_OK ||
-	    dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms, &err) !=
-		    DH_OK) {
+	    dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms,
+			      dh_cfg.lease_ms, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		return 1;
@@ -173,8 +174,9 @@ int main(int argc, char **argv)
 		dh_pipeline_stop();
 		return 1;
 	}
-	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u", dh_cfg.listen,
-		port, *dh_cfg.tls_cert ? "yes" : "no", dh_cfg.data_dir, dh_cfg.workers);
+	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u database=%s",
+		dh_cfg.listen, port, *dh_cfg.tls_cert ? "yes" : "no", dh_cfg.data_dir,
+		dh_cfg.workers, dh_db_engine_name());
 	print_banner(port);
 
 	while (sigwait(&sigs, &sig) != 0 && errno == EINTR)

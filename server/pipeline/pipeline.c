@@ -51,6 +51,8 @@ static struct {
 	pthread_t reaper;
 	bool reaper_started;
 	unsigned interval_ms;
+	int64_t lease_us;        /* how long a claim lasts unless renewed */
+	int64_t renew_due_us;    /* when the reaper renews this process's leases next */
 	char owner[DH_UUID_LEN]; /* this process's lease owner id */
 	char data_dir[PATH_MAX];
 } pool = {
@@ -113,7 +115,7 @@ static enum dh_err merge_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	(void)err;
 	json_decref(*m->payload);
 	*m->payload = NULL;
-	rc = dh_db_session_merge(db, m->r->s->id, m->obj, m->payload);
+	rc = dh_db_session_merge(db, m->r->s->id, pool.owner, m->obj, m->payload);
 	if (rc == DH_OK)
 		rc = dh_session_emit_progress(db, m->r->s, *m->payload);
 	return rc;
@@ -164,9 +166,11 @@ static bool ctx_cancelled(struct dh_step_ctx *ctx)
 
 /* ---- workers ---- */
 
-static void fail_session(struct dh_db *db, struct dh_session *s, json_t *error)
+/* Fails s (taking error); only while this process's lease holds when is_worker. */
+static void fail_session(struct dh_db *db, struct dh_session *s, json_t *error, bool is_worker)
 {
-	struct dh_session_fire_opts o = { .error = error };
+	struct dh_session_fire_opts o = { .error = error,
+					  .lease_owner = is_worker ? pool.owner : NULL };
 	struct dh_error err = { 0 };
 
 	if (dh_session_fire(db, s, DH_EV_STEP_FAIL, &o, &err) != DH_OK)
@@ -287,7 +291,7 @@ static void run_session(struct worker *w, struct dh_db *db, struct dh_session *s
 		if (res == DH_STEP_CANCELLED)
 			goto out; /* shutdown (recoverable) or the reaper already failed it */
 		if (res != DH_STEP_OK) {
-			fail_session(db, s, error);
+			fail_session(db, s, error, true);
 			goto out;
 		}
 	}
@@ -296,7 +300,8 @@ static void run_session(struct worker *w, struct dh_db *db, struct dh_session *s
 	dh_db_session_release(s);
 	if (dh_db_session_get(db, id, s) != DH_OK)
 		goto out;
-	if (dh_session_fire(db, s, s->needs_confirm ? DH_EV_DONE_CONFIRM : DH_EV_DONE, NULL,
+	if (dh_session_fire(db, s, s->needs_confirm ? DH_EV_DONE_CONFIRM : DH_EV_DONE,
+			    &(struct dh_session_fire_opts){ .lease_owner = pool.owner },
 			    &err) != DH_OK)
 		dh_info("session.done_lost", "id=%s state=%s", s->id, dh_state_name(s->state));
 out:
@@ -327,7 +332,7 @@ static void *worker_main(void *arg)
 		while (!atomic_load(&pool.stopping)) {
 			struct dh_session s = { 0 };
 			char id[DH_UUID_LEN];
-			if (dh_db_session_claim(db, pool.owner, &s) != DH_OK)
+			if (dh_db_session_claim(db, pool.owner, pool.lease_us, &s) != DH_OK)
 				break;
 			snprintf(id, sizeof(id), "%s", s.id);
 			pthread_mutex_lock(&pool.lock);
@@ -363,17 +368,23 @@ static void *worker_main(void *arg)
 
 /* ---- reaper and recovery ---- */
 
+/*
+ * Takes up a session whose lease (of a process that died) ended: queued again, or failed when
+ * it ran out of attempts. Guarded by that lease, so that of several reapers one wins, and a
+ * process that renewed its lease meanwhile keeps its session.
+ */
 static void recover(struct dh_db *db, const struct dh_session_due *d)
 {
 	struct dh_session s = { 0 };
 	struct dh_error err = { 0 };
+	struct dh_session_fire_opts o = { .lease_owner = d->owner, .lease_ended = true };
 
 	if (dh_db_session_get(db, d->id, &s) != DH_OK)
 		return;
 	if (s.state != DH_ST_PROCESSING)
 		goto out;
 	if (s.attempts < DH_SESSION_MAX_ATTEMPTS) {
-		if (dh_session_fire(db, &s, DH_EV_RECOVER, NULL, &err) == DH_OK) {
+		if (dh_session_fire(db, &s, DH_EV_RECOVER, &o, &err) == DH_OK) {
 			dh_warn("session.recovered", "id=%s attempts=%d", s.id, s.attempts);
 			dh_pipeline_kick();
 		}
@@ -383,7 +394,11 @@ static void recover(struct dh_db *db, const struct dh_session_due *d)
 			"The server stopped while this session was processing, %d times; it is not"
 			" retried again.",
 			s.attempts);
-		fail_session(db, &s, e);
+		o.error = e;
+		if (dh_session_fire(db, &s, DH_EV_STEP_FAIL, &o, &err) != DH_OK)
+			dh_info("session.fail_lost", "id=%s state=%s", s.id,
+				dh_state_name(s.state));
+		json_decref(e);
 		dh_warn("session.abandoned", "id=%s attempts=%d", s.id, s.attempts);
 	}
 out:
@@ -418,12 +433,55 @@ static void expire(struct dh_db *db, const struct dh_session_due *d, int64_t now
 	was_processing = s.state == DH_ST_PROCESSING;
 	if (s.state == DH_ST_QUEUED || was_processing)
 		o.error = timeout_error(&s);
+	/* only if still due: of two reapers (two processes) exactly one applies it */
+	o.due_by = now;
 	if (dh_session_fire(db, &s, DH_EV_TIMEOUT, &o, &err) == DH_OK && was_processing)
 		dh_pipeline_cancel(s.id);
 out:
 	json_decref(o.error);
 	dh_error_release(&err);
 	dh_db_session_release(&s);
+}
+
+/* Most sessions one process runs at once: its workers. */
+#define RENEW_MAX WORKERS_MAX
+
+/*
+ * Extends this process's leases (every third of a lease) and stops the steps of sessions it
+ * no longer holds: another process's reaper timed them out or took them over.
+ */
+static void renew_leases(struct dh_db *db, int64_t now)
+{
+	char held[RENEW_MAX][DH_UUID_LEN];
+	size_t n = 0;
+
+	if (now < pool.renew_due_us)
+		return;
+	pool.renew_due_us = now + pool.lease_us / 3;
+	if (dh_db_session_renew(db, pool.owner, now + pool.lease_us, held, RENEW_MAX, &n) != DH_OK)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	for (unsigned i = 0; i < pool.n; i++) {
+		struct worker *w = &pool.workers[i];
+		bool holds = !*w->session;
+		for (size_t k = 0; k < n && !holds; k++)
+			holds = strcmp(held[k], w->session) == 0;
+		if (!holds && !atomic_load(&w->cancel)) {
+			/* a session claimed after the renewal started is not in held: check it */
+			struct dh_session s = { 0 };
+			char id[DH_UUID_LEN];
+			snprintf(id, sizeof(id), "%s", w->session);
+			pthread_mutex_unlock(&pool.lock);
+			if (dh_db_session_get(db, id, &s) == DH_OK && s.state != DH_ST_PROCESSING) {
+				dh_info("session.lease_lost", "id=%s state=%s", id,
+					dh_state_name(s.state));
+				dh_pipeline_cancel(id);
+			}
+			dh_db_session_release(&s);
+			pthread_mutex_lock(&pool.lock);
+		}
+	}
+	pthread_mutex_unlock(&pool.lock);
 }
 
 void dh_pipeline_reap(void)
@@ -448,11 +506,16 @@ void dh_pipeline_reap(void)
 	free(due);
 }
 
-/* The reaper thread also flushes delivered bytes: it wakes for whichever comes first. */
+/* The reaper thread also renews this process's leases and flushes delivered bytes: it wakes
+ * for whichever comes first. */
 static void *reaper_main(void *arg)
 {
 	unsigned tick =
 		pool.interval_ms < DH_DELIVERY_FLUSH_MS ? pool.interval_ms : DH_DELIVERY_FLUSH_MS;
+
+	/* often enough to renew leases well before they end */
+	if (tick > pool.lease_us / 3000)
+		tick = (unsigned)(pool.lease_us / 3000);
 	int64_t next_reap = 0;
 	struct timespec ts;
 	struct dh_db *db;
@@ -466,8 +529,10 @@ static void *reaper_main(void *arg)
 			next_reap = dh_mono_ms() + pool.interval_ms;
 		}
 		db = dh_db_thread();
-		if (db)
+		if (db) {
+			renew_leases(db, dh_now_us());
 			dh_delivered_flush(db, NULL);
+		}
 		pthread_mutex_lock(&pool.lock);
 		if (pool.stop)
 			break;
@@ -479,11 +544,16 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
-/* At start-up no other process runs on this data dir: every lease not ours is over. */
+/*
+ * At start-up on a database of its own (SQLite: one process per data dir) every lease not
+ * ours is over; on a shared one only those that ended (the others belong to live
+ * processes; the reaper takes the rest up as their leases end).
+ */
 static void recover_at_start(void)
 {
 	struct dh_db *db = dh_db_thread();
 	struct dh_session_due *due = calloc(DH_REAPER_BATCH, sizeof(*due));
+	int64_t until = dh_db_is_shared() ? dh_now_us() : INT64_MAX;
 	size_t n;
 
 	if (!db || !due) {
@@ -491,7 +561,7 @@ static void recover_at_start(void)
 		return;
 	}
 	do {
-		n = dh_db_session_stale(db, pool.owner, INT64_MAX, due, DH_REAPER_BATCH);
+		n = dh_db_session_stale(db, pool.owner, until, due, DH_REAPER_BATCH);
 		for (size_t i = 0; i < n; i++)
 			recover(db, &due[i]);
 	} while (n == DH_REAPER_BATCH);
@@ -499,7 +569,7 @@ static void recover_at_start(void)
 }
 
 enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned interval_ms,
-			      struct dh_error *err)
+			      unsigned lease_ms, struct dh_error *err)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	enum dh_err rc;
@@ -511,6 +581,8 @@ enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned 
 	snprintf(pool.data_dir, sizeof(pool.data_dir), "%s", data_dir);
 	dh_uuid_new(pool.owner);
 	pool.interval_ms = interval_ms ? interval_ms : 1000;
+	pool.lease_us = (int64_t)(lease_ms ? lease_ms : 10000) * 1000;
+	pool.renew_due_us = 0;
 	pool.stop = false;
 	atomic_store(&pool.stopping, false);
 	rc = dh_session_link_key_setup(data_dir, err);

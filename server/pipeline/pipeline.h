@@ -20,11 +20,13 @@
 
 /*
  * Start-up recovery, then starts nworkers workers (0: the number of cores) and the reaper
- * ticking every interval_ms. data_dir locates the blob store. Call after the database is
- * ready and plugins are loaded.
+ * ticking every interval_ms. A worker's claim is a lease of lease_ms, renewed by the reaper
+ * while the step runs; a process that dies loses its sessions to the others once its leases
+ * end. data_dir locates the blob store. Call after the database is ready and plugins are
+ * loaded.
  */
 enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned interval_ms,
-			      struct dh_error *err);
+			      unsigned lease_ms, struct dh_error *err);
 
 /*
  * Orderly stop: cancels running steps, joins every thread, and leaves the sessions that were

@@ -357,6 +357,9 @@ enum dh_err dh_session_fire(struct dh_db *db, struct dh_session *s, enum dh_fsm_
 	m.error = o->error;
 	m.base_url = o->base_url;
 	m.twin_runs_target = o->twin_runs_target;
+	m.lease_owner = o->lease_owner;
+	m.lease_ended = o->lease_ended;
+	m.due_by = o->due_by;
 	if (!row->finishes)
 		m.expire_us = dh_now_us() + s->timeouts[dh_fsm_timeout(row->to)] * 1000000LL;
 	rc = dh_db_tx_run(db, fire_tx, &f, NULL);

@@ -20,9 +20,12 @@ json_t *dh_session_to_json(const struct dh_session *s);
 
 /* Extra effects of a transition. */
 struct dh_session_fire_opts {
-	json_t *error;         /* borrowed; stored as the session's error (fail) */
-	const char *base_url;  /* stored with start, for download links */
-	bool twin_runs_target; /* confirm success */
+	json_t *error;           /* borrowed; stored as the session's error (fail) */
+	const char *base_url;    /* stored with start, for download links */
+	bool twin_runs_target;   /* confirm success */
+	const char *lease_owner; /* only while this process's lease holds (workers) ... */
+	bool lease_ended;        /* ... or only once that owner's lease ended (takeover) */
+	int64_t due_by;          /* only if the timeout fired by then (the reaper) */
 };
 
 /*

@@ -50,7 +50,7 @@ static enum dh_err work(struct dh_db *db, void *cls, struct dh_error *err)
 static struct dh_db *open_db(void)
 {
 	struct dh_error err = { 0 };
-	struct dh_db *db = dh_db_open(":memory:", &err);
+	struct dh_db *db = dh_db_open("sqlite::memory:", &err);
 
 	ck_assert_ptr_nonnull(db);
 	trace[0] = 0;

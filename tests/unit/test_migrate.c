@@ -1,20 +1,14 @@
 /* The migration runner: order, idempotence, rollback of a failing migration, and the real
  * migrations of this build applied to an empty database. */
 #include "dh_db.h"
+#include "dh_db_test.h"
 
 #include <check.h>
 #include <stdlib.h>
 
 static int count(struct dh_db *db, const char *sql)
 {
-	sqlite3_stmt *st;
-	int n = -1;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(dh_db_handle(db), sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return n;
+	return (int)dh_db_test_int(db, sql);
 }
 
 static const struct dh_migration v1[] = {
@@ -37,7 +31,7 @@ static const struct dh_migration unordered[] = {
 START_TEST(test_upgrade)
 {
 	struct dh_error err = { 0 };
-	struct dh_db *db = dh_db_open(":memory:", &err);
+	struct dh_db *db = dh_db_open("sqlite::memory:", &err);
 
 	ck_assert_ptr_nonnull(db);
 	ck_assert_int_eq(dh_db_schema_version(db), -1);
@@ -63,12 +57,15 @@ END_TEST
 START_TEST(test_real_migrations)
 {
 	struct dh_error err = { 0 };
-	struct dh_db *db = dh_db_open(":memory:", &err);
+	struct dh_db *db = dh_db_open("sqlite::memory:", &err);
+	const struct dh_migration *m;
+	size_t n;
 
 	ck_assert_ptr_nonnull(db);
-	ck_assert_uint_gt(dh_migrations_count, 0);
-	ck_assert_int_eq(dh_db_migrate(db, dh_migrations, dh_migrations_count, &err), DH_OK);
-	ck_assert_int_eq(dh_db_schema_version(db), dh_migrations[dh_migrations_count - 1].version);
+	m = dh_db_migrations(db, &n);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_int_eq(dh_db_migrate(db, m, n, &err), DH_OK);
+	ck_assert_int_eq(dh_db_schema_version(db), m[n - 1].version);
 	ck_assert_int_eq(count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'products'"),
 			 1);
 	dh_db_close(db);
