@@ -8,6 +8,7 @@
 
 #include "dh_db_test.h"
 
+#include "core/text.h"
 #include "log.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,13 +474,22 @@ void dh_stmt_col_copy(struct dh_stmt *st, int i, char *buf, size_t size)
 	size_t len = 0;
 	const char *t = st->db->drv->col_text(st, i, &len);
 
-	if (!t)
-		len = 0;
-	if (len >= size)
-		len = size - 1;
-	if (len)
-		memcpy(buf, t, len);
-	buf[len] = 0;
+	/* what is copied here ends up in JSON, which cannot carry a cut character */
+	dh_text_clean(buf, size, t ? t : "", t ? len : 0);
+}
+
+/* A JSON string of stored text that is not UTF-8 (what no build writes now, but a row an
+ * older build cut or a damaged database may hold), each such byte as \xNN; NULL when out of
+ * memory. */
+static json_t *cleaned_string(const char *t, size_t n)
+{
+	char *buf = n < (SIZE_MAX - 1) / 4 ? malloc(4 * n + 1) : NULL;
+	json_t *v = NULL;
+
+	if (buf)
+		v = json_stringn(buf, dh_text_clean(buf, 4 * n + 1, t, n));
+	free(buf);
+	return v;
 }
 
 json_t *dh_stmt_row_json(struct dh_stmt *st)
@@ -504,6 +515,8 @@ json_t *dh_stmt_row_json(struct dh_stmt *st)
 		default:
 			t = d->col_text(st, i, &len);
 			v = json_stringn(t ? t : "", t ? len : 0);
+			if (!v && t)
+				v = cleaned_string(t, len);
 			break;
 		}
 		if (!v || json_object_set_new(o, d->col_name(st, i), v) != 0) {

@@ -180,9 +180,12 @@ int64_t dh_stmt_col_int(struct dh_stmt *st, int i);
 const char *dh_stmt_col_text(struct dh_stmt *st, int i);
 /* Copies column i as a malloc'd string (NULL for SQL NULL). */
 char *dh_stmt_col_strdup(struct dh_stmt *st, int i);
-/* Copies column i into buf (cut to size); "" for NULL. */
+/* Copies column i into buf (size bytes with the NUL); "" for NULL. The copy is always
+ * well-formed UTF-8: cut between two characters when it does not fit, and any byte that is
+ * not UTF-8 (a row an older build cut inside a character) written as \xNN. */
 void dh_stmt_col_copy(struct dh_stmt *st, int i, char *buf, size_t size);
-/* The current row as a JSON object keyed by column name (new reference). */
+/* The current row as a JSON object keyed by column name (new reference). Text that is not
+ * UTF-8 is given with such bytes as \xNN rather than failing the row. */
 json_t *dh_stmt_row_json(struct dh_stmt *st);
 
 /* Rewrites ?N and ? parameters as $N (outside quoted text); malloc'd, NULL if out of memory. */

@@ -4,8 +4,10 @@ parameters, path captures, JSON keys and values, multipart names and fields, the
 and the limits where text is kept (device_id, user names, confirm messages). Every answer
 is JSON, 2xx or 4xx, and the server lives on."""
 import json
+import os
 import re
 import socket
+import sqlite3
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -302,6 +304,34 @@ def test_user_name_at_its_maximum_is_kept_whole(server, admin, catalog):
     err = assert_error(admin.post("/api/v1/users/", json={"tid": unique("u"), "name": "n" * 201}),
                        400, "invalid")
     assert "name" in err["fields"]
+
+
+def test_text_an_older_build_cut_is_read_back_well_formed(server, admin, catalog):
+    """Builds before the fix cut a 128-byte device_id to 127 bytes, inside a character, in
+    the session row: such a row still reads back, a byte that is not UTF-8 written as \\xNN
+    where it fits in the buffer, left out where it does not."""
+    upload_fw(admin, catalog, "3.2.0")
+    dp = procedure(admin, catalog)
+    s = new_session(admin, catalog, dp, "1.0.0", device_id=E_ACUTE * 64)
+    p = admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+    db = sqlite3.connect(os.path.join(server.data_dir, "devicehub.db"), timeout=10)
+    try:
+        with db:
+            db.execute("UPDATE sessions SET device_name = CAST(? AS TEXT), creator = CAST(? AS TEXT)"
+                       " WHERE id = ?",
+                       ((E_ACUTE * 64).encode()[:127], b"adm\xff", s["id"]))
+            db.execute("UPDATE products SET description = CAST(? AS TEXT) WHERE id = ?",
+                       (b"caf\xc3 \xff", p["id"]))
+    finally:
+        db.close()
+    r = admin.get("/api/v1/products/" + p["id"])
+    assert r.status_code == 200 and r.json()["description"] == "caf\\xc3 \\xff", r.text
+    r = admin.get(FU + s["id"])
+    assert r.status_code == 200, r.text
+    assert r.json()["device_id"] == E_ACUTE * 63
+    assert r.json()["creator"] == "adm\\xff"
+    listed = admin.get(FU, params={"model": catalog["model"]["id"], "limit": 1000})
+    assert listed.status_code == 200 and s["id"] in [x["id"] for x in listed.json()["results"]]
 
 
 # ---- multipart (#15, #17) ----
