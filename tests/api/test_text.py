@@ -306,6 +306,32 @@ def test_user_name_at_its_maximum_is_kept_whole(server, admin, catalog):
     assert "name" in err["fields"]
 
 
+def test_version_and_file_name_at_their_maximum_are_kept_whole(admin, catalog):
+    """A SemVer of 127 bytes (DH_SEMVER_MAX - 1) and a file name of 255 bytes
+    (DH_MULTIPART_FILENAME_MAX) go through upload, target selection and the session whole;
+    one byte more is 400."""
+    version = "9.0.0-" + "a" * 121
+    name = "f" + E_ACUTE * 127
+    assert len(version) == 127 and len(name.encode()) == 255
+    parts = [("model", (None, catalog["model"]["tid"])), ("version", (None, version)),
+             ("channels", (None, catalog["channel"]["tid"])),
+             ("file", (name, b"image", "application/octet-stream"))]
+    r = admin.request("POST", "/api/v1/firmware/", files=parts)
+    assert r.status_code == 201, r.text
+    assert r.json()["version"] == version and r.json()["filename"] == name
+    dp = procedure(admin, catalog)
+    current = "1.0.0-" + "b" * 121
+    s = new_session(admin, catalog, dp, current)
+    assert s["current_firmware_version"] == current
+    assert s["target_firmware_version"] == version
+    parts[1] = ("version", (None, version + "a"))
+    err = assert_error(admin.request("POST", "/api/v1/firmware/", files=parts), 400, "invalid")
+    assert "version" in err["fields"]
+    parts[1] = ("version", (None, "9.0.1"))
+    parts[3] = ("file", (name + "x", b"image", "application/octet-stream"))
+    assert_error(admin.request("POST", "/api/v1/firmware/", files=parts), 400)
+
+
 def test_text_an_older_build_cut_is_read_back_well_formed(server, admin, catalog):
     """Builds before the fix cut a 128-byte device_id to 127 bytes, inside a character, in
     the session row: such a row still reads back, a byte that is not UTF-8 written as \\xNN
