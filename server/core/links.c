@@ -9,6 +9,7 @@
 #include <nettle/hmac.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static struct {
 
 static uint8_t link_key[DH_LINK_KEY_LEN];
 static bool has_key;
+static atomic_bool ready;
 
 void dh_link_key_set(const uint8_t key[DH_LINK_KEY_LEN])
 {
@@ -110,6 +112,36 @@ bool dh_link_hash_parse(const char *hex, uint8_t out[DH_LINK_HASH_LEN])
 	return true;
 }
 
+bool dh_url_host(const char *url, char *out, size_t size)
+{
+	const char *p = url ? strstr(url, "://") : NULL, *end, *at;
+	size_t n;
+
+	if (!p || p == url)
+		return false;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	/* user info ends at the last '@' of the authority */
+	for (at = p; at < end; at++) {
+		if (*at == '@')
+			p = at + 1;
+	}
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+		if (!close)
+			return false;
+		n = (size_t)(close - p) + 1;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		n = (size_t)((colon ? colon : end) - p);
+	}
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return true;
+}
+
 static size_t bucket_of(const uint8_t hash[DH_LINK_HASH_LEN])
 {
 	return ((size_t)hash[0] << 8 | hash[1]) & (LINKS_BUCKETS - 1);
@@ -180,6 +212,16 @@ bool dh_links_find(const uint8_t hash[DH_LINK_HASH_LEN], struct dh_link *out)
 		*out = (*pp)->l;
 	pthread_rwlock_unlock(&tab.lock);
 	return found;
+}
+
+bool dh_links_ready(void)
+{
+	return atomic_load(&ready);
+}
+
+void dh_links_set_ready(bool r)
+{
+	atomic_store(&ready, r);
 }
 
 size_t dh_links_count(void)

@@ -71,6 +71,13 @@ void dh_link_hash_hex(const uint8_t hash[DH_LINK_HASH_LEN], char out[DH_SHA256_H
 bool dh_link_hash_parse(const char *hex, uint8_t out[DH_LINK_HASH_LEN]);
 
 /*
+ * The host of an absolute URL ("http://[::1]:8080/x" gives "[::1]", IPv6 literals keep
+ * their brackets; user info and port are dropped) into out. False when url has no
+ * "scheme://", an empty host, or the host does not fit.
+ */
+bool dh_url_host(const char *url, char *out, size_t size);
+
+/*
  * Makes l valid (copied; a link with the same hash is replaced). DH_E_INVALID when l's image
  * hash is not 64 hex digits, DH_E_NOMEM.
  */
@@ -79,6 +86,14 @@ enum dh_err dh_links_put(const struct dh_link *l);
 void dh_links_drop(const uint8_t hash[DH_LINK_HASH_LEN]);
 /* Copies the valid link with this hash into out; false when there is none. */
 bool dh_links_find(const uint8_t hash[DH_LINK_HASH_LEN], struct dh_link *out);
+/*
+ * Whether the table holds every valid link yet: false until start-up loaded them
+ * (dh_links_set_ready), so that a transport that starts earlier can say "not yet" rather
+ * than "no such link".
+ */
+bool dh_links_ready(void);
+void dh_links_set_ready(bool ready);
+
 /* How many links are valid. */
 size_t dh_links_count(void);
 /* Drops every link (shutdown, tests). */

@@ -641,6 +641,7 @@ void dh_pipeline_stop(void)
 		dh_db_session_release_leases(db, pool.owner);
 	}
 	dh_delivery_clear();
+	dh_links_set_ready(false);
 	dh_links_clear();
 	dh_info("pipeline.stopped", "owner=%s", pool.owner);
 }

@@ -305,6 +305,8 @@ enum dh_err dh_session_links_load(struct dh_db *db)
 	if (rc == DH_OK)
 		rc = c.rc;
 	dh_info("links.loaded", "links=%zu", c.n);
+	if (rc == DH_OK)
+		dh_links_set_ready(true);
 	return rc;
 }
 
