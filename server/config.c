@@ -85,6 +85,14 @@ static const struct opt opts[] = {
 	{ "lease-ms", "DEVICEHUB_LEASE_MS", OPT_UINT, OFF(lease_ms), "10000", 300, 3600000,
 	  "how long a worker's claim on a session lasts unless renewed; a server that dies loses"
 	  " its sessions to the others after this" },
+	{ "coap-port", "DEVICEHUB_COAP_PORT", OPT_STR, OFF(coap_port), "off", 0, 0,
+	  "UDP port of the CoAP image server (coap_link, Block2); 5683 is CoAP's, 0 picks a"
+	  " free one (logged as coap.listening); off: no CoAP" },
+	{ "coap-listen", "DEVICEHUB_COAP_LISTEN", OPT_STR, OFF(coap_listen), "", 0, 0,
+	  "address the CoAP server listens on (IPv4 or IPv6 literal); empty: as --listen" },
+	{ "coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL", OPT_STR, OFF(coap_public_url), "", 0, 0,
+	  "base of coap_link, e.g. coap://hub.example:5683; empty: the host of --public-url"
+	  " (or of the request) and the CoAP port" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -205,6 +213,31 @@ int dh_config_parse(int argc, char **argv)
 	if (*dh_cfg.webhook_ca && access(dh_cfg.webhook_ca, R_OK) != 0) {
 		fprintf(stderr, "devicehubd: --webhook-ca %s: %s\n", dh_cfg.webhook_ca,
 			strerror(errno));
+		return 2;
+	}
+	if (strcmp(dh_cfg.coap_port, "off") != 0) {
+		uint64_t v;
+		if (!dh_parse_u64(dh_cfg.coap_port, &v) || v > 65535) {
+			fprintf(stderr,
+				"devicehubd: --coap-port '%s' is neither off nor a port in 0..65535\n",
+				dh_cfg.coap_port);
+			return 2;
+		}
+		dh_cfg.coap_on = true;
+		dh_cfg.coap_port_num = (unsigned)v;
+	}
+	if (*dh_cfg.coap_listen && inet_pton(strchr(dh_cfg.coap_listen, ':') ? AF_INET6 : AF_INET,
+					     dh_cfg.coap_listen, addr) != 1) {
+		fprintf(stderr, "devicehubd: --coap-listen '%s' is not an IPv4 or IPv6 address\n",
+			dh_cfg.coap_listen);
+		return 2;
+	}
+	if (*dh_cfg.coap_public_url && strncmp(dh_cfg.coap_public_url, "coap://", 7) != 0 &&
+	    strncmp(dh_cfg.coap_public_url, "coaps://", 8) != 0) {
+		fprintf(stderr,
+			"devicehubd: --coap-public-url '%s' must start with coap:// or"
+			" coaps://\n",
+			dh_cfg.coap_public_url);
 		return 2;
 	}
 	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {

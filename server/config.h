@@ -33,7 +33,14 @@ struct dh_config {
 	unsigned webhook_connect_timeout;
 	const char *database;
 	unsigned lease_ms;
-	bool list_routes; /* --list-routes: print the route table and exit */
+	const char *coap_port;       /* "off", or a UDP port (0: a free one) */
+	const char *coap_listen;     /* "": as --listen */
+	const char *coap_public_url; /* "": coap://<host of the HTTP base>:<coap port> */
+	bool list_routes;            /* --list-routes: print the route table and exit */
+
+	/* derived by dh_config_parse */
+	bool coap_on;           /* --coap-port is not "off" */
+	unsigned coap_port_num; /* its number when on */
 };
 
 /* The one configuration, filled by dh_config_parse. */

@@ -6,6 +6,7 @@
  */
 #include "api/api.h"
 #include "blob.h"
+#include "coap/server.h"
 #include "config.h"
 #include "core/util.h"
 #include "datadir.h"
@@ -105,7 +106,7 @@ int main(int argc, char **argv)
 	struct dh_error err = { 0 };
 	enum dh_log_level lvl;
 	sigset_t sigs;
-	unsigned port = 0;
+	unsigned port = 0, coap_port = 0;
 	int rc, sig = 0;
 
 	rc = dh_config_parse(argc, argv);
@@ -161,16 +162,28 @@ int main(int argc, char **argv)
 	}
 	if (bootstrap_admin() != 0)
 		return 1;
+	/* CoAP before the workers, whose link steps put its port into coap_link; it answers
+	 * 5.03 until the pipeline has loaded the valid links */
 	if (dh_plugins_load(dh_cfg.plugin_dir, &err) != DH_OK ||
-	    dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms,
+	    dh_coap_start(&coap_port, &err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		return 1;
+	}
+	if (coap_port)
+		dh_info("coap.listening", "address=%s port=%u",
+			*dh_cfg.coap_listen ? dh_cfg.coap_listen : dh_cfg.listen, coap_port);
+	if (dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms,
 			      dh_cfg.lease_ms, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
+		dh_coap_stop();
 		return 1;
 	}
 	if (dh_http_start(&port, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
+		dh_coap_stop();
 		dh_pipeline_stop();
 		return 1;
 	}
@@ -184,6 +197,7 @@ int main(int argc, char **argv)
 	dh_info("server.stopping", "signal=%d", sig);
 	dh_api_events_stop();
 	dh_http_stop();
+	dh_coap_stop();
 	dh_pipeline_stop();
 	dh_plugins_unload();
 	dh_api_auth_cache_clear();
