@@ -3,24 +3,28 @@
  * payload download_link (absolute: the session's base URL + /api/v1/firmware-update/{id}/image,
  * used with the caller's token), short_link (the base URL + /d/<token>, its own credential,
  * valid while the session is processing or created; pipeline/session.c issues the token and
- * completes the stored prefix with it wherever the payload is shown), size and sha256. Takes no
+ * completes the stored prefix with it wherever the payload is shown), size and sha256; and for
+ * a delivery method of kind "coap", coap_link (coap://host:port/d/<token>, the same token,
+ * served by coap/server.c). Takes no
  * params. api/sessions.c and api/downloads.c serve the links. Built in: besides its context it
  * calls the server's session code for the token.
  */
 #include "plugins/loader.h"
 
+#include "coap/server.h"
 #include "core/err.h"
 #include "dh_db.h"
 #include "pipeline/session.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* Longest link text: the base URL (DH_BASE_URL_MAX) and the path behind it. */
 #define LINK_URL_MAX 1024
 
 static enum dh_step_result link_run(struct dh_step_ctx *ctx)
 {
-	char url[LINK_URL_MAX], short_url[LINK_URL_MAX], kind[64];
+	char url[LINK_URL_MAX], short_url[LINK_URL_MAX], coap_url[LINK_URL_MAX], kind[64];
 	struct dh_db *db = dh_db_thread();
 	json_t *obj;
 	enum dh_err rc;
@@ -40,9 +44,19 @@ static enum dh_step_result link_run(struct dh_step_ctx *ctx)
 			 dh_err_name(rc));
 		return DH_STEP_FAIL;
 	}
-	/* the short link goes in as its prefix: views add the token, which is never stored */
+	/* the short links go in as their prefixes: views add the token, which is never stored */
 	obj = json_pack("{s:s, s:s, s:I, s:s}", "download_link", url, "short_link", short_url,
 			"size", (json_int_t)ctx->image_size, "sha256", ctx->image_sha256);
+	if (obj && strcmp(kind, "coap") == 0) {
+		if (!dh_coap_link_prefix(ctx->base_url, coap_url, sizeof(coap_url))) {
+			json_decref(obj);
+			snprintf(ctx->error, sizeof(ctx->error),
+				 "the delivery method is coap but the CoAP server is off (see"
+				 " --coap-port)");
+			return DH_STEP_FAIL;
+		}
+		json_object_set_new(obj, "coap_link", json_string(coap_url));
+	}
 	if (!obj) {
 		snprintf(ctx->error, sizeof(ctx->error), "out of memory");
 		return DH_STEP_FAIL;
