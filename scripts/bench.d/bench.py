@@ -4,8 +4,14 @@ wrk in alternating rounds, runs the 1000-device load and the 100 000-session mem
 and prints one table of ratios against the targets of DESIGN.md. Every process it starts is
 ended in `finally` (scripts/bench also traps signals). Never part of the test suite.
 
+The CoAP case fetches a 256 KiB image block-wise (1024-byte blocks) with libcoap's
+coap-client, from devicehubd's coap_link and from libcoap's own example coap-server holding
+the same bytes (PUT into a dynamic resource), alternating, BENCH_COAP_FETCHES fetches per
+round and side.
+
 Usage: bench.py ROOT DEVICEHUBD  (environment: BENCH_ROUNDS, BENCH_SECONDS, BENCH_DEVICES,
-BENCH_SESSIONS, BENCH_KEEP=1 to keep the temp dir).
+BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone, BENCH_KEEP=1 to
+keep the temp dir).
 """
 import hashlib
 import json
@@ -29,7 +35,10 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "1000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "100000"))
+COAP_FETCHES = int(os.environ.get("BENCH_COAP_FETCHES", "20"))
+ONLY = os.environ.get("BENCH_ONLY", "")
 IMAGE_SIZE = 1 << 20
+COAP_IMAGE_SIZE = 256 * 1024
 ADMIN = "bench-admin-" + uuid.uuid4().hex
 THREADS = max(1, min(os.cpu_count() or 1, 8))
 PYTHON = "/usr/bin/python3"
@@ -50,6 +59,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_http(url, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,6 +81,7 @@ class Hub:
 
     def __init__(self, tmp, data_dir):
         self.tmp, self.data_dir, self.proc, self.port = tmp, data_dir, None, None
+        self.coap_port = free_udp_port()
 
     def start(self):
         self.port = free_port()
@@ -73,7 +89,8 @@ class Hub:
         log = open(os.path.join(self.tmp, "devicehubd.log"), "ab")
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1", "--port", str(self.port), "--data-dir",
-             self.data_dir, "--max-connections", "4096", "--log-level", "warn"],
+             self.data_dir, "--max-connections", "4096", "--log-level", "warn",
+             "--coap-port", str(self.coap_port)],
             stdout=log, stderr=log, env=env)
         procs.append(self.proc)
         wait_http(self.url + "/healthz")
@@ -182,7 +199,7 @@ def alternate(name, runs):
             res[label].append(r)
             note(f"{name} round {rnd + 1} {label}: "
                  + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in r.items() if k in ("rps", "mibps", "errors")))
+                             for k, v in r.items() if k in ("rps", "mibps", "errors", "ms", "cpu")))
     return res
 
 
@@ -248,6 +265,104 @@ def created_session(hub):
     if s["state"] != "created":
         raise RuntimeError(f"session did not reach created: {s}")
     return s
+
+
+def coap_tool(kind):
+    """libcoap3-bin's coap-client or coap-server (Debian names them by TLS library)."""
+    for suffix in ("", "-gnutls", "-openssl", "-notls"):
+        path = shutil.which(f"coap-{kind}{suffix}")
+        if path:
+            return path
+    raise RuntimeError(f"no coap-{kind}: install libcoap3-bin")
+
+
+def coap_fetch(url, out, digest):
+    """One block-wise GET at 1024-byte blocks with coap-client; its wall time in ms."""
+    t0 = time.perf_counter()
+    r = subprocess.run([coap_tool("client"), "-B", "30", "-b", "1024", "-o", out, url],
+                       capture_output=True, timeout=60)
+    ms = (time.perf_counter() - t0) * 1000
+    with open(out, "rb") as f:
+        got = hashlib.sha256(f.read()).hexdigest()
+    if r.returncode != 0 or got != digest:
+        raise RuntimeError(f"coap-client {url}: rc {r.returncode}, sha256 {got}: "
+                           + r.stderr.decode(errors="replace")[-500:])
+    return ms
+
+
+def coap_case(hub, tmp):
+    """devicehubd's coap_link against libcoap's example coap-server on the same 256 KiB."""
+    image = os.path.join(tmp, "coap-image.bin")
+    data = os.urandom(COAP_IMAGE_SIZE)
+    with open(image, "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    cli(hub, "model", "create", "--tid", "bench-coap", "--name", "CoAP model", "--product",
+        "bench")
+    cli(hub, "method", "create", "--tid", "coap", "--name", "CoAP", "--kind", "coap")
+    day = "86400"
+    cli(hub, "procedure", "create", "--tid", "coap-link", "--name", "CoAP link",
+        "--delivery-method", "coap", "--steps", '[{"plugin": "link"}]', "--confirm", "true",
+        "--ready-timeout", day, "--processing-timeout", day, "--confirm-timeout", day,
+        "--retention", "31536000")
+    cli(hub, "firmware", "upload", image, "--model", "bench-coap", "--version", "2.0.0",
+        "--channel", "stable")
+    body = dict(request_body("bench-coap-0"), model="bench-coap",
+                delivery_procedure_tid="coap-link")
+    s = api(hub, "POST", "/api/v1/firmware-update/request", json=body)
+    api(hub, "POST", f"/api/v1/firmware-update/{s['id']}/start")
+    deadline = time.monotonic() + 60
+    while s["state"] != "created" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = api(hub, "GET", f"/api/v1/firmware-update/{s['id']}/")
+    dh_url = s["payload"]["coap_link"]
+
+    port = free_udp_port()
+    log = open(os.path.join(tmp, "coap-server.log"), "ab")
+    ref = subprocess.Popen([coap_tool("server"), "-A", "127.0.0.1", "-p", str(port), "-d", "4"],
+                           stdout=log, stderr=log)
+    procs.append(ref)
+    ref_url = f"coap://127.0.0.1:{port}/image"
+    deadline = time.monotonic() + 10
+    while True:  # coap-server binds at once; retry the upload until it answers
+        r = subprocess.run([coap_tool("client"), "-B", "5", "-m", "put", "-b", "1024", "-f",
+                            image, ref_url], capture_output=True, timeout=60)
+        try:
+            coap_fetch(ref_url, os.path.join(tmp, "coap-check.bin"), digest)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    out = os.path.join(tmp, "coap-out.bin")
+    note(f"CoAP: devicehubd {dh_url}, coap-server {ref_url}")
+
+    def cpu_ms(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+    def side(url, pid):
+        def one():
+            c0 = cpu_ms(pid)
+            ms = statistics.median(coap_fetch(url, out, digest) for _ in range(COAP_FETCHES))
+            return {"ms": ms, "cpu": (cpu_ms(pid) - c0) / COAP_FETCHES}
+        return one
+
+    res = alternate("coap 256 KiB Block2 1024", [("devicehubd", side(dh_url, hub.proc.pid)),
+                                                 ("coap-server", side(ref_url, ref.pid))])
+    dh_runs, ref_runs = res["devicehubd"], res["coap-server"]
+    ratios = [d["ms"] / r["ms"] for d, r in zip(dh_runs, ref_runs)]
+    q = statistics.median(ratios)
+    rows.append(("CoAP 256 KiB, Block2 1024 B", "ms/fetch",
+                 statistics.median(d["ms"] for d in dh_runs),
+                 statistics.median(r["ms"] for r in ref_runs), q, "<= 1.5", q <= 1.5, ""))
+    cpu_dh = statistics.median(d["cpu"] for d in dh_runs)
+    cpu_ref = statistics.median(r["cpu"] for r in ref_runs)
+    rows.append(("CoAP 256 KiB, server CPU", "ms/fetch", cpu_dh, cpu_ref,
+                 cpu_dh / cpu_ref if cpu_ref else 0.0, "(info)", True, ""))
+    d = api(hub, "GET", f"/api/v1/firmware-update/{s['id']}/")["delivered"]
+    note(f"CoAP session delivered: {d}")
 
 
 # The shape of the server's sessions table (migrations/sqlite/0002_sessions.sql) without its
@@ -366,6 +481,10 @@ def run(tmp):
     note(f"devicehubd pid {hub.proc.pid} on {hub.url}")
     fw = setup_catalogue(hub, image)
     assert fw["sha256"] == digest, (fw, digest)
+    coap_case(hub, tmp)
+    if ONLY == "coap":
+        print_rows()
+        return
     ngx = start_nginx(tmp, image)
     note(f"nginx on {ngx}")
     s = created_session(hub)
@@ -449,7 +568,7 @@ wrk.body = '{json.dumps(request_body())}'
     print_table(load, hwm, stored, rss_idle, rss_after, hwm2)
 
 
-def print_table(load, hwm, stored, rss_idle, rss_after, hwm2):
+def print_rows():
     print()
     print(f"Device Hub bench: {ROUNDS} alternating rounds of {SECONDS} s, wrk -t{THREADS}, "
           f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference")
@@ -461,6 +580,10 @@ def print_table(load, hwm, stored, rss_idle, rss_after, hwm2):
         print(f"{case:<36} {metric:<11} {dh:>11.1f} {ref:>11.1f} {q:>6.2f}  {target:<8} "
               f"{'yes' if ok else 'NO'} {extra}".rstrip())
     print()
+
+
+def print_table(load, hwm, stored, rss_idle, rss_after, hwm2):
+    print_rows()
     lat = load["lat_ms"]
     print(f"{load['devices']} devices, whole flow: {load['ok']} ok, {load['failed']} failed "
           f"(target 0: {'yes' if load['failed'] == 0 else 'NO'}), {load['retries']} busy "
