@@ -1,46 +1,65 @@
 /*
  * Path matching for the route table. A pattern is split on '/', literal segments must be
  * equal, "{...}" segments capture one non-empty segment. One trailing slash on the path is
- * ignored, so "/api/v1/products" and "/api/v1/products/" reach the same route.
+ * ignored, so "/api/v1/products" and "/api/v1/products/" reach the same route. When several
+ * patterns match a path, the most literal one owns it: a literal segment wins over a
+ * capture at the first position where they differ, so "/firmware-update/request" is never
+ * taken for a session "{id}" (its other methods are 405, not a look-up of "request"). The
+ * table lists literal patterns first, so that a look-up still stops at its first hit.
  */
 #include "http/router.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Longest path the router considers; longer ones cannot match any route. */
 #define ROUTE_PATH_MAX 1024
 
-static bool match_one(const char *pattern, const char *path, size_t plen, struct dh_route_match *m)
+/*
+ * Matches one pattern, character by character (routing runs on every request: this stops at
+ * the first character that differs). *literal gets one bit per segment, the first segment
+ * highest, set for a literal segment: of two patterns that match a path, the larger value is
+ * the more literal. Patterns have far fewer than 64 segments.
+ */
+static bool match_one(const char *p, const char *path, size_t plen, struct dh_route_match *m,
+		      uint64_t *literal)
 {
-	const char *p = pattern, *s = path, *end = path + plen;
+	const char *s = path, *end = path + plen;
 	size_t nargs = 0;
 
-	while (*p && s <= end) {
-		const char *pseg_end = strchr(p, '/');
-		size_t pn = pseg_end ? (size_t)(pseg_end - p) : strlen(p);
-		const char *sseg_end = memchr(s, '/', (size_t)(end - s));
-		size_t sn = sseg_end ? (size_t)(sseg_end - s) : (size_t)(end - s);
-
-		if (pn >= 2 && p[0] == '{' && p[pn - 1] == '}') {
-			if (sn == 0 || nargs >= DH_MAX_ARGS)
+	*literal = 0;
+	for (;;) {
+		/* p and s are at the start of a segment */
+		if (*p == '{') {
+			const char *start = s;
+			while (s < end && *s != '/')
+				s++;
+			if (s == start || nargs >= DH_MAX_ARGS)
 				return false;
-			m->arg_start[nargs] = s;
-			m->arg_len[nargs] = sn;
+			m->arg_start[nargs] = start;
+			m->arg_len[nargs] = (size_t)(s - start);
 			nargs++;
-		} else if (pn != sn || memcmp(p, s, pn) != 0) {
-			return false;
+			while (*p && *p != '/')
+				p++;
+			*literal <<= 1;
+		} else {
+			while (*p && *p != '/' && s < end && *s == *p) {
+				p++;
+				s++;
+			}
+			if ((*p && *p != '/') || (s < end && *s != '/'))
+				return false;
+			*literal = *literal << 1 | 1;
 		}
-		p += pn;
-		s += sn;
-		if (*p == '/' && s < end && *s == '/') {
-			p++;
-			s++;
-		} else if (*p == '/' || (s < end && *s == '/')) {
+		if (!*p)
+			break;
+		if (s == end)
 			return false;
-		}
+		p++; /* both at a '/' */
+		s++;
 	}
-	if (*p || s != end)
+	if (s != end)
 		return false;
 	m->nargs = nargs;
 	return true;
@@ -50,6 +69,7 @@ bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, con
 		   struct dh_route_match *m)
 {
 	size_t plen = strlen(path);
+	uint64_t best = 0, literal;
 	bool any = false;
 
 	memset(m, 0, sizeof(*m));
@@ -57,15 +77,24 @@ bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, con
 		return false;
 	if (plen > 1 && path[plen - 1] == '/')
 		plen--;
+	/*
+	 * The most literal matching pattern owns the path. The table lists a literal pattern
+	 * before every capture pattern it overlaps (test_router checks the real one), so the
+	 * first pattern that matches is the most literal: later ones count only if they are
+	 * as literal. The first of those that takes the method wins at once.
+	 */
 	for (size_t i = 0; i < n; i++) {
 		struct dh_route_match tmp;
-		if (!match_one(routes[i].pattern, path, plen, &tmp))
+		if (!match_one(routes[i].pattern, path, plen, &tmp, &literal))
 			continue;
-		any = true;
+		if (!any) {
+			any = true;
+			best = literal;
+		} else if (literal != best) {
+			continue;
+		}
 		m->allowed |= routes[i].methods;
 		if (routes[i].methods & method) {
-			/* the first route that takes the method wins; allowed only matters for 405
-			 */
 			for (size_t a = 0; a < tmp.nargs; a++) {
 				m->arg_start[a] = tmp.arg_start[a];
 				m->arg_len[a] = tmp.arg_len[a];

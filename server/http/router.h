@@ -39,8 +39,12 @@ struct dh_route_match {
 	size_t arg_len[DH_MAX_ARGS];
 };
 
-/* Matches method and path (no query string) against routes[0..n). Returns true when some
- * pattern matched the path at all (m->route may still be NULL: 405). */
+/*
+ * Matches method and path (no query string) against routes[0..n). Returns true when some
+ * pattern matched the path at all (m->route may still be NULL: 405). Of the patterns that
+ * match, only the most literal count (a literal segment beats a capture at the first place
+ * they differ); routes must list a pattern before every less literal one it overlaps.
+ */
 bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, const char *path,
 		   struct dh_route_match *m);
 

@@ -19,6 +19,10 @@
 		DH_DELETE, "/api/v1/" path "/{id}", dh_api_##name##_delete, right, 0, NULL         \
 	}
 
+/*
+ * A pattern comes before every less literal one it overlaps ("/firmware-update/request"
+ * before "/firmware-update/{id}"): the router stops at its first hit (test_router checks).
+ */
 const struct dh_route dh_routes[] = {
 	{ GH, "/healthz", dh_api_healthz, DH_ACT_NONE, 0, NULL },
 	{ GH, "/metrics", dh_api_metrics, DH_ACT_NONE, 0, NULL },

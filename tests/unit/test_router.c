@@ -18,6 +18,10 @@ static const struct dh_route table[] = {
 	{ DH_DELETE, "/api/v1/products/{id}", h, DH_ACT_MANAGE, 0, NULL },
 	{ DH_POST, "/api/v1/firmware-update/{id}/start", h, DH_ACT_UPDATE, 0, NULL },
 	{ DH_GET, "/healthz", h, DH_ACT_NONE, 0, NULL },
+	{ DH_POST, "/api/v1/firmware-update/request", h, DH_ACT_UPDATE, 0, NULL },
+	{ DH_GET | DH_HEAD, "/api/v1/firmware-update/{id}", h, DH_ACT_UPDATE, 0, NULL },
+	{ DH_GET, "/api/v1/x/y/{id}", h, DH_ACT_NONE, 0, NULL },
+	{ DH_PUT, "/api/v1/x/{id}/z", h, DH_ACT_NONE, 0, NULL },
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -49,6 +53,18 @@ static const struct {
 	{ DH_GET, "/", false, -1, NULL },
 	{ DH_GET, "", false, -1, NULL },
 	{ DH_GET, "healthz", false, -1, NULL },
+	/* a literal segment wins over a capture: GET on a POST-only literal path is 405 */
+	{ DH_POST, "/api/v1/firmware-update/request", true, 6, NULL },
+	{ DH_GET, "/api/v1/firmware-update/request", true, -1, NULL },
+	{ DH_HEAD, "/api/v1/firmware-update/request/", true, -1, NULL },
+	{ DH_GET, "/api/v1/firmware-update/requests", true, 7, "requests" },
+	{ DH_GET, "/api/v1/firmware-update/abc", true, 7, "abc" },
+	{ DH_POST, "/api/v1/firmware-update/abc", true, -1, NULL },
+	/* ... at the first place where the patterns differ */
+	{ DH_GET, "/api/v1/x/y/z", true, 8, "z" },
+	{ DH_PUT, "/api/v1/x/y/z", true, -1, NULL },
+	{ DH_PUT, "/api/v1/x/w/z", true, 9, "w" },
+	{ DH_GET, "/api/v1/x/w/z", true, -1, NULL },
 };
 
 START_TEST(test_cases)
@@ -78,6 +94,60 @@ START_TEST(test_allow)
 	dh_route_find(table, N, DH_PUT, "/api/v1/products/1", &m);
 	dh_route_allow_string(m.allowed, allow, sizeof(allow));
 	ck_assert_str_eq(allow, "GET, HEAD, DELETE");
+	/* only the most literal patterns give the Allow set */
+	dh_route_find(table, N, DH_GET, "/api/v1/firmware-update/request", &m);
+	dh_route_allow_string(m.allowed, allow, sizeof(allow));
+	ck_assert_str_eq(allow, "POST");
+	dh_route_find(table, N, DH_PUT, "/api/v1/x/y/z", &m);
+	dh_route_allow_string(m.allowed, allow, sizeof(allow));
+	ck_assert_str_eq(allow, "GET");
+}
+END_TEST
+
+/* Splits pattern p into at most 16 segments; returns the count. */
+static size_t segments(const char *p, const char *seg[16], size_t len[16])
+{
+	size_t n = 0;
+
+	while (*p == '/' && n < 16) {
+		const char *e = strchr(p + 1, '/');
+		seg[n] = p + 1;
+		len[n] = e ? (size_t)(e - p - 1) : strlen(p + 1);
+		n++;
+		p += 1 + len[n - 1];
+	}
+	return n;
+}
+
+/*
+ * The router stops at its first hit, which is right only if the real table lists every
+ * pattern before the less literal ones it overlaps (both match some path): at the first
+ * place where two overlapping patterns differ, the earlier one must have the literal.
+ */
+START_TEST(test_real_table_lists_literal_patterns_first)
+{
+	for (size_t i = 0; i < dh_routes_count; i++) {
+		for (size_t j = i + 1; j < dh_routes_count; j++) {
+			const char *a[16], *b[16];
+			size_t la[16], lb[16], na, nb, k;
+			bool overlap = true;
+			int first = 0; /* at the first difference: 1 if i is literal, -1 if j */
+
+			na = segments(dh_routes[i].pattern, a, la);
+			nb = segments(dh_routes[j].pattern, b, lb);
+			if (na != nb)
+				continue;
+			for (k = 0; k < na && overlap; k++) {
+				bool ca = a[k][0] == '{', cb = b[k][0] == '{';
+				if (!ca && !cb)
+					overlap = la[k] == lb[k] && memcmp(a[k], b[k], la[k]) == 0;
+				else if (ca != cb && !first)
+					first = ca ? -1 : 1;
+			}
+			ck_assert_msg(!overlap || first >= 0, "%s is listed after %s",
+				      dh_routes[j].pattern, dh_routes[i].pattern);
+		}
+	}
 }
 END_TEST
 
@@ -102,7 +172,7 @@ START_TEST(test_real_table)
 		ck_assert_msg(dh_route_find(dh_routes, dh_routes_count,
 					    dh_routes[i].methods & -dh_routes[i].methods, path, &m),
 			      "%s", dh_routes[i].pattern);
-		ck_assert_ptr_nonnull(m.route);
+		ck_assert_msg(m.route == &dh_routes[i], "%s", dh_routes[i].pattern);
 	}
 }
 END_TEST
@@ -117,6 +187,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_cases, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_allow);
 	tcase_add_test(tc, test_real_table);
+	tcase_add_test(tc, test_real_table_lists_literal_patterns_first);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
