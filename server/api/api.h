@@ -13,6 +13,13 @@
 /* Reads Authorization (Token or Bearer), fills req->who; 401 on failure. Cached. */
 enum dh_err dh_api_authenticate(struct dh_req *req);
 
+/*
+ * Does the first {id} of the request's path name an object? For the 404 that comes before a
+ * 403 (API.md: existence is decided before rights). Paths of kinds this does not know answer
+ * true, so that their callers still get 403.
+ */
+bool dh_api_route_id_exists(struct dh_req *req);
+
 /* Frees the authentication cache (at shutdown). */
 void dh_api_auth_cache_clear(void);
 

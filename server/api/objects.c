@@ -5,9 +5,11 @@
  */
 #include "api/objects.h"
 
+#include "api/api.h"
 #include "core/semver.h"
 #include "core/util.h"
 #include "dh_db.h"
+#include "http/router.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -640,6 +642,47 @@ enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *
 	/* the caches move on only once the change is committed (issue #12) */
 	dh_db_auth_changed(req->db);
 	return DH_OK;
+}
+
+/* The table each /api/v1/<kind>/{id} names, and whether its rows have a tid. */
+static const struct {
+	const char *kind;
+	const char *table;
+	bool has_tid;
+} id_kinds[] = {
+	{ "products", "products", true },
+	{ "models", "models", true },
+	{ "channels", "channels", true },
+	{ "delivery-methods", "delivery_methods", true },
+	{ "delivery-procedures", "delivery_procedures", true },
+	{ "devices", "devices", false },
+	{ "users", "users", true },
+	{ "tokens", "tokens", true },
+	{ "access-rights", "access_rights", true },
+	{ "firmware", "firmware", true },
+	{ "firmware-update", "sessions", false },
+};
+
+bool dh_api_route_id_exists(struct dh_req *req)
+{
+	static const char prefix[] = "/api/v1/";
+	const char *kind, *key = req->nargs ? req->args[0] : NULL;
+	char id[DH_UUID_LEN];
+	size_t n;
+
+	if (!req->route || !key || strncmp(req->route->pattern, prefix, sizeof(prefix) - 1) != 0)
+		return true;
+	kind = req->route->pattern + sizeof(prefix) - 1;
+	n = strcspn(kind, "/");
+	if (strncmp(kind + n, "/{", 2) != 0)
+		return true; /* the id is not the segment after the kind */
+	for (size_t i = 0; i < sizeof(id_kinds) / sizeof(id_kinds[0]); i++) {
+		if (strlen(id_kinds[i].kind) == n && strncmp(id_kinds[i].kind, kind, n) == 0)
+			return strlen(key) <= 64 &&
+			       dh_db_obj_resolve(req->db, id_kinds[i].table, key,
+						 id_kinds[i].has_tid, id) == DH_OK;
+	}
+	return true;
 }
 
 enum dh_err dh_api_model_product(struct dh_req *req, const char *model_id,

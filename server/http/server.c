@@ -797,10 +797,14 @@ static enum dh_err begin(struct dh_req *req)
 		rc = dh_api_authenticate(req);
 		if (rc != DH_OK)
 			return rc;
-		if (!dh_rights_any(&req->who, req->route->right))
+		if (!dh_rights_any(&req->who, req->route->right)) {
+			/* an id that names nothing is 404 for every caller (API.md) */
+			if (req->nargs && !dh_api_route_id_exists(req))
+				return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such object.");
 			return dh_error_set(&req->err, DH_E_FORBIDDEN,
 					    "This needs the '%s' right, which your token lacks.",
 					    dh_action_name(req->route->right));
+		}
 	}
 	/* a capture names an object by uuid or tid: text that is not UTF-8 names nothing */
 	for (size_t i = 0; i < req->nargs; i++) {

@@ -1,6 +1,8 @@
 """Authentication and the rights matrix: 401 (with WWW-Authenticate: Token) for missing,
 malformed, unknown, revoked and expired tokens; Token and Bearer schemes; 403 versus 404
 for product, model and model+channel scoped grants; admin-only resources."""
+import uuid
+
 import pytest
 
 from conftest import Client, assert_error, make_user, unique
@@ -164,3 +166,32 @@ def test_users_manage_only_own_tokens(admin, server):
     assert_error(ca.get("/api/v1/tokens/" + other["id"]), 404, "not_found")
     assert_error(ca.patch("/api/v1/tokens/" + other["id"], json={"revoked": True}), 404)
     assert Client(server, tb).get("/api/v1/tokens/").status_code == 200
+
+
+def test_an_id_that_names_nothing_is_404_for_every_caller(admin, server, world):
+    """Existence is decided before rights: whatever the caller holds, an id that names
+    nothing is 404; an existing object the caller has no right over stays 403."""
+    nothing = str(uuid.uuid4())
+    _, device = make_user(admin, ["update"], model=world["m1"]["id"])
+    _, bare = make_user(admin, [])
+    _, manager = make_user(admin, ["manage"], product=world["p1"]["id"])
+    crud = ("products", "models", "channels", "delivery-methods", "delivery-procedures",
+            "devices", "users", "tokens", "access-rights", "firmware")
+    for tok in (device, bare, manager, server.admin_token):
+        c = Client(server, tok)
+        for kind in crud:
+            path = f"/api/v1/{kind}/{nothing}"
+            assert_error(c.get(path), 404, "not_found")
+            assert_error(c.patch(path, json={}), 404, "not_found")
+            assert_error(c.delete(path), 404, "not_found")
+        assert_error(c.get(f"/api/v1/firmware/{nothing}/image"), 404, "not_found")
+        for tail in ("", "/image"):
+            assert_error(c.get(f"/api/v1/firmware-update/{nothing}{tail}"), 404, "not_found")
+        assert_error(c.post(f"/api/v1/firmware-update/{nothing}/start"), 404, "not_found")
+        assert_error(c.post(f"/api/v1/firmware-update/{nothing}/confirm",
+                            json={"success": True}), 404, "not_found")
+    # existing ones: no right at all is 403
+    c = Client(server, bare)
+    assert_error(c.get(PRODUCTS + world["p1"]["id"]), 403, "forbidden")
+    assert_error(c.delete(MODELS + world["m1"]["id"]), 403, "forbidden")
+    assert_error(Client(server, device).get(PRODUCTS + world["p1"]["tid"]), 403, "forbidden")
