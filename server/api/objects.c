@@ -252,7 +252,11 @@ static enum dh_err check_scope(struct dh_req *req, const struct dh_resource *res
 	enum dh_err rc;
 
 	if (!res->hooks.scope) {
-		if (!dh_rights_allow(&req->who, act, NULL))
+		/* DH_ACT_AUTH (tokens): any grant will do, whatever its scope; the access hook
+		 * decides per object. Other actions on objects outside products: unscoped. */
+		bool ok = act == DH_ACT_AUTH ? dh_rights_any(&req->who, act)
+					     : dh_rights_allow(&req->who, act, NULL);
+		if (!ok)
 			return dh_error_set(&req->err, DH_E_FORBIDDEN,
 					    "Your access rights do not cover %ss.", res->name);
 		return res->hooks.access ? res->hooks.access(req, row) : DH_OK;
@@ -497,6 +501,15 @@ static enum dh_err write_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	struct write *w = cls;
 	enum dh_err rc = DH_E_INTERNAL;
 
+	/* the resource's check against what is stored now: inside the transaction, so that
+	 * no other write can come between the check and this one */
+	if (w->res->hooks.before_write) {
+		rc = w->res->hooks.before_write(w->req, w->id,
+						w->op == WRITE_UPDATE ? w->cols : NULL,
+						w->op == WRITE_DELETE ? NULL : w->row);
+		if (rc != DH_OK)
+			return rc;
+	}
 	switch (w->op) {
 	case WRITE_INSERT:
 		rc = dh_db_obj_insert(db, w->res->table, w->row, err);
@@ -623,7 +636,7 @@ enum dh_err dh_api_obj_delete(struct dh_req *req, const struct dh_resource *res)
 		goto out;
 	id = json_string_value(json_object_get(row, "id"));
 	rc = run_write(req, &(struct write){ .res = res, .op = WRITE_DELETE, .id = id });
-	if (rc == DH_E_REFERENCED)
+	if (rc == DH_E_REFERENCED && !req->err.detail[0])
 		dh_error_set(&req->err, DH_E_REFERENCED,
 			     "This %s is still referenced by other objects; delete or change those"
 			     " first.",

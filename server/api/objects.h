@@ -59,6 +59,10 @@ struct dh_resource_hooks {
 	enum dh_err (*access)(struct dh_req *req, json_t *row);
 	/* Adds computed keys to the output object (out: API names). */
 	enum dh_err (*decorate)(struct dh_req *req, json_t *row, json_t *out);
+	/* Called inside the write transaction before the write, so that a check against the
+	 * stored row cannot race another write: cols are the columns a patch changes (NULL on
+	 * create and delete), row the whole new row (NULL on delete). */
+	enum dh_err (*before_write)(struct dh_req *req, const char *id, json_t *cols, json_t *row);
 	/* Called after a successful write (insert, update, delete) inside its transaction
 	 * (row NULL for a delete): more work written here commits or rolls back with it;
 	 * what must wait for the commit goes through dh_db_after_commit. */

@@ -1,8 +1,9 @@
 /*
  * Tokens: the secrets clients send as "Authorization: Token <secret>". The secret is made
  * here, shown once in the create answer, and only its SHA-256 is stored. Any user may
- * manage their own tokens; an admin manages everyone's. Revocation and deletion take
- * effect at the next request through the authentication cache's generation counter.
+ * manage their own tokens (any grant will do, whatever its scope); an admin manages
+ * everyone's. Revocation is final. Revocation and deletion take effect at the next request
+ * through the authentication cache's generation counter.
  */
 #include "api/api.h"
 #include "api/objects.h"
@@ -72,6 +73,27 @@ static enum dh_err show_secret_once(struct dh_req *req, json_t *row, json_t *out
 	return DH_OK;
 }
 
+/* Revocation is final: no one, owner or admin, sets a revoked token's revoked back to false.
+ * Checked against the stored row inside the write transaction, so that a revocation that
+ * commits first cannot be undone by a patch read before it. */
+static enum dh_err revocation_is_final(struct dh_req *req, const char *id, json_t *cols,
+				       json_t *row)
+{
+	json_t *stored = NULL, *v = cols ? json_object_get(cols, "revoked") : NULL;
+	enum dh_err rc;
+
+	(void)row;
+	if (!v || json_integer_value(v) != 0)
+		return DH_OK;
+	rc = dh_db_obj_get(req->db, "tokens", id, false, &stored);
+	if (rc == DH_OK && json_integer_value(json_object_get(stored, "revoked")) != 0)
+		rc = dh_error_set(&req->err, DH_E_REVOKED,
+				  "The token was revoked, and revocation is final; create a new"
+				  " token instead.");
+	json_decref(stored);
+	return rc;
+}
+
 static const struct dh_field token_fields[] = {
 	{ .name = "tid", .column = "tid", .type = DH_F_TID, .flags = DH_F_FILTER | DH_F_NULLABLE },
 	{ .name = "user",
@@ -102,6 +124,7 @@ static const struct dh_resource tokens = {
 	.right = DH_ACT_AUTH,
 	.hooks = { .validate = make_secret,
 		   .access = own_only,
+		   .before_write = revocation_is_final,
 		   .decorate = show_secret_once,
 		   .after_write = dh_api_obj_auth_changed,
 		   .list_filter = own_filter },

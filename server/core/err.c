@@ -52,6 +52,8 @@ static const struct err_row err_table[DH_E__COUNT] = {
 				   "The request uses an HTTP feature this server does not have." },
 	[DH_E_HTTP_VERSION] = { "http_version_not_supported", 505,
 				"Only HTTP/1.0 and HTTP/1.1 are served." },
+	[DH_E_REVOKED] = { "token_revoked", 409,
+			   "The token is revoked, and revocation is final; create a new token." },
 };
 
 static const struct err_row *row(enum dh_err code)

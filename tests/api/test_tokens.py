@@ -131,3 +131,51 @@ def test_bad_input(admin):
     # prefix and secret_hash are read-only: ignored on input
     t = admin.create(BASE, {"user": u["id"], "prefix": "dh_xxxx", "secret_hash": "00"})
     assert t["prefix"] == t["secret"][:7]
+
+
+def test_revocation_is_final(admin, server):
+    """Nobody un-revokes a token, not its owner with another token, not an admin: 409
+    token_revoked, and the token stays refused. Other fields may still change."""
+    u, tok = make_user(admin, ["update"])
+    t = admin.get(BASE, params={"user": u["id"]}).json()["results"][0]
+    other = admin.create(BASE, {"user": u["id"], "name": "second"})
+    owner = Client(server, other["secret"])
+    assert admin.patch(BASE + t["id"], json={"revoked": True}).status_code == 200
+    for c in (owner, admin):
+        for body in ({"revoked": False}, {"revoked": False, "name": "sneaky"}):
+            body = assert_error(c.patch(BASE + t["id"], json=body), 409, "token_revoked")
+            assert "revoked" in body["detail"]
+    got = admin.get(BASE + t["id"]).json()
+    assert got["revoked"] is True and got["name"] == t["name"]
+    assert_error(Client(server, tok).get(BASE), 401, "unauthorized")
+    # revoking again and renaming are fine
+    assert owner.patch(BASE + t["id"], json={"revoked": True}).status_code == 200
+    assert owner.patch(BASE + t["id"], json={"name": "old"}).json()["revoked"] is True
+    # a token created revoked is revoked for good too
+    born = admin.create(BASE, {"user": u["id"], "revoked": True})
+    assert_error(admin.patch(BASE + born["id"], json={"revoked": False}), 409,
+                 "token_revoked")
+    assert_error(Client(server, born["secret"]).get(BASE), 401, "unauthorized")
+
+
+def test_users_with_scoped_grants_manage_their_own_tokens(admin, server, catalog):
+    """Any grant, scoped or not, lets its user list, create, change and delete their own
+    tokens; someone else's token, and a token that does not exist, are 404."""
+    m, c = catalog["model"], catalog["channel"]
+    stranger = admin.create(BASE, {"user": make_user(admin, ["update"])[0]["id"]})
+    for scope in ({"product": catalog["product"]["id"]}, {"model": m["id"]},
+                  {"model": m["id"], "channel": c["id"]}):
+        u, tok = make_user(admin, ["update"], **scope)
+        me = Client(server, tok)
+        listed = me.get(BASE).json()
+        assert listed["count"] == 1 and listed["results"][0]["user"] == u["id"], scope
+        t = me.create(BASE, {"name": "spare"})
+        assert t["user"] == u["id"] and t["secret"].startswith("dh_")
+        assert me.get(BASE + t["id"]).json()["name"] == "spare"
+        assert me.patch(BASE + t["id"], json={"name": "renamed"}).json()["name"] == "renamed"
+        assert me.delete(BASE + t["id"]).status_code == 204
+        for path in (BASE + stranger["id"], BASE + "00000000-0000-4000-8000-000000000000"):
+            assert_error(me.get(path), 404, "not_found")
+            assert_error(me.patch(path, json={"name": "x"}), 404, "not_found")
+            assert_error(me.delete(path), 404, "not_found")
+        assert_error(me.post(BASE, json={"user": stranger["user"]}), 403, "forbidden")
