@@ -161,7 +161,8 @@ enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row,
 /* Updates the given columns of row id; DH_E_NOT_FOUND if no such row. */
 enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id, json_t *cols,
 			     struct dh_error *err);
-/* Deletes row id; DH_E_REFERENCED when other rows still point at it. */
+/* Deletes row id; DH_E_REFERENCED when other rows still point at it (a device: while one of
+ * its sessions is not finished; err->detail then says so). */
 enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id,
 			     struct dh_error *err);
 /*
@@ -450,9 +451,9 @@ enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_fi
 				int64_t limit, int64_t offset, json_t **rows, int64_t *count);
 
 /*
- * Deletes firmware id. DH_E_REFERENCED while a device twin runs it or a session refers to
- * it. *blob_unused tells whether no other firmware shares its image. Call inside a
- * transaction.
+ * Deletes firmware id. DH_E_REFERENCED while a device twin runs it or an unfinished session
+ * targets it (finished sessions keep their history with the target null). *blob_unused tells
+ * whether no other firmware shares its image. Call inside a transaction.
  */
 enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
 				  struct dh_error *err);

@@ -279,6 +279,22 @@ enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_u
 	if (r > 0)
 		return dh_error_set(err, DH_E_REFERENCED,
 				    "This firmware is the current firmware of a device.");
+	/* a session on its way to it would lose its image (the key is ON DELETE SET NULL, so
+	 * that finished sessions keep their history) */
+	st = dh_db_prep(db, "SELECT 1 FROM sessions WHERE target_firmware_id = ?1 AND finished = 0"
+			    " LIMIT 1");
+	if (!st)
+		return DH_E_DB;
+	dh_stmt_text(st, 1, id);
+	r = dh_stmt_step(st);
+	rc = r < 0 ? dh_stmt_error(st, err) : DH_OK;
+	dh_stmt_reset(st);
+	if (rc != DH_OK)
+		return rc;
+	if (r > 0)
+		return dh_error_set(
+			err, DH_E_REFERENCED,
+			"This firmware is the target of a session that is not finished.");
 	st = dh_db_prep(db, "DELETE FROM firmware WHERE id = ?1 RETURNING sha256");
 	if (!st)
 		return DH_E_DB;

@@ -202,6 +202,21 @@ enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id
 	return rc;
 }
 
+/*
+ * References that foreign keys do not express: a device is referenced while one of its
+ * sessions is not finished (the key is ON DELETE SET NULL, so that finished sessions keep
+ * their history once the device is gone). Checked inside the delete's transaction.
+ */
+static const struct {
+	const char *table;
+	const char *sql; /* one row when the object ?1 is still referenced */
+	const char *detail;
+} busy_checks[] = {
+	{ "devices", "SELECT 1 FROM sessions WHERE device_ref = ?1 AND finished = 0 LIMIT 1",
+	  "This device has a session that is not finished; it can be deleted once its sessions"
+	  " are finished (they keep the device's name)." },
+};
+
 enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id,
 			     struct dh_error *err)
 {
@@ -212,6 +227,21 @@ enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id
 
 	if (!ident_ok(table))
 		return DH_E_INTERNAL;
+	for (size_t i = 0; i < sizeof(busy_checks) / sizeof(busy_checks[0]); i++) {
+		if (strcmp(busy_checks[i].table, table) != 0)
+			continue;
+		st = dh_db_prep(db, busy_checks[i].sql);
+		if (!st)
+			return dh_error_set(err, DH_E_DB, NULL);
+		dh_stmt_text(st, 1, id);
+		r = dh_stmt_step(st);
+		rc = r < 0 ? dh_stmt_error(st, err) : DH_OK;
+		dh_stmt_reset(st);
+		if (rc != DH_OK)
+			return rc;
+		if (r > 0)
+			return dh_error_set(err, DH_E_REFERENCED, "%s", busy_checks[i].detail);
+	}
 	n = snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = ?1", table);
 	if (n < 0 || (size_t)n >= sizeof(sql))
 		return DH_E_INTERNAL;
@@ -220,15 +250,10 @@ enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id
 		return dh_error_set(err, DH_E_DB, NULL);
 	dh_stmt_text(st, 1, id);
 	r = dh_stmt_step(st);
-	if (r < 0) {
-		rc = dh_stmt_error(st, err);
-		if (rc == DH_E_REFERENCED)
-			dh_error_set(err, DH_E_REFERENCED,
-				     "The object is still referenced by other objects; delete or"
-				     " change those first.");
-	} else if (dh_stmt_changes(st) == 0) {
+	if (r < 0)
+		rc = dh_stmt_error(st, err); /* DH_E_REFERENCED for a foreign key, no detail */
+	else if (dh_stmt_changes(st) == 0)
 		rc = dh_error_set(err, DH_E_NOT_FOUND, NULL);
-	}
 	dh_stmt_reset(st);
 	return rc;
 }

@@ -1,6 +1,8 @@
 """Devices (twins): CRUD, device_id unique per model, references by uuid and tid in every
-reference field, filters, read-only session facts, and model+channel scoped rights."""
+reference field, filters, read-only session facts, model+channel scoped rights, and deletion
+while sessions refer to the device."""
 from conftest import Client, assert_error, make_user, unique
+from sessutil import FU, new_session, procedure, upload_fw, wait_for
 
 BASE = "/api/v1/devices/"
 
@@ -98,3 +100,23 @@ def test_rights_by_model_and_channel(admin, server, catalog):
     # update alone does not allow managing devices
     _, tok = make_user(admin, ["update"], model=m["id"])
     assert_error(Client(server, tok).get(BASE), 403, "forbidden")
+
+
+def test_a_device_with_an_unfinished_session_cannot_be_deleted(admin, catalog):
+    """A device is referenced while one of its sessions is not finished (409 referenced);
+    once all are finished it may go, and its sessions keep their history: the device's
+    name, device null."""
+    upload_fw(admin, catalog, "2.0.0")
+    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
+    name = unique("dev")
+    s = new_session(admin, catalog, dp, "1.0.0", device_id=name)
+    body = assert_error(admin.delete(BASE + s["device"]), 409, "referenced")
+    assert "session" in body["detail"]
+    assert admin.get(BASE + s["device"]).status_code == 200
+    wait_for(admin, s["id"], lambda x: x["finished"], timeout=20)
+    assert admin.delete(BASE + s["device"]).status_code == 204
+    assert_error(admin.get(BASE + s["device"]), 404, "not_found")
+    after = admin.get(FU + s["id"]).json()
+    assert after["device"] is None and after["device_id"] == name
+    assert after["state"] == "ready" and after["history"] == s["history"]
+    assert admin.get(FU, params={"device": name}).json()["count"] == 1

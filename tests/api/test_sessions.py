@@ -454,3 +454,23 @@ def test_exec_background_children_do_not_hold_the_step(admin, catalog):
     admin.post(FU + s["id"] + "/start")
     s = wait_state(admin, s["id"], "success", timeout=10)
     assert s["payload"]["bg"] is True
+
+
+def test_a_literal_path_segment_wins_over_an_id(admin):
+    """/firmware-update/request is its own path (POST only), not a session named 'request'."""
+    for method in ("GET", "HEAD", "PATCH", "DELETE"):
+        r = admin.request(method, FU + "request")
+        assert r.status_code == 405 and r.headers["Allow"] == "POST", (method, r.status_code)
+    assert_error(admin.get(FU + "request/"), 405, "method_not_allowed")
+
+
+def test_firmware_an_unfinished_session_targets_cannot_be_deleted(admin, catalog):
+    fw = upload_fw(admin, catalog, "2.5.0")
+    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
+    s = new_session(admin, catalog, dp, "1.0.0")
+    assert s["target_firmware"] == fw["id"]
+    assert_error(admin.delete("/api/v1/firmware/" + fw["id"]), 409, "referenced")
+    wait_for(admin, s["id"], lambda x: x["finished"], timeout=20)
+    assert admin.delete("/api/v1/firmware/" + fw["id"]).status_code == 204
+    after = admin.get(FU + s["id"]).json()
+    assert after["target_firmware"] is None and after["target_firmware_version"] == "2.5.0"
