@@ -56,13 +56,8 @@ void dh_db_write_trust(bool ok)
 
 /* ---- the database URL ---- */
 
-/*
- * Picks the driver and its target for url: "" or "sqlite:" is data_dir's devicehub.db,
- * "sqlite:PATH" that file, a postgresql:// or postgres:// URI or a libpq key=value string
- * PostgreSQL.
- */
-static enum dh_err parse_url(const char *url, const char *data_dir, const struct dh_db_driver **drv,
-			     char *target, size_t size, struct dh_error *err)
+enum dh_err dh_db_url_parse(const char *url, const char *data_dir, const struct dh_db_driver **drv,
+			    char *target, size_t size, struct dh_error *err)
 {
 	int n;
 
@@ -111,7 +106,7 @@ struct dh_db *dh_db_open(const char *url, struct dh_error *err)
 	const struct dh_db_driver *drv;
 	char target[DB_TARGET_MAX];
 
-	if (parse_url(url, NULL, &drv, target, sizeof(target), err) != DH_OK)
+	if (dh_db_url_parse(url, NULL, &drv, target, sizeof(target), err) != DH_OK)
 		return NULL;
 	return drv->open(target, err);
 }
@@ -827,7 +822,7 @@ enum dh_err dh_db_setup(const char *url, const char *data_dir, struct dh_error *
 	if (data_dir && mkdir(data_dir, 0750) != 0 && errno != EEXIST)
 		return dh_error_set(err, DH_E_IO, "Cannot create data dir %s: %s", data_dir,
 				    strerror(errno));
-	rc = parse_url(url, data_dir, &db_drv, db_target, sizeof(db_target), err);
+	rc = dh_db_url_parse(url, data_dir, &db_drv, db_target, sizeof(db_target), err);
 	if (rc != DH_OK)
 		return rc;
 	db = db_drv->open(db_target, err);

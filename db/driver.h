@@ -123,6 +123,15 @@ struct dh_db_driver {
 extern const struct dh_db_driver dh_db_sqlite_driver;
 extern const struct dh_db_driver dh_db_pg_driver;
 
+/*
+ * Picks the driver and its target for url: "" or "sqlite:" is data_dir's devicehub.db,
+ * "sqlite:PATH" that file, a postgresql:// or postgres:// URI or a libpq key=value string
+ * PostgreSQL (DH_E_INVALID when this build has no PostgreSQL). target gets the engine's
+ * part: the SQLite file's path, or the PostgreSQL connection string.
+ */
+enum dh_err dh_db_url_parse(const char *url, const char *data_dir, const struct dh_db_driver **drv,
+			    char *target, size_t size, struct dh_error *err);
+
 static inline bool dh_db_is_pg(const struct dh_db *db)
 {
 	return db->drv->engine == DH_DB_PG;
