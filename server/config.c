@@ -132,19 +132,34 @@ void dh_config_usage(void *out)
 {
 	FILE *f = out;
 
-	fprintf(f, "Usage: devicehubd [FLAG VALUE]...\n\n"
+	/* the backup and restore commands and their flags: server/backup.c */
+	fprintf(f, "Usage: devicehubd [FLAG VALUE]...\n"
+		   "       devicehubd backup --to FILE [--data-dir DIR] [--database URL]\n"
+		   "       devicehubd restore --from FILE [--data-dir DIR]\n\n"
 		   "Device Hub firmware-update server. Each flag also reads its environment\n"
-		   "variable; a flag on the command line wins over the environment.\n\n");
+		   "variable; a flag on the command line wins over the environment.\n\n"
+		   "flags:\n");
 	for (size_t i = 0; i < NOPTS; i++) {
-		fprintf(f, "  --%-20s %s\n  %-22s env %s, default \"%s\"\n", opts[i].flag,
-			opts[i].help, "", opts[i].env, opts[i].def);
+		/* a flag longer than its column keeps two spaces before its help (docs/man) */
+		fprintf(f, "  --%-20s %s%s\n  %-22s env %s, default \"%s\"\n", opts[i].flag,
+			strlen(opts[i].flag) >= 20 ? " " : "", opts[i].help, "", opts[i].env,
+			opts[i].def);
 	}
 	fprintf(f, "  --%-20s %s\n  --%-20s %s\n", "help", "print this help and exit", "version",
 		"print the version and exit");
 	fprintf(f, "  --%-20s %s\n", "list-routes",
 		"print every API route (methods, path, required right) and exit");
-	fprintf(f, "\nOn the first start of a fresh database an admin user is created and its\n"
-		   "token printed once; DEVICEHUB_ADMIN_TOKEN sets that token instead.\n");
+	fprintf(f,
+		"commands:\n"
+		"  backup                 copy the database and the images it refers to into one\n"
+		"                         archive with SHA-256 sums, while the server runs\n"
+		"  restore                unpack such an archive into an empty data dir\n");
+	fprintf(f,
+		"\nOn the first start of a fresh database an admin user is created and its\n"
+		"token printed once; DEVICEHUB_ADMIN_TOKEN sets that token instead.\n"
+		"'devicehubd backup --help' and 'devicehubd restore --help' describe the commands.\n"
+		"\nexit status: 0 stopped by SIGINT or SIGTERM (or --help printed), 1 could not\n"
+		"start, 2 usage error\n");
 }
 
 int dh_config_parse(int argc, char **argv)

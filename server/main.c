@@ -5,6 +5,7 @@
  * order: no new requests, finish running ones, then close the database.
  */
 #include "api/api.h"
+#include "backup.h"
 #include "blob.h"
 #include "coap/server.h"
 #include "config.h"
@@ -109,6 +110,8 @@ int main(int argc, char **argv)
 	unsigned port = 0, coap_port = 0;
 	int rc, sig = 0;
 
+	if (argc > 1 && dh_backup_is_command(argv[1]))
+		return dh_backup_main(argc, argv);
 	rc = dh_config_parse(argc, argv);
 	if (rc != 0)
 		return rc == 1 ? 0 : 2;
