@@ -5,13 +5,16 @@
 #include "config.h"
 
 #include "core/util.h"
+#include "dh_paths.h"
 #include "http/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct dh_config dh_cfg;
@@ -68,7 +71,8 @@ static const struct opt opts[] = {
 	{ "log-level", "DEVICEHUB_LOG_LEVEL", OPT_STR, OFF(log_level), "info", 0, 0,
 	  "debug, info, warn or error" },
 	{ "web-dir", "DEVICEHUB_WEB_DIR", OPT_STR, OFF(web_dir), "", 0, 0,
-	  "directory of the dashboard files; default: web/ beside the binary's source" },
+	  "directory of the dashboard files; default: " DH_WEB_DIR_INSTALLED
+	  " (the source's web/ for a binary in its build tree)" },
 	{ "reaper-interval-ms", "DEVICEHUB_REAPER_INTERVAL_MS", OPT_UINT, OFF(reaper_interval_ms),
 	  "1000", 10, 3600000, "how often the reaper applies session timeouts" },
 	{ "webhook-allow-private", "DEVICEHUB_WEBHOOK_ALLOW_PRIVATE", OPT_BOOL,
@@ -126,6 +130,37 @@ static int set_opt(const struct opt *o, const char *val, const char *from)
 	else
 		*(uint64_t *)(base + o->offset) = v;
 	return 0;
+}
+
+/*
+ * The dashboard's directory when --web-dir is not given (see server/meson.build): the
+ * source's web/ for a binary inside its build tree; else the installed one, looked up from
+ * the binary's own directory first (an installed tree under DESTDIR, or moved), then at the
+ * configured prefix.
+ */
+static const char *default_web_dir(void)
+{
+	static char found[PATH_MAX];
+	char exe[PATH_MAX];
+	size_t root = strlen(DH_BUILD_ROOT);
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct stat st;
+	char *slash;
+	int m;
+
+	if (n <= 0)
+		return DH_WEB_DIR_INSTALLED;
+	exe[n] = '\0';
+	if (strncmp(exe, DH_BUILD_ROOT, root) == 0 && exe[root] == '/')
+		return DH_WEB_DIR_SOURCE;
+	slash = strrchr(exe, '/');
+	if (!*DH_WEB_DIR_FROM_BIN || !slash)
+		return DH_WEB_DIR_INSTALLED;
+	*slash = '\0';
+	m = snprintf(found, sizeof(found), "%s/%s", exe, DH_WEB_DIR_FROM_BIN);
+	if (m > 0 && (size_t)m < sizeof(found) && stat(found, &st) == 0 && S_ISDIR(st.st_mode))
+		return found;
+	return DH_WEB_DIR_INSTALLED;
 }
 
 void dh_config_usage(void *out)
@@ -259,6 +294,8 @@ int dh_config_parse(int argc, char **argv)
 		fprintf(stderr, "devicehubd: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
+	if (!*dh_cfg.web_dir)
+		dh_cfg.web_dir = default_web_dir();
 	if (dh_cfg.workers == 0 || dh_cfg.http_threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		if (n < 1)

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Shortest admin token accepted from the environment: guessable tokens are refused. */
 #define DH_ADMIN_TOKEN_MIN 16
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
 	enum dh_log_level lvl;
 	sigset_t sigs;
 	unsigned port = 0, coap_port = 0;
+	struct stat st;
 	int rc, sig = 0;
 
 	if (argc > 1 && dh_backup_is_command(argv[1]))
@@ -194,6 +196,12 @@ int main(int argc, char **argv)
 		dh_cfg.listen, port, *dh_cfg.tls_cert ? "yes" : "no", dh_cfg.data_dir,
 		dh_cfg.workers, dh_db_engine_name());
 	print_banner(port);
+	if (stat(dh_cfg.web_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		dh_warn("web.missing",
+			"dir=\"%s\" detail=\"no dashboard: --web-dir names no directory\"",
+			dh_cfg.web_dir);
+	else
+		dh_info("web.dir", "dir=\"%s\"", dh_cfg.web_dir);
 
 	while (sigwait(&sigs, &sig) != 0 && errno == EINTR)
 		;
