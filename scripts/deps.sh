@@ -3,8 +3,10 @@
 # Sourced by scripts/run and scripts/test; not run on its own.
 
 # shellcheck disable=SC2034
+# (python3-requests: the build writes devicehub(1) from the Python client's --help)
 DH_BUILD_PKGS="gcc meson ninja-build pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcbor-dev nettle-dev libgnutls28-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3"
+libcbor-dev nettle-dev libgnutls28-dev uuid-dev libcurl4-gnutls-dev libpq-dev libcoap3-dev python3
+python3-requests"
 # shellcheck disable=SC2034
 DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-format
 sqlite3 curl postgresql libcoap3-bin python3-hypothesis
