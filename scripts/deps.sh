@@ -12,6 +12,9 @@ DH_TEST_PKGS="check python3-pytest python3-requests python3-cbor2 openssl clang-
 sqlite3 curl postgresql libcoap3-bin python3-hypothesis
 python3-mypy python3-typeshed python3-venv python3-pip python3-setuptools python3-wheel"
 # shellcheck disable=SC2034
+# scripts/package: Debian's packaging tools (the suite builds the package too)
+DH_PACKAGE_PKGS="debhelper dh-python dpkg-dev lintian man-db"
+# shellcheck disable=SC2034
 DH_BENCH_PKGS="nginx-light wrk python3-requests sqlite3 libcoap3-bin"
 # shellcheck disable=SC2034
 # browser tests (tests/browser/run installs them): Debian's Chromium and a font for
