@@ -23,6 +23,9 @@ struct dh_config {
 	uint64_t max_body;
 	uint64_t max_upload;
 	unsigned max_connections;
+	unsigned max_connections_per_address;
+	unsigned head_timeout;
+	unsigned min_body_rate;
 	unsigned max_events;
 	const char *plugin_dir;
 	const char *log_level;

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 /* Shortest admin token accepted from the environment: guessable tokens are refused. */
@@ -91,6 +92,29 @@ static void print_banner(unsigned port)
 	fflush(stdout);
 }
 
+/*
+ * Raises the soft open-files limit to the hard one: every HTTP connection holds a socket,
+ * and a download or upload also a file, so the usual soft limit of 1024 would cap a fleet
+ * at a few hundred devices. Logs both limits; http/server.c fits --max-connections to them.
+ */
+static void raise_open_files(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	was = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = was;
+	}
+	dh_info("server.open_files", "soft=%llu hard=%llu soft_at_start=%llu",
+		(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		(unsigned long long)was);
+}
+
 /* --list-routes: one line per route, "METHODS<TAB>PATTERN<TAB>RIGHT", for tests and docs. */
 static void list_routes(void)
 {
@@ -139,6 +163,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_open_files();
 
 	/* first of all: migrations, the blobs/tmp clean-up and session recovery below take
 	 * whatever they find for the leftovers of a dead process */

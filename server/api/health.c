@@ -24,7 +24,7 @@ enum dh_err dh_api_healthz(struct dh_req *req)
 enum dh_err dh_api_metrics(struct dh_req *req)
 {
 	struct dh_http_stats st;
-	char text[4096];
+	char text[8192];
 	int64_t counts[DH_ST__COUNT];
 	int n;
 	size_t len;
@@ -45,9 +45,26 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"devicehub_http_upload_bytes_total %llu\n"
 		"# HELP devicehub_event_subscribers Open /api/v1/events streams.\n"
 		"# TYPE devicehub_event_subscribers gauge\n"
-		"devicehub_event_subscribers %u\n",
+		"devicehub_event_subscribers %u\n"
+		"# HELP devicehub_http_connections Open HTTP connections.\n"
+		"# TYPE devicehub_http_connections gauge\n"
+		"devicehub_http_connections %llu\n"
+		"# HELP devicehub_http_connections_max Connections served at once (--max-connections "
+		"as fitted to the open-files limit).\n"
+		"# TYPE devicehub_http_connections_max gauge\n"
+		"devicehub_http_connections_max %u\n"
+		"# HELP devicehub_http_connections_refused_total Connections refused, by reason.\n"
+		"# TYPE devicehub_http_connections_refused_total counter\n"
+		"devicehub_http_connections_refused_total{reason=\"max_connections\"} %llu\n"
+		"devicehub_http_connections_refused_total{reason=\"per_address\"} %llu\n"
+		"# HELP devicehub_http_timeouts_total Connections cut because a request head did "
+		"not arrive within --head-timeout, or its body came slower than --min-body-rate.\n"
+		"# TYPE devicehub_http_timeouts_total counter\n"
+		"devicehub_http_timeouts_total{phase=\"head\"} %llu\n"
+		"devicehub_http_timeouts_total{phase=\"body\"} %llu\n",
 		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded,
-		dh_api_events_subscribers());
+		dh_api_events_subscribers(), st.conn_open, st.max_connections, st.conn_refused_cap,
+		st.conn_refused_address, st.head_timeouts, st.body_timeouts);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
 	len = (size_t)n;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 struct dh_db;
+struct dh_guard_conn;
 struct dh_route;
 
 /* Captured {id} segments of one path. */
@@ -48,7 +49,9 @@ struct dh_req {
 	const char *target_problem; /* why the raw target cannot be served, or NULL */
 	bool begun;                 /* the access handler ran for this request */
 	bool close_after;           /* answer with Connection: close (the framing is not trusted) */
-	unsigned retry_after;       /* seconds for Retry-After of a 429/503; 0: the default */
+	bool has_body;        /* a Content-Length above 0 or a chunked body follows the head */
+	unsigned retry_after; /* seconds for Retry-After of a 429/503; 0: the default */
+	struct dh_guard_conn *guard; /* the connection's record in http/guard.c, or NULL */
 
 	const struct dh_route *route;
 	unsigned allow_methods;  /* for 405: what the path accepts */

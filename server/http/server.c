@@ -11,6 +11,7 @@
 #include "core/text.h"
 #include "core/util.h"
 #include "dh_db.h"
+#include "http/guard.h"
 #include "http/mhd_shim.h"
 #include "http/multipart.h"
 #include "http/req.h"
@@ -27,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,10 +45,17 @@
 /* JSON answers up to this size are dumped into a per-thread buffer; larger ones (long
  * lists) are dumped a second time into a malloc'd buffer of the size the first dump gave. */
 #define DH_JSON_SMALL (64 * 1024)
-/* Seconds an idle connection is kept. */
+/* Seconds a connection may stay silent while a body is read or an answer sent; the head of
+ * each request has --head-timeout (http/guard.c). */
 #define DH_CONN_TIMEOUT 120
+/* Descriptors kept for everything but client connections: each thread's database
+ * connection, the log, listening sockets, plugins, step programs, CoAP. */
+#define DH_FD_OTHER 256
+/* Seconds a client beyond --max-connections is asked to wait (Retry-After of its 503). */
+#define DH_CAP_RETRY_AFTER 2
 
 static struct MHD_Daemon *daemon_h;
+static unsigned max_conns; /* --max-connections as fitted to the open-files limit */
 static atomic_int stopping;
 static atomic_ullong n_requests, n_2xx, n_3xx, n_4xx, n_5xx, n_upload;
 
@@ -56,12 +66,22 @@ int dh_http_stopping(void)
 
 void dh_http_stats_get(struct dh_http_stats *out)
 {
+	struct dh_guard_stats g;
+
 	out->requests = atomic_load(&n_requests);
 	out->status_2xx = atomic_load(&n_2xx);
 	out->status_3xx = atomic_load(&n_3xx);
 	out->status_4xx = atomic_load(&n_4xx);
 	out->status_5xx = atomic_load(&n_5xx);
 	out->bytes_uploaded = atomic_load(&n_upload);
+	dh_guard_stats_get(&g);
+	out->conn_open = g.open;
+	out->conn_refused_cap = g.refused_cap;
+	out->conn_refused_address = g.refused_address;
+	out->head_timeouts = g.head_timeouts;
+	out->body_timeouts = g.body_timeouts;
+	out->timeout_408 = g.timeout_408;
+	out->max_connections = max_conns;
 }
 
 static const struct {
@@ -187,8 +207,11 @@ enum dh_err dh_http_reply_error(struct dh_req *req, const struct dh_error *err)
 	}
 	if (status == 401)
 		dh_http_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Token");
-	if (status == 503 || status == 429)
-		dh_http_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (status == 503 || status == 429) {
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%u", req->retry_after ? req->retry_after : 1);
+		dh_http_header(req, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+	}
 	return DH_OK;
 }
 
@@ -477,6 +500,7 @@ static enum MHD_Result queue(struct dh_req *req)
 			return MHD_NO;
 		}
 	}
+	dh_guard_body_done(req->guard); /* answered: the rest of a body is no longer waited for */
 	MHD_add_response_header(req->response, "X-Request-Id", req->id);
 	if (req->close_after)
 		MHD_add_response_header(req->response, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -676,6 +700,50 @@ static const char *target_problem(const char *t)
 	return NULL;
 }
 
+/* The guard's record of a connection (set by on_connection), or NULL. */
+static struct dh_guard_conn *guard_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* MHD's accept policy: the per-address limit. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	(void)cls;
+	(void)addrlen;
+	return dh_guard_address_allowed(addr) ? MHD_YES : MHD_NO;
+}
+
+/* MHD's connection start and end: the guard keeps a record of each connection. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	const union MHD_ConnectionInfo *fd, *addr;
+
+	(void)cls;
+	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+		dh_guard_close(*socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!fd)
+		return;
+	*socket_context = dh_guard_open(fd->connect_fd, addr ? addr->client_addr : NULL,
+					*dh_cfg.tls_cert != 0);
+	if (!*socket_context) /* out of memory: without a record it would escape every limit */
+		shutdown(fd->connect_fd, SHUT_RDWR);
+}
+
+static bool shim_may_answer(struct MHD_Connection *conn)
+{
+	return dh_guard_may_answer(guard_of(conn));
+}
+
 /*
  * MHD's URI log callback: called with the raw request target as soon as the request line is
  * parsed, before MHD decodes it. The request context starts here (MHD hands what this
@@ -687,6 +755,7 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
 
 	(void)cls;
 	if (req) {
+		req->guard = guard_of(conn);
 		req->raw_target = uri;
 		req->raw_target_len = strlen(uri);
 		req->target_problem = target_problem(uri);
@@ -725,7 +794,7 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
 static enum dh_err check_framing(struct dh_req *req)
 {
 	struct framing f = { 0 };
-	uint64_t n;
+	uint64_t n = 0;
 	enum dh_err rc = DH_OK;
 
 	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_header, &f);
@@ -750,6 +819,8 @@ static enum dh_err check_framing(struct dh_req *req)
 					    "Content-Length must be a decimal number of bytes.");
 	if (rc != DH_OK)
 		req->close_after = true;
+	else
+		req->has_body = f.n_coding == 1 || (f.n_length == 1 && n > 0);
 	return rc;
 }
 
@@ -850,10 +921,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return fail(req, DH_E_NOMEM);
 	}
 	if (!req->begun) {
+		bool refuse;
 		req->begun = true;
 		req->method = method_parse(method);
 		req->method_name = method;
 		req->path = url;
+		if (!dh_guard_head_done(req->guard, &refuse))
+			return MHD_NO; /* the guard cut it (head too late): close, do not answer */
+		if (refuse) {
+			req->close_after = true;
+			req->retry_after = DH_CAP_RETRY_AFTER;
+			return fail(req, dh_error_set(&req->err, DH_E_UNAVAILABLE,
+						      "The server serves %u connections at once, "
+						      "its limit; retry later.",
+						      max_conns));
+		}
 		/* MHD found the version after the raw target; if the target's C string ends
 		 * earlier, a raw NUL byte cut it */
 		if (!req->target_problem && (uintptr_t)url == (uintptr_t)req->raw_target &&
@@ -862,6 +944,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rc = begin(req);
 		if (rc != DH_OK)
 			return fail(req, rc);
+		if (req->has_body)
+			dh_guard_body_begin(req->guard);
 		return MHD_YES;
 	}
 	if (req->status) /* already answered (an error while streaming) */ {
@@ -872,6 +956,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		size_t len = *upload_size;
 		*upload_size = 0;
 		atomic_fetch_add(&n_upload, len);
+		dh_guard_body_bytes(req->guard, len);
 		if (req->route->flags & DH_ROUTE_STREAM_BODY) {
 			rc = req->route->stream(req, upload, len);
 			if (rc != DH_OK)
@@ -905,9 +990,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct dh_req *req = *con_cls;
 
 	(void)cls;
-	(void)conn;
 	if (req && req->on_done)
 		req->on_done(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK, req->on_done_cls);
+	/* kept alive: the next request's head has its own deadline */
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		dh_guard_request_done(guard_of(conn));
 	req_free(req);
 	*con_cls = NULL;
 }
@@ -935,6 +1022,36 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 		dh_debug("http.mhd", "detail=\"%s\"", msg);
 }
 
+/* Connections accepted beyond --max-connections only to be answered 503: an eighth more,
+ * and some more for small caps, so that a burst beyond the cap is answered, not queued. */
+static unsigned reserve_for(unsigned max)
+{
+	return max / 8 + 16;
+}
+
+/*
+ * The cap that fits the open-files limit: a connection holds its socket and, while it
+ * downloads or uploads, a file; a reserved connection only its socket. Lowers max when
+ * 2 * max + reserve + DH_FD_OTHER descriptors would not fit.
+ */
+static unsigned fit_connections(unsigned max)
+{
+	struct rlimit rl;
+	uint64_t nofile;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return max;
+	nofile = rl.rlim_cur;
+	while (max > 1 && 2 * (uint64_t)max + reserve_for(max) + DH_FD_OTHER > nofile)
+		max = max > 4096 ? max - max / 16 : max - 1;
+	if (max != dh_cfg.max_connections)
+		dh_warn("http.limits",
+			"max_connections=%u requested=%u nofile=%llu detail=\"lowered to fit the "
+			"open-files limit: each connection may hold a socket and a file\"",
+			max, dh_cfg.max_connections, (unsigned long long)nofile);
+	return max;
+}
+
 enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 {
 	/*
@@ -950,6 +1067,9 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 	struct sockaddr *sa;
 	const char *cert = dh_tls_cert_pem(), *key = dh_tls_key_pem();
 	const union MHD_DaemonInfo *info;
+
+	struct dh_guard_limits gl = { 0 };
+	enum dh_err rc;
 
 	if (!dh_mhd_shim_init())
 		dh_warn("http.mhd_shim",
@@ -977,20 +1097,38 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 			return dh_error_set(err, DH_E_INTERNAL, "TLS files were not loaded");
 		flags |= MHD_USE_TLS;
 	}
-	daemon_h = MHD_start_daemon(flags, (uint16_t)dh_cfg.port, NULL, NULL, on_request, NULL,
-				    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
-				    sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)dh_cfg.http_threads,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)dh_cfg.max_connections,
-				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)DH_CONN_MEMORY,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
-				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-				    MHD_OPTION_URI_LOG_CALLBACK, on_request_line, NULL,
-				    cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-				    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES,
-				    dh_cfg.tls_priorities, MHD_OPTION_END);
-	if (!daemon_h)
+	max_conns = fit_connections(dh_cfg.max_connections);
+	gl.max_connections = max_conns;
+	gl.reserve = reserve_for(max_conns);
+	gl.per_address = dh_cfg.max_connections_per_address;
+	gl.head_timeout_ms = dh_cfg.head_timeout * 1000;
+	gl.min_body_rate = dh_cfg.min_body_rate;
+	gl.request_id = dh_http_request_id;
+	rc = dh_guard_start(&gl, err);
+	if (rc != DH_OK)
+		return rc;
+	dh_mhd_shim_may_answer = shim_may_answer;
+	daemon_h = MHD_start_daemon(
+		flags, (uint16_t)dh_cfg.port, on_accept, NULL, on_request, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR, sa,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)dh_cfg.http_threads,
+		MHD_OPTION_CONNECTION_LIMIT, gl.max_connections + gl.reserve,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)DH_CONN_MEMORY,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+		on_request_line, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY,
+		key, MHD_OPTION_HTTPS_PRIORITIES, dh_cfg.tls_priorities, MHD_OPTION_END);
+	if (!daemon_h) {
+		dh_guard_stop();
 		return dh_error_set(err, DH_E_IO, "Cannot listen on %s port %u", dh_cfg.listen,
 				    dh_cfg.port);
+	}
+	dh_info("http.limits",
+		"max_connections=%u reserve=%u per_address=%u head_timeout_s=%u "
+		"min_body_rate=%u idle_timeout_s=%u",
+		gl.max_connections, gl.reserve, gl.per_address, dh_cfg.head_timeout,
+		gl.min_body_rate, DH_CONN_TIMEOUT);
 	atomic_store(&mhd_serving, true);
 	info = MHD_get_daemon_info(daemon_h, MHD_DAEMON_INFO_BIND_PORT);
 	*bound_port = info ? info->port : dh_cfg.port;
@@ -1004,6 +1142,7 @@ void dh_http_stop(void)
 	if (daemon_h) {
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;
+		dh_guard_stop(); /* every connection is closed now */
 	}
 	dh_tls_release();
 }

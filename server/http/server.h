@@ -18,6 +18,10 @@ int dh_http_stopping(void);
 struct dh_http_stats {
 	unsigned long long requests, status_2xx, status_3xx, status_4xx, status_5xx;
 	unsigned long long bytes_uploaded;
+	/* connections (http/guard.c) */
+	unsigned long long conn_open, conn_refused_cap, conn_refused_address;
+	unsigned long long head_timeouts, body_timeouts, timeout_408;
+	unsigned max_connections; /* the cap in force (after the open-files limit) */
 };
 void dh_http_stats_get(struct dh_http_stats *out);
 

@@ -64,8 +64,9 @@ def parse(data, head_request=False):
     return r, rest[n:]
 
 
-def connect(port, tls=False, timeout=10.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port, tls=False, timeout=10.0, source="127.0.0.1"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0))
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -120,10 +121,11 @@ def read_answers(sock, deadline, head_request=False, settle=0.3):
     return answers, data, closed
 
 
-def exchange(port, data, timeout=10.0, tls=False, head_request=False):
-    """Sends data on a new connection and returns (responses, trailing bytes, closed)."""
+def exchange(port, data, timeout=10.0, tls=False, head_request=False, source="127.0.0.1"):
+    """Sends data on a new connection from the source address (any of 127.0.0.0/8 reaches
+    a server on 127.0.0.1) and returns (responses, trailing bytes, closed)."""
     deadline = time.monotonic() + timeout
-    with connect(port, tls, timeout) as s:
+    with connect(port, tls, timeout, source) as s:
         send_quietly(s, data)
         return read_answers(s, deadline, head_request)
 
