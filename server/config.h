@@ -26,6 +26,9 @@ struct dh_config {
 	unsigned max_connections_per_address;
 	unsigned head_timeout;
 	unsigned min_body_rate;
+	unsigned rate_limit;
+	unsigned rate_burst;
+	unsigned auth_fail_limit;
 	unsigned max_events;
 	const char *plugin_dir;
 	const char *log_level;

@@ -90,7 +90,10 @@ class Hub:
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1", "--port", str(self.port), "--data-dir",
              self.data_dir, "--max-connections", "4096", "--log-level", "warn",
-             "--coap-port", str(self.coap_port)],
+             "--coap-port", str(self.coap_port),
+             # every client is on loopback and shares a token: the per-address and
+             # per-token limits are for fleets, not for a load generator
+             "--max-connections-per-address", "0", "--rate-limit", "0"],
             stdout=log, stderr=log, env=env)
         procs.append(self.proc)
         wait_http(self.url + "/healthz")

@@ -61,10 +61,19 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"not arrive within --head-timeout, or its body came slower than --min-body-rate.\n"
 		"# TYPE devicehub_http_timeouts_total counter\n"
 		"devicehub_http_timeouts_total{phase=\"head\"} %llu\n"
-		"devicehub_http_timeouts_total{phase=\"body\"} %llu\n",
+		"devicehub_http_timeouts_total{phase=\"body\"} %llu\n"
+		"# HELP devicehub_http_rate_limited_total Requests answered 429, by limit.\n"
+		"# TYPE devicehub_http_rate_limited_total counter\n"
+		"devicehub_http_rate_limited_total{limit=\"token\"} %llu\n"
+		"devicehub_http_rate_limited_total{limit=\"auth_failures\"} %llu\n"
+		"# HELP devicehub_auth_failures_total Requests with credentials that did not "
+		"authenticate.\n"
+		"# TYPE devicehub_auth_failures_total counter\n"
+		"devicehub_auth_failures_total %llu\n",
 		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded,
 		dh_api_events_subscribers(), st.conn_open, st.max_connections, st.conn_refused_cap,
-		st.conn_refused_address, st.head_timeouts, st.body_timeouts);
+		st.conn_refused_address, st.head_timeouts, st.body_timeouts, st.rate_limited_token,
+		st.rate_limited_auth, st.auth_failed);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
 	len = (size_t)n;

@@ -14,6 +14,7 @@
 #include "http/guard.h"
 #include "http/mhd_shim.h"
 #include "http/multipart.h"
+#include "http/ratelimit.h"
 #include "http/req.h"
 #include "http/router.h"
 #include "http/tls.h"
@@ -53,8 +54,17 @@
 #define DH_FD_OTHER 256
 /* Seconds a client beyond --max-connections is asked to wait (Retry-After of its 503). */
 #define DH_CAP_RETRY_AFTER 2
+/* Buckets of the rate-limit tables (http/ratelimit.c, about 64 bytes each): tokens busy at
+ * the same moment, and addresses failing to authenticate at the same moment. A key pushed
+ * out starts again with a full bucket; one that keeps asking is not pushed out. */
+#define DH_RATE_TOKEN_SLOTS   4096
+#define DH_RATE_ADDRESS_SLOTS 4096
 
 static struct MHD_Daemon *daemon_h;
+/* per token: --rate-limit per second, burst --rate-burst; per address: failed
+ * authentications, --auth-fail-limit per minute. NULL when off. */
+static struct dh_rate_table *token_rate, *auth_fail_rate;
+static atomic_ullong n_rate_token, n_rate_auth, n_auth_failed;
 static unsigned max_conns; /* --max-connections as fitted to the open-files limit */
 static atomic_int stopping;
 static atomic_ullong n_requests, n_2xx, n_3xx, n_4xx, n_5xx, n_upload;
@@ -82,6 +92,9 @@ void dh_http_stats_get(struct dh_http_stats *out)
 	out->body_timeouts = g.body_timeouts;
 	out->timeout_408 = g.timeout_408;
 	out->max_connections = max_conns;
+	out->rate_limited_token = atomic_load(&n_rate_token);
+	out->rate_limited_auth = atomic_load(&n_rate_auth);
+	out->auth_failed = atomic_load(&n_auth_failed);
 }
 
 static const struct {
@@ -824,6 +837,56 @@ static enum dh_err check_framing(struct dh_req *req)
 	return rc;
 }
 
+/* Whole seconds for Retry-After from milliseconds, at least 1. */
+static unsigned retry_seconds(uint64_t ms)
+{
+	uint64_t s = (ms + 999) / 1000;
+
+	return s < 1 ? 1 : s > 3600 ? 3600 : (unsigned)s;
+}
+
+/*
+ * Authentication with its two rate limits. An address whose failed authentications used up
+ * --auth-fail-limit gets 429 for every request with credentials, before they are looked
+ * at: a guesser learns nothing more until its bucket refills (a refused request costs no
+ * failure). A request without credentials is 401 and counts as no failure. An
+ * authenticated token beyond --rate-limit gets 429.
+ */
+static enum dh_err authenticate(struct dh_req *req)
+{
+	const uint8_t *addr = dh_guard_client_key(req->guard);
+	bool has_credentials = dh_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION) != NULL;
+	uint64_t wait;
+	enum dh_err rc;
+
+	if (has_credentials &&
+	    (wait = dh_rate_peek(auth_fail_rate, addr, DH_CLIENT_KEY_LEN, dh_mono_ms()))) {
+		atomic_fetch_add(&n_rate_auth, 1);
+		req->retry_after = retry_seconds(wait);
+		return dh_error_set(&req->err, DH_E_RATE,
+				    "Too many failed authentications from your address; retry in "
+				    "%u s.",
+				    req->retry_after);
+	}
+	rc = dh_api_authenticate(req);
+	if (rc == DH_E_UNAUTHORIZED && has_credentials) {
+		atomic_fetch_add(&n_auth_failed, 1);
+		dh_rate_take(auth_fail_rate, addr, DH_CLIENT_KEY_LEN, dh_mono_ms());
+	}
+	if (rc != DH_OK)
+		return rc;
+	wait = dh_rate_take(token_rate, req->who.token_id, strlen(req->who.token_id), dh_mono_ms());
+	if (wait) {
+		atomic_fetch_add(&n_rate_token, 1);
+		req->retry_after = retry_seconds(wait);
+		return dh_error_set(
+			&req->err, DH_E_RATE,
+			"This token made more than %u requests a second; retry in %u s.",
+			dh_cfg.rate_limit, req->retry_after);
+	}
+	return DH_OK;
+}
+
 /* First call for a request: route, authenticate, check declared body size. Returns
  * DH_OK to go on reading the body. */
 static enum dh_err begin(struct dh_req *req)
@@ -865,7 +928,7 @@ static enum dh_err begin(struct dh_req *req)
 	if (!req->db)
 		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
 	if (req->route->right != DH_ACT_NONE) {
-		rc = dh_api_authenticate(req);
+		rc = authenticate(req);
 		if (rc != DH_OK)
 			return rc;
 		if (!dh_rights_any(&req->who, req->route->right)) {
@@ -1052,6 +1115,39 @@ static unsigned fit_connections(unsigned max)
 	return max;
 }
 
+static void stop_rate_limits(void)
+{
+	dh_rate_table_free(token_rate);
+	dh_rate_table_free(auth_fail_rate);
+	token_rate = auth_fail_rate = NULL;
+}
+
+static enum dh_err start_rate_limits(struct dh_error *err)
+{
+	/* units: a request is 1000, refilled --rate-limit a millisecond; a failure is 60000,
+	 * refilled --auth-fail-limit a millisecond (ratelimit.h) */
+	struct dh_rate_config tok = { .capacity = (uint64_t)dh_cfg.rate_burst * 1000,
+				      .refill_per_ms = dh_cfg.rate_limit,
+				      .cost = 1000 };
+	struct dh_rate_config fail = { .capacity = (uint64_t)dh_cfg.auth_fail_limit * 60000,
+				       .refill_per_ms = dh_cfg.auth_fail_limit,
+				       .cost = 60000 };
+
+	if (dh_cfg.rate_limit) {
+		token_rate = dh_rate_table_new(&tok, DH_RATE_TOKEN_SLOTS);
+		if (!token_rate)
+			return dh_error_set(err, DH_E_NOMEM, "No memory for the rate-limit table");
+	}
+	if (dh_cfg.auth_fail_limit) {
+		auth_fail_rate = dh_rate_table_new(&fail, DH_RATE_ADDRESS_SLOTS);
+		if (!auth_fail_rate)
+			return dh_error_set(err, DH_E_NOMEM, "No memory for the rate-limit table");
+	}
+	dh_info("http.rate_limits", "per_token_per_s=%u burst=%u auth_failures_per_min=%u",
+		dh_cfg.rate_limit, dh_cfg.rate_burst, dh_cfg.auth_fail_limit);
+	return DH_OK;
+}
+
 enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 {
 	/*
@@ -1104,9 +1200,13 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 	gl.head_timeout_ms = dh_cfg.head_timeout * 1000;
 	gl.min_body_rate = dh_cfg.min_body_rate;
 	gl.request_id = dh_http_request_id;
-	rc = dh_guard_start(&gl, err);
-	if (rc != DH_OK)
+	rc = start_rate_limits(err);
+	if (rc == DH_OK)
+		rc = dh_guard_start(&gl, err);
+	if (rc != DH_OK) {
+		stop_rate_limits();
 		return rc;
+	}
 	dh_mhd_shim_may_answer = shim_may_answer;
 	daemon_h = MHD_start_daemon(
 		flags, (uint16_t)dh_cfg.port, on_accept, NULL, on_request, NULL,
@@ -1121,6 +1221,7 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 		key, MHD_OPTION_HTTPS_PRIORITIES, dh_cfg.tls_priorities, MHD_OPTION_END);
 	if (!daemon_h) {
 		dh_guard_stop();
+		stop_rate_limits();
 		return dh_error_set(err, DH_E_IO, "Cannot listen on %s port %u", dh_cfg.listen,
 				    dh_cfg.port);
 	}
@@ -1143,6 +1244,7 @@ void dh_http_stop(void)
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;
 		dh_guard_stop(); /* every connection is closed now */
+		stop_rate_limits();
 	}
 	dh_tls_release();
 }

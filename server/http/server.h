@@ -22,6 +22,8 @@ struct dh_http_stats {
 	unsigned long long conn_open, conn_refused_cap, conn_refused_address;
 	unsigned long long head_timeouts, body_timeouts, timeout_408;
 	unsigned max_connections; /* the cap in force (after the open-files limit) */
+	/* rate limits: 429s per token and per address, failed authentications */
+	unsigned long long rate_limited_token, rate_limited_auth, auth_failed;
 };
 void dh_http_stats_get(struct dh_http_stats *out);
 
