@@ -1031,7 +1031,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return fail(req, rc);
 		return MHD_YES;
 	}
-	/* the whole body is here */
+	/* the whole body is here: its rate no longer matters, however long the handler takes
+	 * (a large upload's fsync and rename, for one) */
+	dh_guard_body_done(req->guard);
 	if (req->body_too_large)
 		return fail(req, dh_error_set(&req->err, DH_E_TOO_LARGE,
 					      "The body is larger than the limit of %llu bytes.",
