@@ -52,6 +52,14 @@
 /* Descriptors kept for everything but client connections: each thread's database
  * connection, the log, listening sockets, plugins, step programs, CoAP. */
 #define DH_FD_OTHER 256
+/*
+ * libmicrohttpd 0.9.75's MHD_OPTION_STRICT_FOR_CLIENT: -1 is the only value that refuses a
+ * header name followed by whitespace ("Content-Length : 5", which a proxy in front might
+ * read as a length and MHD as another header: RFC 9112 section 5.1 requires a 400). It
+ * turns on none of the checks of 1 (a Host header on HTTP/1.1, no space in the target; the
+ * target is checked by http/server.c itself).
+ */
+#define DH_MHD_STRICTNESS (-1)
 /* Seconds a client beyond --max-connections is asked to wait (Retry-After of its 503). */
 #define DH_CAP_RETRY_AFTER 2
 /* Buckets of the rate-limit tables (http/ratelimit.c, about 64 bytes each): tokens busy at
@@ -1219,6 +1227,7 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DH_CONN_TIMEOUT,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_URI_LOG_CALLBACK,
 		on_request_line, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)DH_MHD_STRICTNESS,
 		cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY,
 		key, MHD_OPTION_HTTPS_PRIORITIES, dh_cfg.tls_priorities, MHD_OPTION_END);
 	if (!daemon_h) {

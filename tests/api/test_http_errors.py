@@ -30,6 +30,10 @@ MHD_CASES = {
     "400 later header line without colon": (get(b"/healthz", b"X-A: 1\r\nNoColon\r\n"), 400,
                                             "bad_request"),
     "400 no version": (b"GET /healthz\r\n\r\n", 400, "bad_request"),
+    "400 space before the colon of Content-Length": (
+        b"POST /api/v1/products/ HTTP/1.1\r\nHost: t\r\nContent-Length : 2\r\n\r\n{}", 400,
+        "bad_request"),
+    "400 tab before a colon": (get(b"/healthz", b"X-A\t: 1\r\n"), 400, "bad_request"),
     "400 bad version text": (get(b"/healthz", version=b"HTTQ/1.1"), 400, "bad_request"),
     "505 HTTP/2.0": (get(b"/healthz", version=b"HTTP/2.0"), 505,
                      "http_version_not_supported"),
