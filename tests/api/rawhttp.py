@@ -52,6 +52,8 @@ def parse(data, head_request=False):
         headers.append((h.group(1).decode().lower(), h.group(2).decode("latin-1")))
     r = Response(int(m.group(1)), headers, b"")
     rest = data[end + 4:]
+    if 100 <= r.status < 200:
+        return r, rest  # an interim answer (100 Continue): no body
     if r.header("transfer-encoding") is not None:
         raise Malformed("chunked answers are not expected here")
     length = r.header("content-length")
