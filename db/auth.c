@@ -24,7 +24,9 @@ static const char sql_token[] =
 	"SELECT t.id, t.expire_time, t.revoked, u.id, u.name, u.is_active"
 	" FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_hash = ?1";
 static const char sql_grants[] =
-	"SELECT a.action, coalesce(a.product_id, m.product_id, ''), coalesce(a.model_id, ''),"
+	/* a model's grant is over the model's product of now: the model may have moved since
+	 * the grant recorded it (models' writes move the auth generation for that reason) */
+	"SELECT a.action, coalesce(m.product_id, a.product_id, ''), coalesce(a.model_id, ''),"
 	" coalesce(a.channel_id, '') FROM access_rights a LEFT JOIN models m ON m.id = a.model_id"
 	" WHERE a.user_id = ?1";
 

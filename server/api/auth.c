@@ -107,7 +107,10 @@ enum dh_err dh_api_authenticate(struct dh_req *req)
 			return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "Unknown token.");
 		if (rc != DH_OK)
 			return rc;
-		cache_put(hash, gen, &req->who, expire, revoked);
+		/* cache only what was read under a generation that is still current: a change
+		 * that committed during the look-up moved it, and what was read may predate it */
+		if (gen == dh_db_auth_generation())
+			cache_put(hash, gen, &req->who, expire, revoked);
 	}
 	if (revoked)
 		return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "The token was revoked.");

@@ -1,6 +1,7 @@
 /*
  * Models: a product's hardware variants; firmware and devices belong to a model. A model's
- * access-rights scope is its product and itself.
+ * access-rights scope is its product and itself; moving a model to another product moves
+ * the grants over the model along, so every write invalidates the authentication cache.
  */
 #include "api/api.h"
 #include "api/objects.h"
@@ -42,7 +43,8 @@ static const struct dh_resource models = {
 	.fields = model_fields,
 	.nfields = sizeof(model_fields) / sizeof(model_fields[0]),
 	.right = DH_ACT_MANAGE,
-	.hooks = { .scope = model_scope },
+	/* grants over a model are over its product: a move changes what principals hold */
+	.hooks = { .scope = model_scope, .after_write = dh_api_obj_auth_changed },
 };
 
 DH_CRUD_HANDLERS(models, models)

@@ -101,3 +101,18 @@ def test_referenced_scope_cannot_be_deleted(admin, catalog):
     p = admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
     admin.create(BASE, {"user": u["id"], "action": "manage", "product": p["id"]})
     assert_error(admin.delete("/api/v1/products/" + p["id"]), 409, "referenced")
+
+
+def test_a_model_grant_follows_its_model_to_another_product(admin, server, catalog):
+    """A grant over a model covers the model where it is now: moving the model to another
+    product neither strands its grants nor leaves a cached principal behind."""
+    m = catalog["model"]
+    _, tok = make_user(admin, ["manage"], model=m["id"])
+    c = Client(server, tok)
+    assert c.get("/api/v1/models/" + m["id"]).status_code == 200  # cached now
+    p2 = admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P2"})
+    assert admin.patch("/api/v1/models/" + m["id"], json={"product": p2["id"]}).status_code == 200
+    got = c.get("/api/v1/models/" + m["id"])
+    assert got.status_code == 200 and got.json()["product"] == p2["id"]
+    assert c.patch("/api/v1/models/" + m["id"], json={"name": "renamed"}).status_code == 200
+    assert [x["id"] for x in c.get("/api/v1/models/").json()["results"]] == [m["id"]]
