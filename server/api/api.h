@@ -14,6 +14,14 @@
 enum dh_err dh_api_authenticate(struct dh_req *req);
 
 /*
+ * Checks again, as a new request would, the token of who (a principal dh_api_authenticate
+ * filled): on DH_OK *who holds the user's grants and the token's expiry of now; DH_E_UNAUTHORIZED
+ * (err filled) once the token is revoked, deleted or expired or its user deactivated or gone;
+ * *who is then unchanged. For long-lived requests (event streams).
+ */
+enum dh_err dh_api_reauthenticate(struct dh_db *db, struct dh_principal *who, struct dh_error *err);
+
+/*
  * Does the first {id} of the request's path name an object? For the 404 that comes before a
  * 403 (API.md: existence is decided before rights). Paths of kinds this does not know answer
  * true, so that their callers still get 403.

@@ -75,13 +75,41 @@ static void cache_put(const char *hash, unsigned long generation, const struct d
 	dh_principal_release(&old);
 }
 
+/* The principal of the token whose secret hashes to hash: from the cache, else read (and
+ * cached); 401 with err filled when the token does not authenticate (any more). */
+static enum dh_err principal_of(struct dh_db *db, const char hash[DH_SHA256_HEX],
+				struct dh_principal *who, struct dh_error *err)
+{
+	int64_t expire = 0;
+	bool revoked = false;
+	unsigned long gen;
+	enum dh_err rc;
+
+	if (!cache_get(hash, who, &expire, &revoked)) {
+		gen = dh_db_auth_generation();
+		rc = dh_db_auth_lookup(db, hash, who, &expire, &revoked);
+		if (rc == DH_E_UNAUTHORIZED)
+			return dh_error_set(err, DH_E_UNAUTHORIZED, "Unknown token.");
+		if (rc != DH_OK)
+			return rc;
+		/* cache only what was read under a generation that is still current: a change
+		 * that committed during the look-up moved it, and what was read may predate it */
+		if (gen == dh_db_auth_generation())
+			cache_put(hash, gen, who, expire, revoked);
+	}
+	memcpy(who->token_hash, hash, DH_SHA256_HEX);
+	who->token_expire_us = expire;
+	if (revoked)
+		return dh_error_set(err, DH_E_UNAUTHORIZED, "The token was revoked.");
+	if (expire && expire <= dh_now_us())
+		return dh_error_set(err, DH_E_UNAUTHORIZED, "The token has expired.");
+	return DH_OK;
+}
+
 enum dh_err dh_api_authenticate(struct dh_req *req)
 {
 	const char *h = dh_req_header(req, "Authorization"), *secret;
 	char hash[DH_SHA256_HEX];
-	int64_t expire = 0;
-	bool revoked = false;
-	unsigned long gen;
 	enum dh_err rc;
 
 	if (!h)
@@ -100,23 +128,27 @@ enum dh_err dh_api_authenticate(struct dh_req *req)
 	if (!*secret || strlen(secret) > AUTH_SECRET_MAX)
 		return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "Unknown token.");
 	dh_sha256_hex(secret, strlen(secret), hash);
-	if (!cache_get(hash, &req->who, &expire, &revoked)) {
-		gen = dh_db_auth_generation();
-		rc = dh_db_auth_lookup(req->db, hash, &req->who, &expire, &revoked);
-		if (rc == DH_E_UNAUTHORIZED)
-			return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "Unknown token.");
-		if (rc != DH_OK)
-			return rc;
-		/* cache only what was read under a generation that is still current: a change
-		 * that committed during the look-up moved it, and what was read may predate it */
-		if (gen == dh_db_auth_generation())
-			cache_put(hash, gen, &req->who, expire, revoked);
-	}
-	if (revoked)
-		return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "The token was revoked.");
-	if (expire && expire <= dh_now_us())
-		return dh_error_set(&req->err, DH_E_UNAUTHORIZED, "The token has expired.");
+	rc = principal_of(req->db, hash, &req->who, &req->err);
+	if (rc != DH_OK)
+		return rc;
 	req->authenticated = true;
+	return DH_OK;
+}
+
+enum dh_err dh_api_reauthenticate(struct dh_db *db, struct dh_principal *who, struct dh_error *err)
+{
+	struct dh_principal fresh = { 0 };
+	char hash[DH_SHA256_HEX];
+	enum dh_err rc;
+
+	memcpy(hash, who->token_hash, DH_SHA256_HEX);
+	rc = principal_of(db, hash, &fresh, err);
+	if (rc != DH_OK) {
+		dh_principal_release(&fresh);
+		return rc;
+	}
+	dh_principal_release(who);
+	*who = fresh;
 	return DH_OK;
 }
 

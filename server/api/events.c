@@ -3,14 +3,18 @@
  * access rights. Owns the list of subscribers and one notifier thread. A subscriber with
  * nothing to send parks its connection (dh_http_suspend) instead of holding one of MHD's
  * pool threads; the notifier resumes it when the event sequence moves past what it has
- * sent, when its heartbeat is due, or at shutdown. Reads the event ring of core/events.h;
- * never touches the database.
+ * sent, when its heartbeat is due, when users, tokens or rights changed or its token
+ * expired, or at shutdown. Reads the event ring of core/events.h. Before every event and
+ * heartbeat it checks the subscriber's token again (through the authentication cache; the
+ * database only after a change): a token that no longer authenticates ends the stream with
+ * an `error` event, and changed grants apply to what the stream shows next.
  */
 #include "api/api.h"
 
 #include "config.h"
 #include "core/events.h"
 #include "core/util.h"
+#include "dh_db.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -48,6 +52,11 @@ struct sub {
 	int fd;            /* its socket, polled while parked to notice a client gone */
 	bool is_suspended; /* guarded by reg.lock */
 	bool is_gone;      /* the client hung up while parked; guarded by reg.lock */
+	/* the auth generation the token was last checked at, and its expiry (0: never);
+	 * both guarded by reg.lock, which the notifier reads them under */
+	unsigned long auth_gen;
+	int64_t expire_us;
+	bool is_ending; /* the token no longer authenticates: a last event is queued */
 	char *buf;
 	size_t len, off, cap;
 };
@@ -106,14 +115,83 @@ static bool format_event(struct sub *s, const struct dh_event *ev)
 	       buf_append(s, data, strlen(data)) && buf_append(s, "\n\n", 2);
 }
 
+/* Is a check of the subscriber's token due: users, tokens or rights changed since the last
+ * one, or the token expired? Called under reg.lock. */
+static bool auth_due(const struct sub *s, unsigned long gen, int64_t now_us)
+{
+	return s->auth_gen != gen || (s->expire_us && s->expire_us <= now_us);
+}
+
+/*
+ * Does the subscriber's token still authenticate, with `update` somewhere? Checked again as a
+ * new request would be whenever one is due; the fresh grants replace the old ones, so a
+ * change of rights applies to every event formatted after it. err says why not.
+ */
+static bool still_allowed(struct sub *s, struct dh_error *err)
+{
+	unsigned long gen = dh_db_auth_generation(); /* before the check: a change during it
+						      * leaves the next one due */
+	struct dh_db *db;
+	bool due;
+
+	pthread_mutex_lock(&reg.lock);
+	due = auth_due(s, gen, dh_now_us());
+	pthread_mutex_unlock(&reg.lock);
+	if (!due)
+		return true;
+	db = dh_db_thread();
+	if (!db) {
+		dh_error_set(err, DH_E_UNAVAILABLE, "The database is not reachable.");
+		return false;
+	}
+	if (dh_api_reauthenticate(db, &s->who, err) != DH_OK)
+		return false;
+	if (!dh_rights_any(&s->who, DH_ACT_UPDATE)) {
+		dh_error_set(err, DH_E_FORBIDDEN,
+			     "The token's user no longer has the 'update' right anywhere.");
+		return false;
+	}
+	pthread_mutex_lock(&reg.lock);
+	s->auth_gen = gen;
+	s->expire_us = s->who.token_expire_us;
+	pthread_mutex_unlock(&reg.lock);
+	return true;
+}
+
+/* Queues the stream's last event, an error as the API answers it, after which it ends. */
+static void end_with(struct sub *s, const struct dh_error *err)
+{
+	json_t *data = json_pack("{s:s, s:s}", "code", dh_err_name(err->code), "detail",
+				 dh_error_detail(err));
+	char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+	s->off = s->len = 0; /* nothing more of what the token may no longer see */
+	if (!text || !buf_append(s, "event: error\ndata: ", 19) ||
+	    !buf_append(s, text, strlen(text)) || !buf_append(s, "\n\n", 2))
+		s->off = s->len = 0; /* out of memory: just end */
+	s->is_ending = true;
+	dh_info("events.closed", "user=%s code=%s", s->who.user_name, dh_err_name(err->code));
+	free(text);
+	json_decref(data);
+}
+
 /* Formats what the ring holds after s->after and the caller may see; a heartbeat when
- * nothing else was written and one is due. */
+ * nothing else was written and one is due. The token is checked first, at every event and
+ * heartbeat: one that no longer authenticates ends the stream instead. */
 static void fill(struct sub *s)
 {
 	struct dh_event ev[DH_SSE_BATCH];
+	struct dh_error err = { 0 };
 	uint64_t missed = 0;
 	size_t n;
 
+	if (s->is_ending)
+		return;
+	if (!still_allowed(s, &err)) {
+		end_with(s, &err);
+		dh_error_release(&err);
+		return;
+	}
 	n = dh_events_read(s->after, ev, DH_SSE_BATCH, 0, &missed);
 	if (missed)
 		buf_printf(s, "event: events.missed\ndata: {\"missed\":%" PRIu64 "}\n\n", missed);
@@ -158,14 +236,18 @@ static long sub_read(void *cls, uint64_t pos, char *out, size_t max)
 
 		if (s->off < s->len)
 			return copy_out(s, out, max);
+		if (s->is_ending)
+			return -1;
 		fill(s);
 		if (s->len)
 			return copy_out(s, out, max);
 		/* decide and park under the lock the notifier scans with, so that an event
-		 * published between the check and the park cannot be missed */
+		 * published (or an auth change made) between the check and the park cannot be
+		 * missed */
 		pthread_mutex_lock(&reg.lock);
 		is_stopping = reg.is_stopping || s->is_gone;
-		has_news = dh_events_last_seq() > s->after || dh_mono_ms() >= s->heartbeat_due_ms;
+		has_news = dh_events_last_seq() > s->after || dh_mono_ms() >= s->heartbeat_due_ms ||
+			   auth_due(s, dh_db_auth_generation(), dh_now_us());
 		if (!is_stopping && !has_news) {
 			s->is_suspended = true;
 			dh_http_suspend(s->conn);
@@ -232,7 +314,8 @@ static void *notifier(void *arg)
 
 	(void)arg;
 	for (;;) {
-		int64_t now = dh_mono_ms(), wake = now + DH_SSE_NOTIFY_MAX_MS;
+		int64_t now = dh_mono_ms(), wake = now + DH_SSE_NOTIFY_MAX_MS, now_us = dh_now_us();
+		unsigned long auth_gen = dh_db_auth_generation();
 		struct dh_event ev;
 		uint64_t missed;
 		bool done;
@@ -245,8 +328,9 @@ static void *notifier(void *arg)
 		for (struct sub *s = reg.head; s; s = s->next) {
 			if (!s->is_suspended)
 				continue;
+			/* an auth change or an expiry wakes it too: its token is checked then */
 			if (reg.is_stopping || s->is_gone || s->after < seen ||
-			    now >= s->heartbeat_due_ms) {
+			    now >= s->heartbeat_due_ms || auth_due(s, auth_gen, now_us)) {
 				s->is_suspended = false;
 				dh_http_resume(s->conn);
 			} else if (s->heartbeat_due_ms < wake) {

@@ -49,6 +49,8 @@ struct dh_principal {
 	char user_id[DH_UUID_LEN];
 	char user_name[DH_USER_NAME_MAX + 1];
 	char token_id[DH_UUID_LEN];
+	char token_hash[DH_SHA256_HEX]; /* of the secret: to check the token again later */
+	int64_t token_expire_us;        /* 0: never */
 	size_t ngrants;
 	struct dh_grant *grants; /* malloc'd array, freed with dh_principal_release */
 };

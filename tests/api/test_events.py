@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -245,6 +246,83 @@ def test_sessions_of_draft_targets_reach_draft_holders_only(server, admin, catal
     finally:
         su.close()
         sd.close()
+
+
+def read_until_end(s, timeout):
+    """The blocks of a stream until the server ends it (None if it did not in time)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            got.extend(s.blocks(deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return None
+    except EOFError:
+        return got
+    return None
+
+
+@pytest.mark.parametrize("how", ["revoke", "delete", "deactivate", "expire", "ungrant"])
+def test_a_stream_ends_once_its_token_no_longer_authenticates(server, admin, catalog, how):
+    """An open stream is no back door: revoking or deleting its token, deactivating its
+    user, the token's expiry, or losing the `update` right end it (an `error` event, then
+    the end of the stream) without waiting for a heartbeat (60 s here)."""
+    u, tok = make_user(admin, ["update"], model=catalog["model"]["id"])
+    t = admin.get("/api/v1/tokens/", params={"user": u["id"]}).json()["results"][0]
+    if how == "expire":
+        soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+        assert admin.patch("/api/v1/tokens/" + t["id"],
+                           json={"expire_time": soon.isoformat()}).status_code == 200
+    s = Sse(server, token=tok, query="?heartbeat=60000")
+    try:
+        assert s.status == 200
+        assert next(s.blocks(5)).startswith("retry:")
+        assert not list(s.blocks(0.3)), "quiet before the change"
+        if how == "revoke":
+            admin.patch("/api/v1/tokens/" + t["id"], json={"revoked": True})
+        elif how == "delete":
+            admin.delete("/api/v1/tokens/" + t["id"])
+        elif how == "deactivate":
+            admin.patch("/api/v1/users/" + u["id"], json={"is_active": False})
+        elif how == "ungrant":
+            for g in admin.get("/api/v1/access-rights/", params={"user": u["id"]}).json()[
+                    "results"]:
+                admin.delete("/api/v1/access-rights/" + g["id"])
+        blocks = read_until_end(s, 10)
+        assert blocks is not None, "the stream outlived its token"
+        last = parse_block(blocks[-1])
+        assert last.get("event") == "error", blocks
+        assert json.loads(last["data"])["code"] == (
+            "forbidden" if how == "ungrant" else "unauthorized"), last
+    finally:
+        s.close()
+
+
+def test_a_stream_follows_changes_of_rights(server, admin, catalog):
+    """Grants changed while a stream is open apply to the events it shows next."""
+    p2 = admin.create("/api/v1/products/", {"tid": unique("prod"), "name": "P2"})
+    other = dict(catalog, model=admin.create("/api/v1/models/", {
+        "tid": unique("model"), "name": "M2", "product": p2["tid"]}))
+    u, tok = make_user(admin, ["update"], model=catalog["model"]["id"])
+    g = admin.get("/api/v1/access-rights/", params={"user": u["id"]}).json()["results"][0]
+    s = Sse(server, token=tok, query="?heartbeat=200")
+    try:
+        first = request_session(admin, catalog)
+        assert s.next_event(is_for(first["id"])), "seen with the first grant"
+        assert admin.patch("/api/v1/access-rights/" + g["id"],
+                           json={"model": other["model"]["id"]}).status_code == 200
+        hidden = request_session(admin, catalog)
+        shown = request_session(admin, other)
+        got = []
+        for block in s.blocks(5):
+            ev = parse_block(block)
+            if ev.get("event") == "session.created":
+                got.append(ev["data"]["id"])
+            if shown["id"] in got:
+                break
+        assert shown["id"] in got and hidden["id"] not in got, got
+    finally:
+        s.close()
 
 
 def test_last_event_id_replays_what_followed(server, admin, catalog):
