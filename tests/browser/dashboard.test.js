@@ -200,6 +200,35 @@ describe('dashboard', () => {
     assert.equal(await page.evaluate(() => window.noReloadMarker), 42);
   });
 
+  test('the table and the page show how much of the image was downloaded', async () => {
+    const list = (await server.api('GET', 'firmware-update/?device=dev-a')).body.results;
+    const a = list.find((x) => x.state === 'created');
+    assert.ok(a, 'dev-a has a created session');
+    const size = a.payload.size;
+    await page.goto(`${server.url}/#/sessions`);
+    await page.waitForSelector('#live.live', { timeout: T });
+    const bar = `#sessions-table tr[data-id="${a.id}"] td.downloaded [role=progressbar]`;
+    assert.equal(await page.getAttribute(bar, 'aria-valuenow'), '0');
+    // the device fetches the first half through its short link (no token), then the rest
+    const half = Math.floor(size / 2);
+    const r = await fetch(a.payload.short_link, { headers: { Range: `bytes=0-${half - 1}` } });
+    assert.equal(r.status, 206);
+    await r.arrayBuffer();
+    const pct = String(Math.round((half / size) * 100));
+    await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.getAttribute('aria-valuenow') === want,
+      [bar, pct], { timeout: T });
+    await page.goto(`${server.url}/#/sessions/${a.id}`);
+    await page.waitForSelector('#downloaded-bar', { timeout: T });
+    assert.equal(await page.getAttribute('#downloaded-bar', 'aria-valuenow'), pct);
+    assert.match(await page.textContent('#short-link'), /\/d\/[A-Za-z0-9_-]{22}$/);
+    const rest = await fetch(a.payload.short_link, { headers: { Range: `bytes=${half}-` } });
+    await rest.arrayBuffer();
+    await page.waitForFunction(() => document.querySelector('#downloaded-bar')?.getAttribute('aria-valuenow') === '100',
+      null, { timeout: T });
+    assert.match(await page.textContent('#delivered'), /100 % of the image/);
+    await shot(page, 'session-downloaded');
+  });
+
   test('filters of the session table', async () => {
     await page.goto(`${server.url}/#/sessions`);
     await page.waitForSelector('#sessions-table tbody tr[data-id]', { timeout: T });

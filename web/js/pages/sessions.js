@@ -1,6 +1,7 @@
 // Sessions: a live table of firmware-update sessions with filters by state, model and
 // device, and a detail view (#/sessions/<id>) with the state history as a timeline, the
-// payload, the error, the download link and, for mesh_smp steps, one bar per receiver.
+// payload, the error, the download links with how much of the image was downloaded and,
+// for mesh_smp steps, one bar per receiver.
 // Both update from live events without a reload.
 
 import * as api from '../api.js';
@@ -19,6 +20,20 @@ export function progressOf(s) {
   if (mesh && typeof mesh.progress === 'number') return mesh.progress;
   if (s.state in DONE) return DONE[s.state];
   return { ready: 0, queued: 5, processing: 50 }[s.state] ?? 0;
+}
+
+// Percent of the session's image sent at least once (delivered.coverage, 0..1).
+export function downloadedOf(s) {
+  const c = s.delivered && s.delivered.coverage;
+  return typeof c === 'number' ? c * 100 : 0;
+}
+
+function downloadedBar(s, label, id) {
+  const d = s.delivered || {};
+  const bar = progressBar(downloadedOf(s), label);
+  bar.title = `${bytes(d.bytes_sent ?? 0)} sent`;
+  if (id) bar.id = id;
+  return bar;
 }
 
 function matches(s, f) {
@@ -45,7 +60,8 @@ function renderList(main) {
   const table = el('table', { class: 'grid', id: 'sessions-table' },
     el('thead', {}, el('tr', {},
       el('th', {}, 'State'), el('th', {}, 'Device'), el('th', { class: 'hide-sm' }, 'Model'),
-      el('th', {}, 'Version'), el('th', { class: 'hide-sm' }, 'Age'), el('th', {}, 'Progress'))),
+      el('th', {}, 'Version'), el('th', { class: 'hide-sm' }, 'Age'), el('th', {}, 'Progress'),
+      el('th', { class: 'hide-sm' }, 'Downloaded'))),
     tbody);
   const status = el('p', { class: 'form-error', role: 'alert', hidden: true });
 
@@ -65,13 +81,14 @@ function renderList(main) {
     el('td', { class: 'nowrap' }, s.current_firmware_version || '—', ' → ',
       s.target_firmware_version || (s.state === 'up_to_date' ? 'up to date' : '—')),
     el('td', { class: 'hide-sm nowrap', title: when(s.create_time) }, age(s.create_time)),
-    el('td', { class: `prog st-${s.state}` }, progressBar(progressOf(s), `progress of ${s.device_id || s.id}`)));
+    el('td', { class: `prog st-${s.state}` }, progressBar(progressOf(s), `progress of ${s.device_id || s.id}`)),
+    el('td', { class: 'prog downloaded hide-sm' }, downloadedBar(s, `image downloaded by ${s.device_id || s.id}`)));
   }
 
   function draw() {
     const list = [...rows.values()].filter((s) => matches(s, filters))
       .sort((a, b) => (a.create_time < b.create_time ? 1 : -1));
-    clear(tbody, list.length ? list.map(row) : emptyRow(6, 'No sessions match.'));
+    clear(tbody, list.length ? list.map(row) : emptyRow(7, 'No sessions match.'));
     count.textContent = `${list.length} shown`;
   }
 
@@ -128,6 +145,7 @@ function renderList(main) {
       const s = rows.get(d.id);
       if (ev.type === 'session.state') Object.assign(s, { state: d.state, finished: d.finished, error: d.error });
       if (ev.type === 'session.progress') Object.assign(s, { state: d.state || s.state, payload: d.payload });
+      if (ev.type === 'session.delivered' || ev.type === 'session.downloaded') Object.assign(s, { delivered: d.delivered });
     } else {
       try {
         rows.set(d.id, await api.get(`firmware-update/${d.id}`));
@@ -263,7 +281,12 @@ function renderDetail(main, id) {
         el('h2', {}, 'Error'), el('p', {}, el('code', {}, s.error.code), ' ', s.error.detail)) : null,
       link ? el('section', { class: 'card', id: 'download' }, el('h2', {}, 'Download'),
         el('p', { class: 'break' }, el('a', { href: link, id: 'download-link' }, link)),
+        p.short_link ? el('p', { class: 'break' }, 'Short link (no token needed): ', el('code', { id: 'short-link' }, p.short_link)) : null,
+        p.coap_link ? el('p', { class: 'break' }, 'CoAP: ', el('code', { id: 'coap-link' }, p.coap_link)) : null,
         el('p', { class: 'muted' }, `${bytes(p.size)} · SHA-256 `, el('code', { class: 'break' }, p.sha256 || '—')),
+        el('p', { id: 'delivered' }, `Downloaded: ${Math.round(downloadedOf(s))} % of the image, `,
+          `${bytes((s.delivered || {}).bytes_sent ?? 0)} sent`),
+        downloadedBar(s, 'image downloaded', 'downloaded-bar'),
         el('button', { class: 'btn', type: 'button', onclick: () => api.download(link, `${s.id}.bin`).catch((e) => toast(e.detail, 'error')) },
           'Download with my token')) : null,
       mesh(),
