@@ -363,6 +363,12 @@ enum dh_err dh_db_session_links(struct dh_db *db,
 /* The kind of the session's delivery method ("http", "coap", ...) into kind. */
 enum dh_err dh_db_session_method_kind(struct dh_db *db, const char *id, char *kind, size_t size);
 
+/*
+ * The CoAP pre-shared key of the device whose device_id is identity (among devices with a
+ * key it is unique) into key (size bytes with its NUL). DH_E_NOT_FOUND when none has one.
+ */
+enum dh_err dh_db_device_psk(struct dh_db *db, const char *identity, char *key, size_t size);
+
 /* The delivered counters of a session, as the flusher reads and writes them. */
 struct dh_db_delivered {
 	enum dh_state state;

@@ -992,3 +992,26 @@ enum dh_err dh_db_session_delivered_set(struct dh_db *db, const char *id,
 	dh_stmt_text(st, 4, d->ranges ? d->ranges : "");
 	return dh_stmt_run(st, NULL);
 }
+
+enum dh_err dh_db_device_psk(struct dh_db *db, const char *identity, char *key, size_t size)
+{
+	/* the partial unique index devices_psk_identity answers this */
+	static const char sql[] =
+		"SELECT coap_psk FROM devices WHERE device_id = ?1 AND coap_psk IS NOT NULL";
+	struct dh_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_E_NOT_FOUND;
+	int r;
+
+	if (!st)
+		return DH_E_DB;
+	dh_stmt_text(st, 1, identity);
+	r = dh_stmt_step(st);
+	if (r > 0) {
+		dh_stmt_col_copy(st, 0, key, size);
+		rc = DH_OK;
+	} else if (r < 0) {
+		rc = dh_stmt_error(st, NULL);
+	}
+	dh_stmt_reset(st);
+	return rc;
+}
