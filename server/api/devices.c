@@ -28,6 +28,12 @@ static enum dh_err device_scope(struct dh_req *req, json_t *row, struct dh_scope
 	return DH_OK;
 }
 
+/*
+ * Longest CoAP pre-shared key, in bytes: DTLS PSKs are commonly 16 to 32 bytes (RFC 4279
+ * allows up to 64 KiB); 64 holds a 256-bit key written as hex.
+ */
+#define DH_COAP_PSK_MAX 64
+
 static const char *const states[] = { "ready",      "up_to_date",  "queued",
 				      "processing", "created",     "success",
 				      "fail",       "unconfirmed", NULL };
@@ -61,6 +67,13 @@ static const struct dh_field device_fields[] = {
 	  .column = "current_firmware_version",
 	  .type = DH_F_SEMVER,
 	  .flags = DH_F_NULLABLE },
+	/* the device's key for CoAP over DTLS (docs/coap.md): written, never shown */
+	{ .name = "coap_psk",
+	  .column = "coap_psk",
+	  .type = DH_F_TEXT,
+	  .flags = DH_F_NULLABLE | DH_F_HIDDEN,
+	  .min = 1,
+	  .max = DH_COAP_PSK_MAX },
 	{ .name = "last_seen", .column = "last_seen", .type = DH_F_TIME, .flags = DH_F_READONLY },
 	{ .name = "last_session",
 	  .column = "last_session_id",
