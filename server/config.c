@@ -106,6 +106,9 @@ static const struct opt opts[] = {
 	{ "coap-port", "DEVICEHUB_COAP_PORT", OPT_STR, OFF(coap_port), "off", 0, 0,
 	  "UDP port of the CoAP image server (coap_link, Block2); 5683 is CoAP's, 0 picks a"
 	  " free one (logged as coap.listening); off: no CoAP" },
+	{ "coaps-port", "DEVICEHUB_COAPS_PORT", OPT_STR, OFF(coaps_port), "off", 0, 0,
+	  "UDP port of CoAP over DTLS with a pre-shared key per device (identity: its device_id;"
+	  " key: the device's coap_psk); 0 picks a free one; off: no DTLS" },
 	{ "coap-listen", "DEVICEHUB_COAP_LISTEN", OPT_STR, OFF(coap_listen), "", 0, 0,
 	  "address the CoAP server listens on (IPv4 or IPv6 literal); empty: as --listen" },
 	{ "coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL", OPT_STR, OFF(coap_public_url), "", 0, 0,
@@ -211,6 +214,23 @@ void dh_config_usage(void *out)
 		"start, 2 usage error\n");
 }
 
+/* "off", or a port in 0..65535 (0: a free one), for --name; false after a message. */
+static bool udp_port(const char *name, const char *text, bool *on, unsigned *port)
+{
+	uint64_t v;
+
+	if (strcmp(text, "off") == 0)
+		return true;
+	if (!dh_parse_u64(text, &v) || v > 65535) {
+		fprintf(stderr, "devicehubd: --%s '%s' is neither off nor a port in 0..65535\n",
+			name, text);
+		return false;
+	}
+	*on = true;
+	*port = (unsigned)v;
+	return true;
+}
+
 int dh_config_parse(int argc, char **argv)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
@@ -279,17 +299,9 @@ int dh_config_parse(int argc, char **argv)
 			strerror(errno));
 		return 2;
 	}
-	if (strcmp(dh_cfg.coap_port, "off") != 0) {
-		uint64_t v;
-		if (!dh_parse_u64(dh_cfg.coap_port, &v) || v > 65535) {
-			fprintf(stderr,
-				"devicehubd: --coap-port '%s' is neither off nor a port in 0..65535\n",
-				dh_cfg.coap_port);
-			return 2;
-		}
-		dh_cfg.coap_on = true;
-		dh_cfg.coap_port_num = (unsigned)v;
-	}
+	if (!udp_port("coap-port", dh_cfg.coap_port, &dh_cfg.coap_on, &dh_cfg.coap_port_num) ||
+	    !udp_port("coaps-port", dh_cfg.coaps_port, &dh_cfg.coaps_on, &dh_cfg.coaps_port_num))
+		return 2;
 	if (*dh_cfg.coap_listen && inet_pton(strchr(dh_cfg.coap_listen, ':') ? AF_INET6 : AF_INET,
 					     dh_cfg.coap_listen, addr) != 1) {
 		fprintf(stderr, "devicehubd: --coap-listen '%s' is not an IPv4 or IPv6 address\n",

@@ -42,11 +42,14 @@ struct dh_config {
 	const char *coap_port;       /* "off", or a UDP port (0: a free one) */
 	const char *coap_listen;     /* "": as --listen */
 	const char *coap_public_url; /* "": coap://<host of the HTTP base>:<coap port> */
+	const char *coaps_port;      /* "off", or a UDP port for CoAP over DTLS (0: a free one) */
 	bool list_routes;            /* --list-routes: print the route table and exit */
 
 	/* derived by dh_config_parse */
-	bool coap_on;           /* --coap-port is not "off" */
-	unsigned coap_port_num; /* its number when on */
+	bool coap_on;            /* --coap-port is not "off" */
+	unsigned coap_port_num;  /* its number when on */
+	bool coaps_on;           /* --coaps-port is not "off" */
+	unsigned coaps_port_num; /* its number when on */
 };
 
 /* The one configuration, filled by dh_config_parse. */

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 	struct dh_error err = { 0 };
 	enum dh_log_level lvl;
 	sigset_t sigs;
-	unsigned port = 0, coap_port = 0;
+	unsigned port = 0, coap_port = 0, coaps_port = 0;
 	struct stat st;
 	int rc, sig = 0;
 
@@ -195,14 +195,15 @@ int main(int argc, char **argv)
 	/* CoAP before the workers, whose link steps put its port into coap_link; it answers
 	 * 5.03 until the pipeline has loaded the valid links */
 	if (dh_plugins_load(dh_cfg.plugin_dir, &err) != DH_OK ||
-	    dh_coap_start(&coap_port, &err) != DH_OK) {
+	    dh_coap_start(&coap_port, &coaps_port, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		return 1;
 	}
-	if (coap_port)
-		dh_info("coap.listening", "address=%s port=%u",
-			*dh_cfg.coap_listen ? dh_cfg.coap_listen : dh_cfg.listen, coap_port);
+	if (coap_port || coaps_port)
+		dh_info("coap.listening", "address=%s port=%u dtls_port=%u",
+			*dh_cfg.coap_listen ? dh_cfg.coap_listen : dh_cfg.listen, coap_port,
+			coaps_port);
 	if (dh_pipeline_start(dh_cfg.data_dir, dh_cfg.workers, dh_cfg.reaper_interval_ms,
 			      dh_cfg.lease_ms, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));

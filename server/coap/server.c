@@ -12,6 +12,7 @@
 #include "config.h"
 #include "core/delivery.h"
 #include "core/links.h"
+#include "dh_db.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -30,6 +31,8 @@
  */
 #define COAP_MAX_IDLE_PEERS 4096
 #define COAP_PEER_IDLE_S    120
+/* A device's pre-shared key with its NUL (api/devices.c takes at most 64 bytes). */
+#define DH_COAP_PSK_BUF 65
 /* The largest payload a cached answer holds: one 1024-byte block. */
 #define COAP_CACHED_MAX 1024
 
@@ -37,7 +40,8 @@ static struct {
 	coap_context_t *ctx; /* the CoAP thread's while it runs */
 	pthread_t th;
 	atomic_bool running; /* read by workers issuing coap links */
-	atomic_uint port;
+	atomic_uint port;    /* plain UDP; 0 when off */
+	atomic_uint dtls_port;
 	atomic_bool stop;
 } srv;
 
@@ -47,6 +51,7 @@ static struct {
 struct served {
 	struct dh_link link;
 	struct dh_blob_map *map;
+	const coap_bin_const_t *identity; /* the DTLS peer's PSK identity; NULL over plain UDP */
 };
 
 static int resolve(void *cls, const uint8_t *token, size_t len, struct dh_coap_image *img)
@@ -59,6 +64,11 @@ static int resolve(void *cls, const uint8_t *token, size_t len, struct dh_coap_i
 		return DH_COAP_NOT_YET;
 	dh_link_hash((const char *)token, len, h);
 	if (!dh_links_find(h, &sv->link))
+		return DH_COAP_UNKNOWN;
+	/* over DTLS the link serves only the device the key belongs to; the same 4.04 else */
+	if (sv->identity &&
+	    (sv->identity->length != strlen(sv->link.device_name) ||
+	     memcmp(sv->identity->s, sv->link.device_name, sv->identity->length) != 0))
 		return DH_COAP_UNKNOWN;
 	sv->map = dh_blob_map_get(sv->link.sha256, sv->link.size, &err);
 	if (!sv->map) {
@@ -159,6 +169,7 @@ static void handle(coap_resource_t *resource, coap_session_t *session, const coa
 		   const coap_string_t *query, coap_pdu_t *response)
 {
 	struct served sv = { .map = NULL };
+	bool dtls = coap_session_get_proto(session) == COAP_PROTO_DTLS;
 	struct dh_coap_env env = { resolve, release, sent, &sv };
 	struct dh_coap_outcome out = { 0 };
 	coap_cache_entry_t *entry = NULL;
@@ -168,6 +179,13 @@ static void handle(coap_resource_t *resource, coap_session_t *session, const coa
 
 	(void)resource;
 	(void)query;
+	if (dtls) {
+		sv.identity = coap_session_get_psk_identity(session);
+		if (!sv.identity) {
+			coap_pdu_set_code(response, COAP_RESPONSE_CODE(401));
+			return;
+		}
+	}
 	if (coap_pdu_get_code(request) == COAP_REQUEST_CODE_GET) {
 		entry = coap_cache_get_by_pdu(session, request, COAP_CACHE_IS_SESSION_BASED);
 		c = entry ? coap_cache_get_app_data(entry) : NULL;
@@ -202,6 +220,62 @@ static void handle(coap_resource_t *resource, coap_session_t *session, const coa
 	keep(c, request, response);
 }
 
+/* ---- DTLS: the device's key for its identity ---- */
+
+/*
+ * libcoap asks for the key of the identity a client names in its handshake: the key of the
+ * device with that device_id. This reads the database, on the CoAP thread, once per
+ * handshake (never per block); libcoap copies the key, so one buffer serves.
+ */
+static const coap_bin_const_t *psk_for(coap_bin_const_t *identity, coap_session_t *session,
+				       void *arg)
+{
+	static char key[DH_COAP_PSK_BUF];
+	static coap_bin_const_t out;
+	char id[DH_DEVICE_ID_MAX + 1];
+	struct dh_db *db = dh_db_thread();
+	enum dh_err rc;
+
+	(void)session;
+	(void)arg;
+	if (!identity || identity->length == 0 || identity->length >= sizeof(id) || !db)
+		return NULL;
+	memcpy(id, identity->s, identity->length);
+	id[identity->length] = 0;
+	if (strlen(id) != identity->length)
+		return NULL; /* a NUL inside: no device_id has one */
+	rc = dh_db_device_psk(db, id, key, sizeof(key));
+	if (rc != DH_OK) {
+		dh_debug("coap.psk_refused", "identity=%s code=%s", id, dh_err_name(rc));
+		return NULL;
+	}
+	out.s = (const uint8_t *)key;
+	out.length = strlen(key);
+	return &out;
+}
+
+static bool setup_dtls(struct dh_error *err)
+{
+	static const uint8_t hint[] = "devicehub";
+	coap_dtls_spsk_t psk;
+
+	if (!coap_dtls_is_supported()) {
+		dh_error_set(err, DH_E_INVALID,
+			     "--coaps-port: this libcoap was built without DTLS support.");
+		return false;
+	}
+	memset(&psk, 0, sizeof(psk));
+	psk.version = COAP_DTLS_SPSK_SETUP_VERSION;
+	psk.validate_id_call_back = psk_for;
+	psk.psk_info.hint.s = hint;
+	psk.psk_info.hint.length = sizeof(hint) - 1;
+	if (!coap_context_set_psk2(srv.ctx, &psk)) {
+		dh_error_set(err, DH_E_INTERNAL, "Cannot set up DTLS with pre-shared keys.");
+		return false;
+	}
+	return true;
+}
+
 /* ---- logging, start and stop ---- */
 
 static void log_coap(coap_log_t level, const char *message)
@@ -210,10 +284,14 @@ static void log_coap(coap_log_t level, const char *message)
 
 	snprintf(msg, sizeof(msg), "%s", message);
 	msg[strcspn(msg, "\n")] = 0;
-	if (level <= LOG_ERR)
+	/* libcoap warns about what clients do wrong (a failed handshake, a bad datagram): that
+	 * is debug detail here; its errors stay visible */
+	if (level <= LOG_CRIT)
 		dh_error("coap.lib", "detail=\"%s\"", msg);
-	else
+	else if (level <= LOG_ERR)
 		dh_warn("coap.lib", "detail=\"%s\"", msg);
+	else
+		dh_debug("coap.lib", "detail=\"%s\"", msg);
 }
 
 static void *coap_main(void *arg)
@@ -225,6 +303,7 @@ static void *coap_main(void *arg)
 			break;
 		}
 	}
+	dh_db_thread_close(); /* opened by DTLS handshakes' key look-ups, if any */
 	return NULL;
 }
 
@@ -263,18 +342,42 @@ static const coap_request_t other_methods[] = {
 	COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH,
 };
 
-enum dh_err dh_coap_start(unsigned *bound_port, struct dh_error *err)
+/* Frees what start made so far. */
+static void undo_start(void)
+{
+	coap_free_context(srv.ctx);
+	srv.ctx = NULL;
+	coap_cleanup();
+	atomic_store(&srv.port, 0);
+	atomic_store(&srv.dtls_port, 0);
+}
+
+/* A bound endpoint of proto on addr:port; its port into *bound. */
+static bool endpoint(const char *addr, unsigned port, coap_proto_t proto, atomic_uint *bound)
+{
+	coap_endpoint_t *ep;
+	coap_address_t a;
+
+	if (!listen_addr(addr, port, &a))
+		return false;
+	ep = coap_new_endpoint(srv.ctx, &a, proto);
+	if (!ep)
+		return false;
+	atomic_store(bound, endpoint_port(ep));
+	return true;
+}
+
+enum dh_err dh_coap_start(unsigned *bound_port, unsigned *dtls_port, struct dh_error *err)
 {
 	static const uint16_t ignore[] = { COAP_OPTION_BLOCK2 };
 	const char *addr = *dh_cfg.coap_listen ? dh_cfg.coap_listen : dh_cfg.listen;
-	coap_endpoint_t *ep;
 	coap_resource_t *r;
 	coap_address_t a;
 
-	*bound_port = 0;
-	if (!dh_cfg.coap_on || atomic_load(&srv.running))
+	*bound_port = *dtls_port = 0;
+	if ((!dh_cfg.coap_on && !dh_cfg.coaps_on) || atomic_load(&srv.running))
 		return DH_OK;
-	if (!listen_addr(addr, dh_cfg.coap_port_num, &a))
+	if (!listen_addr(addr, 0, &a))
 		return dh_error_set(err, DH_E_INVALID, "--coap-listen %s is not an address", addr);
 	coap_startup();
 	coap_set_log_handler(log_coap);
@@ -288,15 +391,22 @@ enum dh_err dh_coap_start(unsigned *bound_port, struct dh_error *err)
 	coap_context_set_session_timeout(srv.ctx, COAP_PEER_IDLE_S);
 	/* one cached answer per peer and path, not per block */
 	coap_cache_ignore_options(srv.ctx, ignore, sizeof(ignore) / sizeof(ignore[0]));
-	ep = coap_new_endpoint(srv.ctx, &a, COAP_PROTO_UDP);
-	if (!ep) {
-		coap_free_context(srv.ctx);
-		srv.ctx = NULL;
-		coap_cleanup();
+	if (dh_cfg.coap_on && !endpoint(addr, dh_cfg.coap_port_num, COAP_PROTO_UDP, &srv.port)) {
+		undo_start();
 		return dh_error_set(err, DH_E_IO, "Cannot listen for CoAP on %s UDP port %u", addr,
 				    dh_cfg.coap_port_num);
 	}
-	atomic_store(&srv.port, endpoint_port(ep));
+	if (dh_cfg.coaps_on && !setup_dtls(err)) {
+		undo_start();
+		return DH_E_INVALID;
+	}
+	if (dh_cfg.coaps_on &&
+	    !endpoint(addr, dh_cfg.coaps_port_num, COAP_PROTO_DTLS, &srv.dtls_port)) {
+		undo_start();
+		return dh_error_set(err, DH_E_IO,
+				    "Cannot listen for CoAP over DTLS on %s UDP port %u", addr,
+				    dh_cfg.coaps_port_num);
+	}
 	r = coap_resource_init(coap_make_str_const(".well-known/core"), 0);
 	coap_register_request_handler(r, COAP_REQUEST_GET, handle);
 	coap_add_resource(srv.ctx, r);
@@ -308,13 +418,12 @@ enum dh_err dh_coap_start(unsigned *bound_port, struct dh_error *err)
 	coap_add_resource(srv.ctx, r);
 	atomic_store(&srv.stop, false);
 	if (pthread_create(&srv.th, NULL, coap_main, NULL) != 0) {
-		coap_free_context(srv.ctx);
-		srv.ctx = NULL;
-		coap_cleanup();
+		undo_start();
 		return dh_error_set(err, DH_E_INTERNAL, "Cannot start the CoAP thread.");
 	}
 	atomic_store(&srv.running, true);
 	*bound_port = atomic_load(&srv.port);
+	*dtls_port = atomic_load(&srv.dtls_port);
 	return DH_OK;
 }
 
@@ -329,11 +438,17 @@ void dh_coap_stop(void)
 	srv.ctx = NULL;
 	coap_cleanup();
 	atomic_store(&srv.port, 0);
+	atomic_store(&srv.dtls_port, 0);
 }
 
 unsigned dh_coap_port(void)
 {
 	return atomic_load(&srv.running) ? atomic_load(&srv.port) : 0;
+}
+
+unsigned dh_coap_dtls_port(void)
+{
+	return atomic_load(&srv.running) ? atomic_load(&srv.dtls_port) : 0;
 }
 
 bool dh_coap_link_prefix(const char *http_base, char *out, size_t size)
@@ -344,7 +459,12 @@ bool dh_coap_link_prefix(const char *http_base, char *out, size_t size)
 	int k;
 
 	unsigned port = dh_coap_port();
+	const char *scheme = "coap";
 
+	if (!port) {
+		port = dh_coap_dtls_port();
+		scheme = "coaps";
+	}
 	if (!port)
 		return false;
 	if (*dh_cfg.coap_public_url) {
@@ -355,7 +475,7 @@ bool dh_coap_link_prefix(const char *http_base, char *out, size_t size)
 	} else {
 		if (!dh_url_host(from, host, sizeof(host)))
 			return false;
-		k = snprintf(out, size, "coap://%s:%u/d/", host, port);
+		k = snprintf(out, size, "%s://%s:%u/d/", scheme, host, port);
 	}
 	return k > 0 && (size_t)k < size;
 }

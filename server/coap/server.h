@@ -25,21 +25,26 @@
 #define DH_COAP_DEDUP_S 45
 
 /*
- * Starts the server when --coap-port is not off; *bound_port gets the UDP port (0 when
- * off). DH_E_IO when the address cannot be bound.
+ * Starts the server when --coap-port or --coaps-port is not off; *bound_port and *dtls_port
+ * get the UDP ports of plain CoAP and of CoAP over DTLS (0 for one that is off). DTLS uses
+ * pre-shared keys: the identity is a device's device_id, the key its coap_psk (looked up
+ * once per handshake), and over DTLS a link serves only its session's device. DH_E_IO when
+ * an address cannot be bound, DH_E_INVALID when libcoap lacks DTLS.
  */
-enum dh_err dh_coap_start(unsigned *bound_port, struct dh_error *err);
+enum dh_err dh_coap_start(unsigned *bound_port, unsigned *dtls_port, struct dh_error *err);
 
 /* Stops the thread and frees libcoap's context; nothing when not running. */
 void dh_coap_stop(void);
 
-/* The bound UDP port while running, 0 otherwise. */
+/* The bound UDP ports while running (plain, DTLS), 0 otherwise or when off. */
 unsigned dh_coap_port(void);
+unsigned dh_coap_dtls_port(void);
 
 /*
  * The base of a session's coap_link ("coap://host:port/d/") into out: --coap-public-url when
  * set, else coap:// with the host of --public-url or of http_base (the session's base URL)
- * and the bound port. False when the server is off or the base does not fit.
+ * and the bound port (coaps:// and the DTLS port when only DTLS is on). False when the
+ * server is off or the base does not fit.
  */
 bool dh_coap_link_prefix(const char *http_base, char *out, size_t size);
 
