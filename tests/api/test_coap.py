@@ -32,10 +32,11 @@ def coap_client():
     pytest.fail("no coap-client: scripts/test installs libcoap3-bin (scripts/deps.sh)")
 
 
-def coap_port(server):
-    m = re.search(r"coap\.listening .*port=(\d+)", server.read_log())
+def coap_port(server, which="port"):
+    """The bound port (plain; which="dtls_port" for DTLS) of the server's last start."""
+    m = re.findall(r"coap\.listening .*? " + which + r"=(\d+)", server.read_log())
     assert m, server.read_log()
-    return int(m.group(1))
+    return int(m[-1])
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +358,7 @@ def free_udp_port():
 def test_flags_are_checked():
     for args, what in ((["--coap-port", "70000"], "--coap-port"),
                        (["--coap-port", "x"], "--coap-port"),
+                       (["--coaps-port", "-1"], "--coaps-port"),
                        (["--coap-listen", "nowhere"], "--coap-listen"),
                        (["--coap-public-url", "http://x"], "--coap-public-url")):
         r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30)
@@ -364,5 +366,70 @@ def test_flags_are_checked():
     out = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30).stdout
     for flag, env in (("--coap-port", "DEVICEHUB_COAP_PORT"),
                       ("--coap-listen", "DEVICEHUB_COAP_LISTEN"),
-                      ("--coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL")):
+                      ("--coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL"),
+                      ("--coaps-port", "DEVICEHUB_COAPS_PORT")):
         assert flag in out and env in out
+
+
+def test_dtls_with_a_pre_shared_key_per_device():
+    """coaps:// with coap-client -u/-k: the device's device_id is the PSK identity, its
+    coap_psk (set through the device API, never shown) the key; another device's key gets
+    the same 4.04 as a wrong token, a wrong key no answer at all."""
+    srv = Server(extra_args=FAST_ARGS + ["--coaps-port", "0"]).start()
+    try:
+        a = Client(srv, ADMIN_TOKEN)
+        from test_delivered import make_catalog
+        cat = make_catalog(a)
+        cat["method"] = a.create("/api/v1/delivery-methods/",
+                                 {"tid": unique("dm"), "name": "CoAP", "kind": "coap"})
+        data = os.urandom(20000)
+        upload_fw(a, cat, "2.0.0", data=data)
+        dp = procedure(a, cat, steps=[{"plugin": "link"}], confirm=True)
+        dev = unique("dev")
+        s = new_session(a, cat, dp, device_id=dev)
+        other = new_session(a, cat, dp, device_id=unique("dev"))
+        # the keys: written through the device API, never answered
+        for sess, key in ((s, "k3y-of-" + dev), (other, "another-key-123")):
+            r = a.patch(f"/api/v1/devices/{sess['device']}", json={"coap_psk": key})
+            assert r.status_code == 200, r.text
+            assert "coap_psk" not in r.json()
+        assert "coap_psk" not in a.get(f"/api/v1/devices/{s['device']}").json()
+        a.post(FU + s["id"] + "/start")
+        s = wait_state(a, s["id"], "created")
+        port = coap_port(srv, "dtls_port")
+        link = s["payload"]["coap_link"]
+        # only DTLS is on: the link says coaps and the DTLS port
+        assert link.startswith(f"coaps://127.0.0.1:{port}/d/"), link
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "o.bin")
+            r = run_client("-u", dev, "-k", "k3y-of-" + dev, "-b", "512", "-o", out, link)
+            got = open(out, "rb").read() if os.path.exists(out) else b""
+            assert got == data, (r.stdout + r.stderr).decode(errors="replace")[-2000:]
+            # another device's identity and key: the link is not its own
+            odev = a.get(f"/api/v1/devices/{other['device']}").json()["device_id"]
+            r = run_client("-u", odev, "-k", "another-key-123", "-o", out + "2", link)
+            assert b"4.04" in r.stdout + r.stderr and not os.path.exists(out + "2")
+            # a wrong key: the handshake fails, nothing comes back
+            r = run_client("-B", "3", "-u", dev, "-k", "wrong", "-o", out + "3", link)
+            assert not os.path.exists(out + "3") or open(out + "3", "rb").read() == b""
+        # a device_id may hold a key once: another device of that name with a key is 409
+        m2 = a.create("/api/v1/models/", {"tid": unique("model"), "name": "M2",
+                                           "product": cat["product"]["tid"]})
+        r = a.post("/api/v1/devices/", json={"device_id": dev, "model": m2["id"],
+                                             "coap_psk": "yet-another"})
+        assert r.status_code == 409, r.text
+        r = a.post("/api/v1/devices/", json={"device_id": dev, "model": m2["id"]})
+        assert r.status_code == 201, r.text
+        # bad keys
+        for bad in ("", "x" * 65, 5):
+            r = a.patch(f"/api/v1/devices/{s['device']}", json={"coap_psk": bad})
+            assert r.status_code == 400 and "coap_psk" in r.json()["fields"], r.text
+        # null removes the key: no handshake any more
+        assert a.patch(f"/api/v1/devices/{s['device']}",
+                       json={"coap_psk": None}).status_code == 200
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "o.bin")
+            run_client("-B", "3", "-u", dev, "-k", "k3y-of-" + dev, "-o", out, link)
+            assert not os.path.exists(out) or open(out, "rb").read() == b""
+    finally:
+        srv.cleanup()
