@@ -12,6 +12,7 @@
 
 #include "blob.h"
 #include "config.h"
+#include "core/mcuboot.h"
 #include "core/semver.h"
 #include "core/text.h"
 #include "core/util.h"
@@ -30,10 +31,7 @@
 /* Parts one upload may have: a file and a few fields, channels perhaps repeated. */
 #define DH_FW_PARTS_MAX 64
 /* Bytes of the image kept for header inspection: the MCUboot header fields. */
-#define DH_FW_HEAD_LEN 32
-
-/* MCUboot image header (bootutil/image.h), little endian. */
-#define MCUBOOT_MAGIC 0x96f3b83du
+#define DH_FW_HEAD_LEN DH_MCUBOOT_HDR_LEN
 
 /* The text fields of an upload, in the order of this table. */
 enum form_field {
@@ -350,29 +348,14 @@ static json_t *fw_to_json(json_t *row)
 
 /* ---- upload ---- */
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint16_t le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 /* image_info of an image from its first bytes: the MCUboot header's fields, or JSON null. */
 static json_t *image_info(const uint8_t *h, size_t n)
 {
-	char version[64];
+	struct dh_mcuboot_hdr hdr;
 
-	if (n < DH_FW_HEAD_LEN || le32(h) != MCUBOOT_MAGIC)
+	if (!dh_mcuboot_parse(h, n, &hdr))
 		return json_null();
-	/* ih_ver at offset 20: major u8, minor u8, revision u16, build_num u32 */
-	snprintf(version, sizeof(version), "%u.%u.%u+%lu", h[20], h[21], le16(h + 22),
-		 (unsigned long)le32(h + 24));
-	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:I}", "mcuboot", 1, "version", version,
-			 "header_size", (int)le16(h + 8), "image_size", (json_int_t)le32(h + 12),
-			 "load_addr", (json_int_t)le32(h + 4), "flags", (json_int_t)le32(h + 16));
+	return dh_mcuboot_to_json(&hdr);
 }
 
 /* Splits a comma list of channel keys, resolves each (uuid or tid) and drops repeats. */
