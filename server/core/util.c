@@ -109,6 +109,14 @@ static bool digits(const char *s, int n, int *out)
 	return true;
 }
 
+/*
+ * The instants dh_time_format can print with a four-digit year: 0000-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999999Z, in seconds since the epoch. A time outside them (a year-0000
+ * date with a positive offset, say) would be printed back as another date.
+ */
+#define DH_TIME_FIRST_S (-62167219200LL)
+#define DH_TIME_LAST_S  253402300799LL
+
 static bool is_leap(int y)
 {
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -182,6 +190,8 @@ bool dh_time_parse(const char *s, int64_t *t_us)
 		return false;
 	t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 	t -= (int64_t)oh * 3600 + (int64_t)om * 60;
+	if (t < DH_TIME_FIRST_S || t > DH_TIME_LAST_S)
+		return false;
 	*t_us = t * 1000000 + frac;
 	return true;
 }
