@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "dh_db.h"
 #include "http/guard.h"
+#include "http/json_body.h"
 #include "http/mhd_shim.h"
 #include "http/multipart.h"
 #include "http/ratelimit.h"
@@ -34,8 +35,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Deepest JSON nesting accepted in a request body; real bodies nest three or four levels. */
-#define DH_JSON_MAX_DEPTH 32
 /*
  * Per-connection memory MHD may use for headers and buffers. MHD zeroes the whole pool
  * between keep-alive requests, so its size is paid on every request: 128 KiB made memset
@@ -566,33 +565,6 @@ static enum MHD_Result fail(struct dh_req *req, enum dh_err code)
 	return queue(req);
 }
 
-/* Nesting depth of a JSON value: scalars 0, each container adds one. */
-static size_t json_depth(json_t *v)
-{
-	size_t max = 0, d;
-	const char *k;
-	json_t *x;
-	size_t i;
-
-	if (json_is_object(v)) {
-		json_object_foreach(v, k, x)
-		{
-			d = json_depth(x);
-			max = d > max ? d : max;
-		}
-		return max + 1;
-	}
-	if (json_is_array(v)) {
-		json_array_foreach(v, i, x)
-		{
-			d = json_depth(x);
-			max = d > max ? d : max;
-		}
-		return max + 1;
-	}
-	return 0;
-}
-
 static bool is_json_type(const char *ct)
 {
 	if (!ct)
@@ -605,8 +577,6 @@ static bool is_json_type(const char *ct)
 
 static enum dh_err parse_json_body(struct dh_req *req)
 {
-	json_error_t jerr;
-
 	/* a body on GET, HEAD or DELETE means nothing: ignore it */
 	if (req->body_len == 0 || (req->method & (DH_GET | DH_HEAD | DH_DELETE)))
 		return DH_OK;
@@ -614,15 +584,7 @@ static enum dh_err parse_json_body(struct dh_req *req)
 		return dh_error_set(
 			&req->err, DH_E_MEDIA_TYPE,
 			"The body must be JSON sent as Content-Type: application/json.");
-	req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!req->json)
-		return dh_error_set(&req->err, DH_E_BAD_JSON,
-				    "The body is not valid JSON: %s at line %d column %d.",
-				    jerr.text, jerr.line, jerr.column);
-	if (json_depth(req->json) > DH_JSON_MAX_DEPTH)
-		return dh_error_set(&req->err, DH_E_BAD_JSON,
-				    "The body nests deeper than %d levels.", DH_JSON_MAX_DEPTH);
-	return DH_OK;
+	return dh_json_body_parse(req->body, req->body_len, &req->json, &req->err);
 }
 
 static enum dh_err append_body(struct dh_req *req, const char *data, size_t len)
