@@ -181,6 +181,8 @@ OPTIONS = [
     Option("erase_delay", 0.0, float, "seconds the first chunk of a new upload takes "
            "(simulated slot erase; the server is busy meanwhile)"),
     Option("mute", False, bool, "the distributor stops answering (requests ignored)"),
+    Option("lose_command", "", str, "the first shell request whose command line starts "
+           "with this text is lost on the way in: not run, no answer"),
     Option("reset_delay", 0.05, float, "seconds between the reset answer and the reboot"),
     Option("reboot_downtime", 0.2, float, "seconds a reboot keeps the device silent"),
     Option("flash_fail_after", -1, int, "fail the flash write (rc 12, upload aborted) once "
@@ -996,6 +998,7 @@ class DistributorSim:
         self.upload = None
         self.boot_count = 1
         self.stats = collections.Counter()
+        self._lost_command = False  # --lose-command has taken its one request
         self._reboot_at_bytes = None
         self._flash_fail_at = None
         self._down_until = 0.0
@@ -1415,6 +1418,11 @@ class DistributorSim:
         if not argv:
             raise GroupError(GROUP_SHELL, SHELL_EMPTY)
         line = " ".join(argv)
+        if (self.cfg.lose_command and not self._lost_command
+                and line.startswith(self.cfg.lose_command)):
+            self._lost_command = True
+            self.stats["rx_lost_command"] += 1
+            raise NoReply()
         if len(line) >= self.cfg.shell_line_max:
             raise GroupError(GROUP_SHELL, SHELL_LINE_TOO_LONG)
         args = split_line(line)

@@ -334,6 +334,25 @@ START_TEST(lossy_udp)
 }
 END_TEST
 
+static void short_shell_timeout(struct dh_dfd_params *p)
+{
+	p->smp.shell_timeout_ms = 1000;
+}
+
+/* A lost "dfu slot add" request: fw-get finds no slot, so the driver sends it again. */
+START_TEST(slot_add_request_lost)
+{
+	static const char *const args[] = { "--lose-command", "mesh models dfu slot add", NULL };
+	struct seen seen = { 0 };
+	struct dh_dfd_error err;
+
+	ck_assert_msg(run_case(args, false, 2, short_shell_timeout, &seen, &err, NULL) == DH_DFD_OK,
+		      "%s", err.detail);
+	ck_assert(seen.finish);
+	ck_assert_int_eq(seen.last.slot_idx, 0);
+}
+END_TEST
+
 START_TEST(cancelled)
 {
 	static const char *const args[] = { "--speed", "10", NULL };
@@ -399,6 +418,7 @@ static Suite *smp_dfd_suite(void)
 	tcase_add_test(tc, no_dfd_model);
 	tcase_add_test(tc, old_release_noisy_shell);
 	tcase_add_test(tc, lossy_udp);
+	tcase_add_test(tc, slot_add_request_lost);
 	tcase_add_test(tc, cancelled);
 	tcase_add_test(tc, unreachable);
 	tcase_set_timeout(tc, 120);
