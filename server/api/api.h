@@ -97,6 +97,13 @@ enum dh_err dh_api_sessions_confirm(struct dh_req *req);
 enum dh_err dh_api_sessions_image(struct dh_req *req);
 
 /*
+ * stats.c: GET /api/v1/firmware-update/stats, the counts of the sessions created in the
+ * last ?hours= (1 to 168, default 24) that the caller's update grants cover, per state, per
+ * hour and per target firmware; ?model= narrows them to one model.
+ */
+enum dh_err dh_api_sessions_stats(struct dh_req *req);
+
+/*
  * events.c: GET /api/v1/events, Server-Sent Events of session changes the caller may see.
  * dh_api_events_stop ends every stream and joins the notifier; call it before
  * dh_http_stop so that no connection is left parked when MHD stops.

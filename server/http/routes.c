@@ -47,6 +47,7 @@ const struct dh_route dh_routes[] = {
 	{ DH_POST, "/api/v1/firmware-update/request", dh_api_sessions_request, DH_ACT_UPDATE, 0,
 	  NULL },
 	{ GH, "/api/v1/firmware-update", dh_api_sessions_list, DH_ACT_UPDATE, 0, NULL },
+	{ GH, "/api/v1/firmware-update/stats", dh_api_sessions_stats, DH_ACT_UPDATE, 0, NULL },
 	{ GH, "/api/v1/firmware-update/{id}", dh_api_sessions_get, DH_ACT_UPDATE, 0, NULL },
 	{ DH_POST, "/api/v1/firmware-update/{id}/start", dh_api_sessions_start, DH_ACT_UPDATE, 0,
 	  NULL },
