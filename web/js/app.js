@@ -5,6 +5,7 @@
 import * as api from './api.js';
 import { live } from './live.js';
 import { clear, el, showError } from './ui.js';
+import * as overview from './pages/overview.js';
 import * as sessions from './pages/sessions.js';
 import * as firmware from './pages/firmware.js';
 import * as devices from './pages/devices.js';
@@ -13,6 +14,7 @@ import * as openapi from './pages/openapi.js';
 
 // Route table: first hash segment -> page module.
 const PAGES = {
+  overview,
   sessions,
   firmware,
   devices,

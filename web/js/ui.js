@@ -62,11 +62,21 @@ export function progressBar(pct, label) {
   el('div', { class: 'bar', style: `width:${p}%` }), el('span', { class: 'pct' }, `${p} %`));
 }
 
+// How long a notification stays: long enough to read a sentence, an error twice that.
+const TOAST_MS = { info: 4000, ok: 4000, error: 8000 };
+const TOASTS_MAX = 3;
+
+// A notification in the strip between the top bar and the page: it takes its own room in
+// the page's flow, so it never lies over a table or a form, and it goes away by itself
+// (or at its close button). At most TOASTS_MAX at once: the oldest gives way.
 export function toast(text, kind = 'info') {
   const box = document.getElementById('toasts');
-  const t = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
+  const t = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    el('span', { class: 'text' }, text),
+    el('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => t.remove() }, '×'));
   box.append(t);
-  setTimeout(() => t.remove(), kind === 'error' ? 8000 : 4000);
+  while (box.children.length > TOASTS_MAX) box.firstElementChild.remove();
+  setTimeout(() => t.remove(), TOAST_MS[kind] || TOAST_MS.info);
 }
 
 // Shows err (an ApiError) in form: detail in the form's .form-error, each fields[name] next
