@@ -21,7 +21,7 @@ static enum dh_err use_pg_dump(struct dh_error *err)
 {
 	return dh_error_set(
 		err, DH_E_INVALID,
-		"The database is PostgreSQL: devicehubd backup copies only a SQLite database. Back up PostgreSQL with pg_dump (and restore with pg_restore), and copy the data dir's blobs/sha256 with it (see the README, \"Backup and restore\")");
+		"The database is PostgreSQL: devicehubd backup copies only a SQLite database. Back up PostgreSQL with pg_dump (and restore with pg_restore); the images are in the database too (see the README, \"Backup and restore\")");
 }
 
 /* The SQLite file of database (a --database URL) and data_dir, or why there is none. */
