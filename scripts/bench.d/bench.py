@@ -10,7 +10,9 @@ the same bytes (PUT into a dynamic resource), alternating, BENCH_COAP_FETCHES fe
 round and side.
 
 Usage: bench.py ROOT DEVICEHUBD  (environment: BENCH_ROUNDS, BENCH_SECONDS, BENCH_DEVICES,
-BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone, BENCH_KEEP=1 to
+BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone, BENCH_ONLY=fleet
+for the fleet cases alone (fleet.py: BENCH_FLEET, BENCH_FLEET_SECONDS, BENCH_FLEET_ROUNDS,
+BENCH_FLEET_RAMP, BENCH_FLEET_BUFFER, BENCH_FLEET_RCVBUF, BENCH_FLEET_STALL), BENCH_KEEP=1 to
 keep the temp dir).
 """
 import hashlib
@@ -30,12 +32,20 @@ import uuid
 
 import requests
 
+import fleet
+
 ROOT, BIN = sys.argv[1], sys.argv[2]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "1000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "100000"))
 COAP_FETCHES = int(os.environ.get("BENCH_COAP_FETCHES", "20"))
+# Fleet cases: clients x KiB/s each; seconds and rounds per server and case.
+FLEET = os.environ.get("BENCH_FLEET", "4000x32,10000x8")
+FLEET_SECONDS = int(os.environ.get("BENCH_FLEET_SECONDS", "40"))
+FLEET_ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
+FLEET_CLIENT = os.path.join(os.path.dirname(os.path.dirname(BIN)), "scripts", "bench.d",
+                            "dh-fleet")
 ONLY = os.environ.get("BENCH_ONLY", "")
 IMAGE_SIZE = 1 << 20
 COAP_IMAGE_SIZE = 256 * 1024
@@ -82,6 +92,7 @@ class Hub:
     def __init__(self, tmp, data_dir):
         self.tmp, self.data_dir, self.proc, self.port = tmp, data_dir, None, None
         self.coap_port = free_udp_port()
+        self.max_connections = 4096
 
     def start(self):
         self.port = free_port()
@@ -89,8 +100,8 @@ class Hub:
         log = open(os.path.join(self.tmp, "devicehubd.log"), "ab")
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1", "--port", str(self.port), "--data-dir",
-             self.data_dir, "--max-connections", "4096", "--log-level", "warn",
-             "--coap-port", str(self.coap_port),
+             self.data_dir, "--max-connections", str(self.max_connections), "--log-level",
+             "warn", "--coap-port", str(self.coap_port),
              # every client is on loopback and shares a token: the per-address and
              # per-token limits are for fleets, not for a load generator
              "--max-connections-per-address", "0", "--rate-limit", "0"],
@@ -120,42 +131,52 @@ class Hub:
         return 0
 
 
-def start_nginx(tmp, image):
+def start_nginx(tmp, image, connections=8192, name="nginx"):
+    """An nginx of our own on a free port serving image at /image.bin. For a fleet
+    (connections above 8192) each worker may hold all of them, its descriptor limit is the
+    hard one, and open descriptors of the image are shared (open_file_cache), as devicehubd
+    shares them: without that, nginx holds two descriptors per download."""
     port = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
+    conf = os.path.join(tmp, name + ".conf")
     user = ""
     if os.geteuid() == 0:
         # As root nginx would switch its workers to nobody; keep them as the current user.
         user = "user root root;"
+    fleet_conf = ""
+    if connections > 8192:
+        import resource
+        fleet_conf = (f"worker_rlimit_nofile {resource.getrlimit(resource.RLIMIT_NOFILE)[1]};")
     with open(conf, "w") as f:
         f.write(f"""{user}
 worker_processes auto;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
+{fleet_conf}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
+    {"open_file_cache max=64 inactive=60s; keepalive_timeout 120s;" if fleet_conf else ""}
     client_body_temp_path {tmp}/nginx-body;
     proxy_temp_path {tmp}/nginx-proxy;
     fastcgi_temp_path {tmp}/nginx-fastcgi;
     uwsgi_temp_path {tmp}/nginx-uwsgi;
     scgi_temp_path {tmp}/nginx-scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} backlog=4096;
         location = /image.bin {{ alias {image}; default_type application/octet-stream; }}
         location = /ok {{ return 200 "ok"; }}
     }}
 }}
 """)
-    log = open(os.path.join(tmp, "nginx.out"), "ab")
+    log = open(os.path.join(tmp, name + ".out"), "ab")
     p = subprocess.Popen(["nginx", "-p", tmp, "-c", conf], stdout=log, stderr=log)
     procs.append(p)
     wait_http(f"http://127.0.0.1:{port}/ok")
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", p
 
 
 WRK_DONE = r"""
@@ -454,6 +475,38 @@ wrk.body = '{json.dumps(request_body())}'
     return session_count(hub)
 
 
+def fleet_cases(hub, tmp, image, link):
+    """The fleet storm of DESIGN.md: BENCH_FLEET cases, each against a fresh devicehubd
+    and a fresh nginx, rounds alternating."""
+    if not os.path.exists(FLEET_CLIENT):
+        raise RuntimeError(f"{FLEET_CLIENT} missing: build build-bench with meson")
+    cases = fleet.parse_cases(FLEET)
+    most = max(n for n, _ in cases)
+    path = "/" + link.split("://", 1)[1].split("/", 1)[1]
+    ngx_proc = []
+
+    def start_hub():
+        hub.stop()
+        hub.max_connections = max(hub.max_connections, 16384)
+        hub.start()
+        note(f"devicehubd pid {hub.proc.pid} on {hub.url}")
+        return hub.url + path, [f"Authorization: Token {ADMIN}"], [hub.proc.pid]
+
+    def start_ngx():
+        for p in ngx_proc:
+            p.terminate()
+            p.wait(30)
+        ngx_proc.clear()
+        url, p = start_nginx(tmp, image, connections=most + 1024, name="nginx-fleet")
+        ngx_proc.append(p)
+        pids = fleet.proc_tree(p.pid)
+        note(f"nginx pids {pids} on {url}")
+        return url + "/image.bin", [], pids
+
+    fleet.run_cases([("devicehubd", start_hub), ("nginx", start_ngx)], FLEET_CLIENT, image,
+                    cases, FLEET_SECONDS, FLEET_ROUNDS, note, rows)
+
+
 def main():
     # SIGTERM from scripts/bench's trap becomes SystemExit, so `finally` stops the children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -484,11 +537,15 @@ def run(tmp):
     note(f"devicehubd pid {hub.proc.pid} on {hub.url}")
     fw = setup_catalogue(hub, image)
     assert fw["sha256"] == digest, (fw, digest)
+    if ONLY == "fleet":
+        fleet_cases(hub, tmp, image, created_session(hub)["payload"]["download_link"])
+        print_rows()
+        return
     coap_case(hub, tmp)
     if ONLY == "coap":
         print_rows()
         return
-    ngx = start_nginx(tmp, image)
+    ngx, _ = start_nginx(tmp, image)
     note(f"nginx on {ngx}")
     s = created_session(hub)
     link = s["payload"]["download_link"]
@@ -538,6 +595,8 @@ wrk.body = '{json.dumps(request_body())}'
     ratio_row("/request c16 vs raw SQLite insert", "sessions/s", res["devicehubd"],
               res["sqlite"], 0.5, "rps")
 
+    fleet_cases(hub, tmp, image, link)
+
     # 1000 devices through the whole flow at once.
     note(f"{DEVICES} simulated devices ...")
     cfg = {"url": hub.url, "token": ADMIN, "model": "bench-m", "channel": "stable",
@@ -575,12 +634,13 @@ def print_rows():
     print()
     print(f"Device Hub bench: {ROUNDS} alternating rounds of {SECONDS} s, wrk -t{THREADS}, "
           f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference")
-    head = f"{'case':<36} {'metric':<11} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
+    head = f"{'case':<36} {'metric':<12} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
            f"{'target':<8} ok"
     print(head)
     print("-" * len(head))
     for case, metric, dh, ref, q, target, ok, extra in rows:
-        print(f"{case:<36} {metric:<11} {dh:>11.1f} {ref:>11.1f} {q:>6.2f}  {target:<8} "
+        fmt = ".3f" if max(abs(dh), abs(ref)) < 10 else ".1f"
+        print(f"{case:<36} {metric:<12} {dh:>11{fmt}} {ref:>11{fmt}} {q:>6.2f}  {target:<8} "
               f"{'yes' if ok else 'NO'} {extra}".rstrip())
     print()
 
