@@ -1021,16 +1021,20 @@ static int run_restore(const char **vals)
 	bool staged = false;
 
 	/* the lock first: no server may start on the directory while it is being filled */
-	if ((rc = dh_datadir_lock(r.dir, &err)) != DH_OK || (rc = dir_empty(r.dir, &err)) != DH_OK)
+	if ((rc = dh_datadir_lock(r.dir, &err)) != DH_OK)
+		goto out;
+	if (!fmt(r.stage, sizeof(r.stage), "%s/%s", r.dir, RESTORE_STAGE) ||
+	    !fmt(db, sizeof(db), "%s/%s", r.stage, ARC_DB)) {
+		rc = dh_error_set(&err, DH_E_INVALID, "Data dir path too long");
+		goto out;
+	}
+	/* a staging dir found here can only be a dead restore's: this one holds the lock */
+	stage_remove(&r);
+	if ((rc = dir_empty(r.dir, &err)) != DH_OK)
 		goto out;
 	r.fd = open(r.from, O_RDONLY | O_CLOEXEC);
 	if (r.fd < 0) {
 		rc = dh_error_set(&err, DH_E_IO, "Cannot read %s: %s", r.from, strerror(errno));
-		goto out;
-	}
-	if (!fmt(r.stage, sizeof(r.stage), "%s/%s", r.dir, RESTORE_STAGE) ||
-	    !fmt(db, sizeof(db), "%s/%s", r.stage, ARC_DB)) {
-		rc = dh_error_set(&err, DH_E_INVALID, "Data dir path too long");
 		goto out;
 	}
 	if (mkdir(r.stage, 0750) != 0) {

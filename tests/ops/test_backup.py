@@ -252,6 +252,13 @@ def test_restore_refuses_a_non_empty_or_locked_data_dir(live, archive, tmp_path)
     r = dh("restore", "--from", archive, "--data-dir", target)
     assert r.returncode == 1 and "not empty" in r.stderr and "notes.txt" in r.stderr
     assert entries(target) == ["notes.txt"]
+    # what a restore killed midway leaves (its staging dir) goes at the next one
+    stale = tmp_path / "stale"
+    (stale / ".restore-tmp" / "blobs").mkdir(parents=True)
+    (stale / ".restore-tmp" / "devicehub.db").write_bytes(b"half")
+    r = dh("restore", "--from", archive, "--data-dir", stale)
+    assert r.returncode == 0, r.stderr
+    assert entries(stale) == ["blobs", "devicehub.db"]
     # a running server holds its data dir's lock: the restore must not even look inside
     r = dh("restore", "--from", archive, "--data-dir", live[0].data_dir)
     assert r.returncode == 1 and "in use by another devicehubd" in r.stderr, r.stderr
