@@ -22,7 +22,9 @@ const COLOURS = {
   unconfirmed: '#e89090',
 };
 const WINDOWS = { 24: 'last 24 hours', 168: 'last 7 days' };
-const RELOAD_MS = 500; // coalesces a burst of events into one reload
+// Events are coalesced into one reload at most this often: counts per hour need no more,
+// and a busy fleet sends events all the time (each reload is one GROUP BY over the window).
+const RELOAD_MS = 3000;
 
 function svg(tag, attrs = {}, ...children) {
   const e = document.createElementNS(SVG, tag);
