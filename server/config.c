@@ -73,7 +73,7 @@ static const struct opt opts[] = {
 	{ "rate-limit", "DEVICEHUB_RATE_LIMIT", OPT_UINT, OFF(rate_limit), "5000", 0, 1000000,
 	  "requests per second one token may make on average (429 beyond); 0: no limit" },
 	{ "rate-burst", "DEVICEHUB_RATE_BURST", OPT_UINT, OFF(rate_burst), "10000", 1, 10000000,
-	  "requests one token may make at once above --rate-limit" },
+	  "size of a token's bucket: requests it may make at once before --rate-limit applies" },
 	{ "auth-fail-limit", "DEVICEHUB_AUTH_FAIL_LIMIT", OPT_UINT, OFF(auth_fail_limit), "20", 0,
 	  100000, "failed authentications per minute per client address (429 beyond); 0: any" },
 	{ "min-body-rate", "DEVICEHUB_MIN_BODY_RATE", OPT_UINT, OFF(min_body_rate), "1024", 0,

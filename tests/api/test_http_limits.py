@@ -325,6 +325,19 @@ def test_beyond_max_connections_gets_fast_503(capped_server):
         s.close()
 
 
+def test_beyond_max_connections_a_silent_client_is_closed_soon(capped_server):
+    # a place in the reserve is held only briefly by a client that sends nothing
+    port = capped_server.port
+    held = [held_connection(port) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            got, t = wait_answer_or_close(s, 2 + SLACK)
+        assert got == b"" and 1.7 <= t <= 2 + SLACK, (got, t)
+    finally:
+        for s in held:
+            s.close()
+
+
 # ---- the open-files limit ----
 
 def fits(m, nofile):
