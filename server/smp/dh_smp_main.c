@@ -197,7 +197,6 @@ static double mono_s(void)
 }
 
 struct progress {
-	double start;
 	uint64_t last_pct;
 	bool tty;
 };

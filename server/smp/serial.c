@@ -194,7 +194,7 @@ static bool end_line(struct dh_smp_deframer *d, size_t *frame_len)
 bool dh_smp_deframer_push(struct dh_smp_deframer *d, uint8_t byte, size_t *frame_len)
 {
 	uint8_t prev = d->prev;
-	bool done = false;
+	bool done;
 
 	d->prev = byte;
 	if (prev == 0x06 && byte == 0x09) {
