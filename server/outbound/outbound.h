@@ -79,11 +79,4 @@ void dh_outbound_describe(const struct dh_outbound *o, CURLcode rc, char *why, s
  */
 bool dh_outbound_url_check(const char *url, bool allow_private, char *why, size_t cap);
 
-/*
- * Copies len bytes of text into out (cap bytes, cap > 0) for a log, an error detail or a
- * delivery record: cut at a UTF-8 character boundary, invalid bytes and control characters
- * other than tab and newline replaced by '?'; "..." marks a cut. Returns out.
- */
-char *dh_outbound_excerpt(const char *text, size_t len, char *out, size_t cap);
-
 #endif

@@ -534,7 +534,7 @@ static enum dh_step_result http_run(struct dh_step_ctx *ctx)
 	}
 	status = dh_outbound_status(&o);
 	if (!status_expected(p.expect, status)) {
-		dh_outbound_excerpt(o.answer, o.answer_len, excerpt, sizeof(excerpt));
+		dh_text_clean(excerpt, sizeof(excerpt), o.answer ? o.answer : "", o.answer_len);
 		snprintf(why, sizeof(why), "%s answered HTTP %ld, expected %s%s%s", p.method,
 			 status, p.expect ? "another status" : "2xx", *excerpt ? ": " : "",
 			 excerpt);

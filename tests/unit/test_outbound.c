@@ -1,5 +1,5 @@
 /* Outbound requests without the network: the save-time URL check as a table of URLs with and
- * without --webhook-allow-private, and the excerpt of answers cut for logs and records. */
+ * without --webhook-allow-private. */
 #include "outbound/outbound.h"
 
 #include <check.h>
@@ -80,45 +80,6 @@ START_TEST(test_url_too_long)
 }
 END_TEST
 
-struct excerpt_case {
-	const char *in;
-	size_t len;
-	size_t cap;
-	const char *out;
-};
-
-static const struct excerpt_case ex_cases[] = {
-	{ "hello", 5, 64, "hello" },
-	{ "a\tb\nc", 5, 64, "a\tb\nc" },
-	{ "a\rb\x01", 4, 64, "a?b?" },
-	{ "caf\xc3\xa9", 5, 64, "caf\xc3\xa9" },
-	{ "\xff\xfe", 2, 64, "??" },
-	{ "\xc3", 1, 64, "?" },             /* truncated sequence */
-	{ "\xc0\xaf", 2, 64, "??" },        /* overlong */
-	{ "\xed\xa0\x80", 3, 64, "???" },   /* surrogate */
-	{ "abcdefghij", 10, 8, "abcd..." }, /* cut: 7 bytes of text */
-	{ "abc\xc3\xa9\xc3\xa9xyz", 10, 9, "abc\xc3\xa9..." },
-	{ "ab\xe2\x82\xac\xe2\x82\xac", 8, 8, "ab..." }, /* no half euro sign */
-	{ "abcdef", 6, 7, "abcdef" },
-	{ "abcdefg", 7, 7, "abc..." },
-	{ "abc", 3, 3, "" },
-	{ "", 0, 4, "" },
-	{ NULL, 0, 4, "" },
-	{ "abc", 3, 1, "" },
-};
-
-START_TEST(test_excerpt_table)
-{
-	const struct excerpt_case *c = &ex_cases[_i];
-	char out[64];
-
-	memset(out, 'Z', sizeof(out));
-	dh_outbound_excerpt(c->in, c->len, out, c->cap);
-	ck_assert_msg(strcmp(out, c->out) == 0, "case %d: '%s', want '%s'", _i, out, c->out);
-	ck_assert(strlen(out) < c->cap);
-}
-END_TEST
-
 int main(void)
 {
 	Suite *s = suite_create("outbound");
@@ -129,7 +90,6 @@ int main(void)
 	tcase_add_loop_test(tc, test_url_table, 0, sizeof(url_cases) / sizeof(url_cases[0]));
 	tcase_add_test(tc, test_url_reason_names_the_kind);
 	tcase_add_test(tc, test_url_too_long);
-	tcase_add_loop_test(tc, test_excerpt_table, 0, sizeof(ex_cases) / sizeof(ex_cases[0]));
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
