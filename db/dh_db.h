@@ -466,5 +466,107 @@ enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_u
 
 /* Does a firmware row refer to the image with this hash? */
 enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *used);
+/* ---- webhook outbox (webhooks.c) ---- */
+
+/* Room for a webhook's secret as stored (the base64 of the longest HMAC key, NUL). */
+#define DH_DB_SECRET_MAX 96
+
+/* One pending delivery as the sender sees it, with its webhook's settings. */
+struct dh_outbox_row {
+	int64_t seq;          /* outbox order */
+	char id[DH_UUID_LEN]; /* the webhook-id header */
+	char webhook[DH_UUID_LEN];
+	char event[32];
+	char *body; /* the event as JSON text, malloc'd */
+	char *url;  /* malloc'd */
+	char secret[DH_DB_SECRET_MAX];
+	char previous_secret[DH_DB_SECRET_MAX]; /* "" when none */
+	int64_t previous_until_us;
+	bool is_active;
+	int attempts;
+	int64_t next_us, queue_us;
+	char lease_owner[DH_UUID_LEN]; /* "" when not claimed */
+	int64_t lease_until;
+};
+
+void dh_db_outbox_row_release(struct dh_outbox_row *r);
+
+/*
+ * Writes one pending delivery of an event of type (body: its JSON text) for every active
+ * webhook whose events name the type (or are "*", unless opt_in) and whose scope covers
+ * product and model (NULL: the event belongs to no product; only unscoped webhooks get it).
+ * Call inside the transaction of the change the event reports. *n gets how many rows.
+ */
+enum dh_err dh_db_outbox_add(struct dh_db *db, const char *type, bool opt_in, const char *product,
+			     const char *model, const char *body, size_t *n);
+
+/* Up to max active webhooks that have pending deliveries, by id. */
+size_t dh_db_outbox_webhooks(struct dh_db *db, char (*ids)[DH_UUID_LEN], size_t max);
+
+/* The first max pending deliveries of webhook in outbox order (the caller releases each). */
+size_t dh_db_outbox_peek(struct dh_db *db, const char *webhook, struct dh_outbox_row *out,
+			 size_t max);
+
+/*
+ * Claims pending delivery id for owner until lease_until: a compare-and-set that wins only
+ * when no other owner's lease runs at now_us. *won tells whether it did.
+ */
+enum dh_err dh_db_outbox_claim(struct dh_db *db, const char *id, const char *owner, int64_t now_us,
+			       int64_t lease_until, bool *won);
+
+/* The outcome of one attempt. */
+struct dh_outbox_result {
+	const char *status;   /* "pending" (retry at next_us), "delivered" or "failed" */
+	long status_code;     /* the answer's HTTP status; 0: none came */
+	const char *error;    /* one sentence, NULL on success */
+	const char *response; /* an excerpt of the answer, NULL when none */
+	int64_t attempt_us;
+	int64_t next_us;
+};
+
+/* Records an attempt of pending delivery id (attempts + 1) and ends its lease. */
+enum dh_err dh_db_outbox_record(struct dh_db *db, const char *id,
+				const struct dh_outbox_result *res);
+
+/* Ends the leases of owner (others false: at an orderly stop) or of every other owner
+ * (others true: at start-up of the only process on this database). */
+enum dh_err dh_db_outbox_unlease(struct dh_db *db, const char *owner, bool others);
+
+/* Deletes up to max delivered or failed deliveries that ended before before_us. */
+size_t dh_db_outbox_prune(struct dh_db *db, int64_t before_us, size_t max);
+
+/* Stored deliveries per status (pending, delivered, failed) and when the oldest pending
+ * one entered the queue (0: none). */
+enum dh_err dh_db_outbox_counts(struct dh_db *db, int64_t counts[3], int64_t *oldest_pending_us);
+
+/*
+ * The delivery log of webhook, newest first, optionally of one status, with limit/offset:
+ * *rows a new array of rows keyed by column (id, webhook_id, event, status, attempts,
+ * last_status_code, last_error, last_response, last_attempt_us, next_us, done_us,
+ * create_time), *count the total.
+ */
+enum dh_err dh_db_webhook_deliveries(struct dh_db *db, const char *webhook, const char *status,
+				     int64_t limit, int64_t offset, json_t **rows, int64_t *count);
+
+/* One delivery of webhook as such a row. DH_E_NOT_FOUND when none. */
+enum dh_err dh_db_webhook_delivery_get(struct dh_db *db, const char *webhook, const char *id,
+				       json_t **row);
+
+/*
+ * Writes the outbox rows of an event (dh_db_outbox_add with its body {"type", "time",
+ * "data"}) in db's running transaction, or in one of its own outside one; once that commits,
+ * calls the function given to dh_db_outbox_notify. dh_db_event_emit calls it for every event.
+ */
+enum dh_err dh_db_outbox_event(struct dh_db *db, const char *type, const char *product,
+			       const char *model, json_t *data);
+
+/* fn is called (on the committing thread, outside locks) after a commit that wrote
+ * deliveries: the sender's wake-up. Set once at start-up. */
+void dh_db_outbox_notify(void (*fn)(void));
+
+/* Puts delivery id of webhook back in the queue, due now (its max age counts from now).
+ * DH_E_NOT_FOUND when none. */
+enum dh_err dh_db_webhook_redeliver(struct dh_db *db, const char *webhook, const char *id,
+				    int64_t now_us);
 
 #endif

@@ -27,6 +27,8 @@ static const struct {
 	  { .product = "model_id IN (SELECT id FROM models WHERE product_id = ?)",
 	    .model = "model_id = ?",
 	    .channel = "channel_id = ?" } },
+	/* a model's webhook records the model's product too (api/webhooks.c) */
+	{ "webhooks", { .product = "product_id = ?", .model = "model_id = ?" } },
 };
 
 static bool ident_ok(const char *s)
