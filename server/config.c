@@ -114,6 +114,23 @@ static const struct opt opts[] = {
 	{ "coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL", OPT_STR, OFF(coap_public_url), "", 0, 0,
 	  "base of coap_link, e.g. coap://hub.example:5683; empty: the host of --public-url"
 	  " (or of the request) and the CoAP port" },
+	{ "webhook-timeout", "DEVICEHUB_WEBHOOK_TIMEOUT", OPT_UINT, OFF(webhook_timeout), "10", 1,
+	  600, "seconds a webhook receiver has to answer one attempt (connect included)" },
+	{ "webhook-max-age", "DEVICEHUB_WEBHOOK_MAX_AGE", OPT_U64, OFF(webhook_max_age), "86400", 1,
+	  31536000, "seconds a delivery is retried before it is marked failed" },
+	{ "webhook-max-attempts", "DEVICEHUB_WEBHOOK_MAX_ATTEMPTS", OPT_UINT,
+	  OFF(webhook_max_attempts), "0", 0, 1000000,
+	  "attempts after which a delivery is marked failed; 0: only --webhook-max-age counts" },
+	{ "webhook-retry-base-ms", "DEVICEHUB_WEBHOOK_RETRY_BASE_MS", OPT_UINT,
+	  OFF(webhook_retry_base_ms), "5000", 10, 600000,
+	  "delay before the first retry, doubled for each next one (tests shorten it)" },
+	{ "webhook-concurrency", "DEVICEHUB_WEBHOOK_CONCURRENCY", OPT_UINT,
+	  OFF(webhook_concurrency), "16", 1, 1024, "webhook requests in flight at once, in all" },
+	{ "webhook-endpoint-concurrency", "DEVICEHUB_WEBHOOK_ENDPOINT_CONCURRENCY", OPT_UINT,
+	  OFF(webhook_endpoint_concurrency), "1", 1, 64,
+	  "webhook requests in flight at once to one webhook; 1 keeps the event order strict" },
+	{ "webhook-retention", "DEVICEHUB_WEBHOOK_RETENTION", OPT_U64, OFF(webhook_retention),
+	  "604800", 60, 315360000, "seconds delivered and failed deliveries stay in the log" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

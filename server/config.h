@@ -37,6 +37,13 @@ struct dh_config {
 	bool webhook_allow_private;
 	const char *webhook_ca;
 	unsigned webhook_connect_timeout;
+	unsigned webhook_timeout;
+	uint64_t webhook_max_age;
+	unsigned webhook_max_attempts;
+	unsigned webhook_retry_base_ms;
+	unsigned webhook_concurrency;
+	unsigned webhook_endpoint_concurrency;
+	uint64_t webhook_retention;
 	const char *database;
 	unsigned lease_ms;
 	const char *coap_port;       /* "off", or a UDP port (0: a free one) */

@@ -19,6 +19,7 @@
 #include "outbound/outbound.h"
 #include "pipeline/pipeline.h"
 #include "plugins/loader.h"
+#include "webhooks/sender.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -211,11 +212,18 @@ int main(int argc, char **argv)
 		dh_coap_stop();
 		return 1;
 	}
+	if (dh_webhook_sender_start(&err) != DH_OK) {
+		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
+		dh_error_release(&err);
+		dh_pipeline_stop();
+		return 1;
+	}
 	if (dh_http_start(&port, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		dh_coap_stop();
 		dh_pipeline_stop();
+		dh_webhook_sender_stop();
 		return 1;
 	}
 	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u database=%s",
@@ -236,6 +244,7 @@ int main(int argc, char **argv)
 	dh_http_stop();
 	dh_coap_stop();
 	dh_pipeline_stop();
+	dh_webhook_sender_stop();
 	dh_plugins_unload();
 	dh_api_auth_cache_clear();
 	dh_db_thread_close();
