@@ -211,6 +211,15 @@ out:
 	return rc;
 }
 
+/* Takes the virtual fields (input for the validate hook only) out of row. */
+static void drop_virtual(const struct dh_resource *res, json_t *row)
+{
+	for (size_t i = 0; i < res->nfields; i++) {
+		if (res->fields[i].flags & DH_F_VIRTUAL)
+			json_object_del(row, res->fields[i].column);
+	}
+}
+
 json_t *dh_api_obj_to_json(struct dh_req *req, const struct dh_resource *res, json_t *row)
 {
 	json_t *out = json_object();
@@ -221,7 +230,7 @@ json_t *dh_api_obj_to_json(struct dh_req *req, const struct dh_resource *res, js
 	for (size_t i = 0; i < res->nfields; i++) {
 		const struct dh_field *f = &res->fields[i];
 		json_t *v = json_object_get(row, f->column), *o;
-		if (f->flags & DH_F_HIDDEN)
+		if (f->flags & (DH_F_HIDDEN | DH_F_VIRTUAL))
 			continue;
 		if (!v || json_is_null(v)) {
 			o = json_null();
@@ -548,6 +557,7 @@ enum dh_err dh_api_obj_create(struct dh_req *req, const struct dh_resource *res)
 	json_object_set_new(row, "create_time", json_string(now));
 	if (res->hooks.validate && (rc = res->hooks.validate(req, res, row, true)) != DH_OK)
 		goto out;
+	drop_virtual(res, row);
 	rc = check_scope(req, res, row, res->right, false);
 	if (rc != DH_OK)
 		goto out;
@@ -597,10 +607,13 @@ enum dh_err dh_api_obj_patch(struct dh_req *req, const struct dh_resource *res)
 	}
 	if (res->hooks.validate && (rc = res->hooks.validate(req, res, merged, false)) != DH_OK)
 		goto out;
-	/* columns the hook derived (e.g. a grant's product from its model) are written too */
+	drop_virtual(res, merged);
+	drop_virtual(res, cols);
+	/* columns the hook derived (e.g. a grant's product from its model) or rewrote (a
+	 * webhook's secret, stored in another form than given) are written as it left them */
 	json_object_foreach(merged, k, v)
 	{
-		if (!json_equal(v, json_object_get(row, k)) && !json_object_get(cols, k))
+		if (!json_equal(v, json_object_get(row, k)))
 			json_object_set(cols, k, v);
 	}
 	/* a change of scope (e.g. moving a model) needs the right over the new scope too */

@@ -32,6 +32,7 @@ enum dh_ftype {
 #define DH_F_NULLABLE  0x08u /* accepts null */
 #define DH_F_IMMUTABLE 0x10u /* set on create, rejected on patch */
 #define DH_F_HIDDEN    0x20u /* never in output */
+#define DH_F_VIRTUAL   0x40u /* input only, no column: the validate hook reads it (by name) */
 
 struct dh_field {
 	const char *name;
