@@ -52,6 +52,11 @@ DH_API_CRUD(devices);
 DH_API_CRUD(users);
 DH_API_CRUD(tokens);
 DH_API_CRUD(access_rights);
+DH_API_CRUD(webhooks);
+
+/* webhooks.c: the delivery log of a webhook and redelivery */
+enum dh_err dh_api_webhook_deliveries(struct dh_req *req);
+enum dh_err dh_api_webhook_redeliver(struct dh_req *req);
 
 /* web.c: the dashboard's static files and the OpenAPI document */
 enum dh_err dh_api_web(struct dh_req *req);

@@ -5,8 +5,10 @@
  */
 #include "api/api.h"
 
+#include "core/util.h"
 #include "dh_db.h"
 #include "http/server.h"
+#include "webhooks/sender.h"
 
 #include <stdio.h>
 
@@ -19,6 +21,51 @@ enum dh_err dh_api_healthz(struct dh_req *req)
 		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
 	}
 	return dh_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Appends the webhook lines: stored deliveries per status (the outbox backlog is "pending"),
+ * the age of the oldest pending one, and this process's attempts and outcomes. */
+static int webhook_metrics(struct dh_req *req, char *text, size_t cap)
+{
+	struct dh_webhook_stats ws;
+	int64_t counts[3], oldest;
+
+	if (dh_db_outbox_counts(req->db, counts, &oldest) != DH_OK)
+		return -1;
+	dh_webhook_sender_stats(&ws);
+	return snprintf(
+		text, cap,
+		"# HELP devicehub_webhook_deliveries Stored webhook deliveries, by status"
+		" (pending: the outbox backlog).\n"
+		"# TYPE devicehub_webhook_deliveries gauge\n"
+		"devicehub_webhook_deliveries{status=\"pending\"} %lld\n"
+		"devicehub_webhook_deliveries{status=\"delivered\"} %lld\n"
+		"devicehub_webhook_deliveries{status=\"failed\"} %lld\n"
+		"# HELP devicehub_webhook_backlog_age_seconds Age of the oldest pending delivery.\n"
+		"# TYPE devicehub_webhook_backlog_age_seconds gauge\n"
+		"devicehub_webhook_backlog_age_seconds %.3f\n"
+		"# HELP devicehub_webhook_attempts_total Delivery attempts of this process, by"
+		" result.\n"
+		"# TYPE devicehub_webhook_attempts_total counter\n"
+		"devicehub_webhook_attempts_total{result=\"2xx\"} %llu\n"
+		"devicehub_webhook_attempts_total{result=\"other_status\"} %llu\n"
+		"devicehub_webhook_attempts_total{result=\"timeout\"} %llu\n"
+		"devicehub_webhook_attempts_total{result=\"refused\"} %llu\n"
+		"devicehub_webhook_attempts_total{result=\"error\"} %llu\n"
+		"# HELP devicehub_webhook_outcomes_total Deliveries this process finished, by"
+		" outcome.\n"
+		"# TYPE devicehub_webhook_outcomes_total counter\n"
+		"devicehub_webhook_outcomes_total{outcome=\"delivered\"} %llu\n"
+		"devicehub_webhook_outcomes_total{outcome=\"failed\"} %llu\n"
+		"# HELP devicehub_webhook_in_flight Webhook requests of this process in flight.\n"
+		"# TYPE devicehub_webhook_in_flight gauge\n"
+		"devicehub_webhook_in_flight %u\n",
+		(long long)counts[0], (long long)counts[1], (long long)counts[2],
+		oldest ? (double)(dh_now_us() - oldest) / 1e6 : 0.0,
+		(unsigned long long)ws.attempts_ok, (unsigned long long)ws.attempts_status,
+		(unsigned long long)ws.attempts_timeout, (unsigned long long)ws.attempts_refused,
+		(unsigned long long)ws.attempts_error, (unsigned long long)ws.delivered,
+		(unsigned long long)ws.failed, ws.in_flight);
 }
 
 enum dh_err dh_api_metrics(struct dh_req *req)
@@ -89,6 +136,10 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 	}
 	if (n < 0 || (size_t)n >= sizeof(text) - len)
 		return DH_E_INTERNAL;
+	len += (size_t)n;
+	n = webhook_metrics(req, text + len, sizeof(text) - len);
+	if (n < 0 || (size_t)n >= sizeof(text) - len)
+		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The database is not reachable.");
 	len += (size_t)n;
 	return dh_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
