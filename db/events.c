@@ -52,6 +52,7 @@ enum dh_err dh_db_event_emit(struct dh_db *db, enum dh_action need, const char *
 			     const char *channel, json_t *data)
 {
 	struct pending_event *e = calloc(1, sizeof(*e));
+	enum dh_err rc;
 
 	if (!e)
 		return DH_E_NOMEM;
@@ -66,6 +67,12 @@ enum dh_err dh_db_event_emit(struct dh_db *db, enum dh_action need, const char *
 	if (data && !e->data) {
 		free(e);
 		return DH_E_NOMEM;
+	}
+	/* the webhook outbox rows, in the transaction of the change (db/webhooks.c) */
+	rc = dh_db_outbox_event(db, type, product, model, data);
+	if (rc != DH_OK) {
+		pending_free(e);
+		return rc;
 	}
 	return dh_db_after_commit(db, pending_publish, e, pending_free);
 }

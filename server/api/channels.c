@@ -24,6 +24,7 @@ static const struct dh_resource channels = {
 	.fields = channel_fields,
 	.nfields = sizeof(channel_fields) / sizeof(channel_fields[0]),
 	.right = DH_ACT_MANAGE,
+	.event_kind = "channel",
 };
 
 DH_CRUD_HANDLERS(channels, channels)

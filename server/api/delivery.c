@@ -44,6 +44,7 @@ static const struct dh_resource methods = {
 	.fields = method_fields,
 	.nfields = sizeof(method_fields) / sizeof(method_fields[0]),
 	.right = DH_ACT_MANAGE,
+	.event_kind = "delivery_method",
 };
 
 DH_CRUD_HANDLERS(delivery_methods, methods)
@@ -185,6 +186,7 @@ static const struct dh_resource procedures = {
 	.nfields = sizeof(procedure_fields) / sizeof(procedure_fields[0]),
 	.right = DH_ACT_MANAGE,
 	.hooks = { .validate = check_steps },
+	.event_kind = "delivery_procedure",
 };
 
 DH_CRUD_HANDLERS(delivery_procedures, procedures)

@@ -94,6 +94,7 @@ static const struct dh_resource devices = {
 	.nfields = sizeof(device_fields) / sizeof(device_fields[0]),
 	.right = DH_ACT_MANAGE,
 	.hooks = { .scope = device_scope },
+	.event_kind = "device",
 };
 
 DH_CRUD_HANDLERS(devices, devices)

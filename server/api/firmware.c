@@ -492,6 +492,30 @@ static bool drop_blob_if_unused(struct dh_db *db, const char *sha256)
 	return !blob_in_use(db, sha256) && dh_blob_remove_unused(sha256, epoch);
 }
 
+/* firmware.created/updated (the firmware as stored now) or firmware.deleted (as it was:
+ * before), in the running transaction, scoped by the firmware's product and model; the
+ * event stream shows a draft's events only to those who may see drafts. */
+static enum dh_err fw_emit(struct dh_db *db, const char *type, const char *id, json_t *before)
+{
+	json_t *row = before ? json_incref(before) : NULL, *data = NULL;
+	enum dh_err rc = DH_OK;
+
+	if (!row)
+		rc = dh_db_firmware_get(db, id, &row);
+	if (rc == DH_OK) {
+		bool is_draft = json_integer_value(json_object_get(row, "draft")) != 0;
+		data = fw_to_json(row);
+		rc = data ? dh_db_event_emit(
+				    db, is_draft ? DH_ACT_DRAFT : DH_ACT_UPDATE, type, NULL,
+				    json_string_value(json_object_get(row, "product_id")),
+				    json_string_value(json_object_get(row, "model_id")), NULL, data)
+			  : DH_E_NOMEM;
+	}
+	json_decref(row);
+	json_decref(data);
+	return rc;
+}
+
 struct fw_insert {
 	json_t *row;
 	const char *const *channels;
@@ -501,8 +525,12 @@ struct fw_insert {
 static enum dh_err insert_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	struct fw_insert *f = cls;
+	enum dh_err rc = dh_db_firmware_insert(db, f->row, f->channels, f->nch, err);
 
-	return dh_db_firmware_insert(db, f->row, f->channels, f->nch, err);
+	if (rc == DH_OK)
+		rc = fw_emit(db, "firmware.created",
+			     json_string_value(json_object_get(f->row, "id")), NULL);
+	return rc;
 }
 
 /*
@@ -789,6 +817,8 @@ static enum dh_err patch_tx(struct dh_db *db, void *cls, struct dh_error *err)
 		rc = dh_db_obj_update(db, "firmware", p->id, p->cols, err);
 	if (rc == DH_OK && p->channels)
 		rc = dh_db_firmware_set_channels(db, p->id, p->channels, p->nch, err);
+	if (rc == DH_OK)
+		rc = fw_emit(db, "firmware.updated", p->id, NULL);
 	return rc;
 }
 
@@ -847,14 +877,18 @@ out:
 
 struct fw_delete {
 	const char *id;
+	json_t *row; /* as loaded, for the event */
 	bool blob_unused;
 };
 
 static enum dh_err delete_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	struct fw_delete *d = cls;
+	enum dh_err rc = dh_db_firmware_delete(db, d->id, &d->blob_unused, err);
 
-	return dh_db_firmware_delete(db, d->id, &d->blob_unused, err);
+	if (rc == DH_OK)
+		rc = fw_emit(db, "firmware.deleted", d->id, d->row);
+	return rc;
 }
 
 enum dh_err dh_api_firmware_delete(struct dh_req *req)
@@ -869,6 +903,7 @@ enum dh_err dh_api_firmware_delete(struct dh_req *req)
 	if (rc != DH_OK)
 		goto out;
 	d.id = json_string_value(json_object_get(row, "id"));
+	d.row = row;
 	sha = json_string_value(json_object_get(row, "sha256"));
 	rc = dh_db_tx_run(req->db, delete_tx, &d, &req->err);
 	if (rc != DH_OK) {

@@ -45,6 +45,7 @@ static const struct dh_resource models = {
 	.right = DH_ACT_MANAGE,
 	/* grants over a model are over its product: a move changes what principals hold */
 	.hooks = { .scope = model_scope, .after_write = dh_api_obj_auth_changed },
+	.event_kind = "model",
 };
 
 DH_CRUD_HANDLERS(models, models)

@@ -505,6 +505,36 @@ struct write {
 	json_t *cols; /* update: the columns that change */
 };
 
+/* object.created/updated/deleted of w's object, as stored now (as it was, for a delete), in
+ * the running transaction: the outbox row commits with the change or not at all. */
+static enum dh_err emit_object(struct dh_db *db, struct write *w)
+{
+	static const char *const types[] = { [WRITE_INSERT] = "object.created",
+					     [WRITE_UPDATE] = "object.updated",
+					     [WRITE_DELETE] = "object.deleted" };
+	struct dh_scope s = { 0 };
+	char ids[3][DH_UUID_LEN] = { { 0 } };
+	json_t *row = NULL, *data = NULL;
+	enum dh_err rc = DH_OK;
+
+	if (w->op == WRITE_DELETE)
+		row = json_incref(w->row);
+	else
+		rc = dh_db_obj_get(db, w->res->table, w->id, false, &row);
+	if (rc == DH_OK && w->res->hooks.scope)
+		rc = w->res->hooks.scope(w->req, row, &s, ids);
+	if (rc == DH_OK) {
+		data = json_pack("{s:s, s:s, s:o}", "kind", w->res->event_kind, "id", w->id,
+				 "object", dh_api_obj_to_json(w->req, w->res, row));
+		rc = data ? dh_db_event_emit(db, DH_ACT_UPDATE, types[w->op], NULL, s.product,
+					     s.model, s.channel, data)
+			  : DH_E_NOMEM;
+	}
+	json_decref(row);
+	json_decref(data);
+	return rc;
+}
+
 static enum dh_err write_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	struct write *w = cls;
@@ -533,6 +563,8 @@ static enum dh_err write_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	if (rc == DH_OK && w->res->hooks.after_write)
 		rc = w->res->hooks.after_write(w->req, w->id,
 					       w->op == WRITE_DELETE ? NULL : w->row);
+	if (rc == DH_OK && w->res->event_kind)
+		rc = emit_object(db, w);
 	return rc;
 }
 
@@ -648,7 +680,8 @@ enum dh_err dh_api_obj_delete(struct dh_req *req, const struct dh_resource *res)
 	if (rc != DH_OK)
 		goto out;
 	id = json_string_value(json_object_get(row, "id"));
-	rc = run_write(req, &(struct write){ .res = res, .op = WRITE_DELETE, .id = id });
+	rc = run_write(req,
+		       &(struct write){ .res = res, .op = WRITE_DELETE, .id = id, .row = row });
 	if (rc == DH_E_REFERENCED && !req->err.detail[0])
 		dh_error_set(&req->err, DH_E_REFERENCED,
 			     "This %s is still referenced by other objects; delete or change those"

@@ -81,6 +81,9 @@ struct dh_resource {
 	size_t nfields;
 	enum dh_action right; /* manage or admin over the object's scope */
 	struct dh_resource_hooks hooks;
+	/* Writes emit object.created/updated/deleted with {kind: event_kind, id, object}, in
+	 * the write's transaction (webhooks, /api/v1/events); NULL: no events. */
+	const char *event_kind;
 };
 
 enum dh_err dh_api_obj_list(struct dh_req *req, const struct dh_resource *res);

@@ -34,6 +34,7 @@ static const struct dh_resource products = {
 	.nfields = sizeof(product_fields) / sizeof(product_fields[0]),
 	.right = DH_ACT_MANAGE,
 	.hooks = { .scope = product_scope },
+	.event_kind = "product",
 };
 
 DH_CRUD_HANDLERS(products, products)

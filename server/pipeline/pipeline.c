@@ -310,6 +310,30 @@ out:
 	json_decref(r.payload);
 }
 
+static enum dh_err claim_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct dh_session *s = cls;
+	enum dh_err rc;
+
+	(void)err;
+	/* the claim's own transaction joins this one, so that its session.state event (and the
+	 * webhook outbox rows) commit with the move or not at all */
+	rc = dh_db_session_claim(db, pool.owner, pool.lease_us, s);
+	if (rc == DH_OK)
+		rc = dh_session_emit_state(db, s);
+	return rc;
+}
+
+/* Claims the oldest queued session into s; DH_E_NOT_FOUND when none is queued. */
+static enum dh_err claim(struct dh_db *db, struct dh_session *s)
+{
+	enum dh_err rc = dh_db_tx_run(db, claim_tx, s, NULL);
+
+	if (rc != DH_OK)
+		dh_db_session_release(s);
+	return rc;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -332,7 +356,7 @@ static void *worker_main(void *arg)
 		while (!atomic_load(&pool.stopping)) {
 			struct dh_session s = { 0 };
 			char id[DH_UUID_LEN];
-			if (dh_db_session_claim(db, pool.owner, pool.lease_us, &s) != DH_OK)
+			if (claim(db, &s) != DH_OK)
 				break;
 			snprintf(id, sizeof(id), "%s", s.id);
 			pthread_mutex_lock(&pool.lock);
@@ -342,17 +366,6 @@ static void *worker_main(void *arg)
 			dh_info("session.state",
 				"id=%s from=queued to=processing event=%s worker=%u", id,
 				dh_event_name(DH_EV_CLAIM), w->idx);
-			{
-				json_t *ev = json_pack("{s:s, s:s, s:b, s:n}", "id", s.id, "state",
-						       "processing", "finished", 0, "error");
-				if (ev)
-					dh_db_event_emit(db,
-							 s.target_is_draft ? DH_ACT_DRAFT
-									   : DH_ACT_UPDATE,
-							 "session.state", s.id, s.product, s.model,
-							 *s.channel ? s.channel : NULL, ev);
-				json_decref(ev);
-			}
 			/* the claim is the table's queued --claim--> processing row */
 			if (dh_fsm_find(DH_ST_QUEUED, DH_EV_CLAIM))
 				run_session(w, db, &s);
