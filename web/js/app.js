@@ -11,6 +11,7 @@ import * as firmware from './pages/firmware.js';
 import * as devices from './pages/devices.js';
 import * as config from './pages/config.js';
 import * as openapi from './pages/openapi.js';
+import * as webhooks from './pages/webhooks.js';
 
 // Route table: first hash segment -> page module.
 const PAGES = {
@@ -19,6 +20,7 @@ const PAGES = {
   firmware,
   devices,
   config,
+  webhooks,
   api: openapi,
 };
 

@@ -9,7 +9,7 @@ import {
   clear, clearErrors, copyText, el, emptyRow, showError, tableWrap, toast, when,
 } from '../ui.js';
 
-const PLUGINS = ['link', 'mesh_smp', 'exec'];
+const PLUGINS = ['link', 'mesh_smp', 'exec', 'http'];
 const ACTIONS = ['update', 'draft', 'upload', 'manage', 'admin'];
 
 // Field kinds: text, textarea, int, bool, ref (another resource), enum, steps, time.
