@@ -56,8 +56,13 @@ static const struct opt opts[] = {
 	{ "tls-priorities", "DEVICEHUB_TLS_PRIORITIES", OPT_STR, OFF(tls_priorities),
 	  DH_TLS_PRIORITIES_DEFAULT, 0, 0,
 	  "GnuTLS priority string of the TLS versions and ciphers offered" },
+	{ "allowed-hosts", "DEVICEHUB_ALLOWED_HOSTS", OPT_STR, OFF(allowed_hosts), "", 0, 0,
+	  "Host header values (host or host:port, comma-separated) that links may be built from"
+	  " when --public-url is unset; default: none, links use the address the client"
+	  " connected to" },
 	{ "public-url", "DEVICEHUB_PUBLIC_URL", OPT_STR, OFF(public_url), "", 0, 0,
-	  "base URL of download links; default: scheme and Host of each request" },
+	  "base URL of the links the server hands out (downloads, short links, list pages);"
+	  " default: the address the client connected to (see --allowed-hosts)" },
 	{ "max-body", "DEVICEHUB_MAX_BODY", OPT_U64, OFF(max_body), "1048576", 64, UINT64_MAX,
 	  "largest JSON request body in bytes (413 beyond)" },
 	{ "max-upload", "DEVICEHUB_MAX_UPLOAD", OPT_U64, OFF(max_upload), "1073741824", 1024,
@@ -248,6 +253,28 @@ static bool udp_port(const char *name, const char *text, bool *on, unsigned *por
 	return true;
 }
 
+/* --allowed-hosts: empty, or comma-separated non-empty host[:port] values (spaces around
+ * commas allowed). */
+static bool allowed_hosts_valid(const char *list)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t n;
+		while (*p == ' ')
+			p++;
+		n = strspn(p, DH_HOST_CHARS);
+		if (n == 0)
+			return false;
+		p += n;
+		while (*p == ' ')
+			p++;
+		if (*p && *p++ != ',')
+			return false;
+	}
+	return true;
+}
+
 int dh_config_parse(int argc, char **argv)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
@@ -331,6 +358,20 @@ int dh_config_parse(int argc, char **argv)
 			"devicehubd: --coap-public-url '%s' must start with coap:// or"
 			" coaps://\n",
 			dh_cfg.coap_public_url);
+		return 2;
+	}
+	if (*dh_cfg.public_url && strncmp(dh_cfg.public_url, "http://", 7) != 0 &&
+	    strncmp(dh_cfg.public_url, "https://", 8) != 0) {
+		fprintf(stderr,
+			"devicehubd: --public-url '%s' must start with http:// or https://\n",
+			dh_cfg.public_url);
+		return 2;
+	}
+	if (!allowed_hosts_valid(dh_cfg.allowed_hosts)) {
+		fprintf(stderr,
+			"devicehubd: --allowed-hosts '%s' must be a comma-separated list of host or"
+			" host:port values\n",
+			dh_cfg.allowed_hosts);
 		return 2;
 	}
 	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {

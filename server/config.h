@@ -20,6 +20,7 @@ struct dh_config {
 	const char *tls_key;
 	const char *tls_priorities;
 	const char *public_url;
+	const char *allowed_hosts; /* Host values links may be built from (comma list) */
 	uint64_t max_body;
 	uint64_t max_upload;
 	unsigned max_connections;
@@ -58,6 +59,10 @@ struct dh_config {
 	bool coaps_on;           /* --coaps-port is not "off" */
 	unsigned coaps_port_num; /* its number when on */
 };
+
+/* Characters a Host value may have: letters, digits, '.', '-' (names, IPv4), ':' and
+ * brackets (ports, [IPv6]). --allowed-hosts and the Host header are held to them. */
+#define DH_HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]"
 
 /* The one configuration, filled by dh_config_parse. */
 extern struct dh_config dh_cfg;

@@ -345,8 +345,69 @@ const char *dh_req_query(struct dh_req *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* Is host (a Host header) one of --allowed-hosts? Case does not matter; a port must match
+ * as written (an entry without one allows the Host without one only). */
+static bool host_allowed(const char *host)
+{
+	const char *p = dh_cfg.allowed_hosts;
+	size_t n = strlen(host);
+
+	while (p && *p) {
+		size_t len = strcspn(p, ",");
+		const char *s = p, *e = p + len;
+		while (s < e && *s == ' ')
+			s++;
+		while (e > s && e[-1] == ' ')
+			e--;
+		if ((size_t)(e - s) == n && strncasecmp(s, host, n) == 0)
+			return true;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+/* scheme://address:port of this end of the client's connection: where the client reached the
+ * server, which no header can change. false when the socket cannot say. */
+static bool local_base_url(struct dh_req *req, const char *scheme, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char addr[INET6_ADDRSTRLEN];
+	int fd = dh_http_conn_fd(req->conn), n;
+	unsigned port;
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		if (!inet_ntop(AF_INET, &a->sin_addr, addr, sizeof(addr)))
+			return false;
+		port = ntohs(a->sin_port);
+		n = snprintf(buf, size, "%s://%s:%u", scheme, addr, port);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		port = ntohs(a->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			/* an IPv4 client of a dual-stack socket: its IPv4 address */
+			if (!inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], addr, sizeof(addr)))
+				return false;
+			n = snprintf(buf, size, "%s://%s:%u", scheme, addr, port);
+		} else {
+			if (!inet_ntop(AF_INET6, &a->sin6_addr, addr, sizeof(addr)))
+				return false;
+			n = snprintf(buf, size, "%s://[%s]:%u", scheme, addr, port);
+		}
+	} else {
+		return false;
+	}
+	return n > 0 && (size_t)n < size;
+}
+
 void dh_req_base_url(struct dh_req *req, char *buf, size_t size)
 {
+	const char *scheme = *dh_cfg.tls_cert ? "https" : "http";
 	const char *host;
 	size_t n;
 
@@ -357,13 +418,19 @@ void dh_req_base_url(struct dh_req *req, char *buf, size_t size)
 			buf[n - 1] = 0;
 		return;
 	}
+	/*
+	 * A Host header is the client's word, and links outlive the request: a session's link
+	 * is handed to its device, which sends its token there. So the header counts only when
+	 * the operator listed it (--allowed-hosts); otherwise the link names the address the
+	 * client reached this server at (issue 10, item 6).
+	 */
 	host = dh_req_header(req, MHD_HTTP_HEADER_HOST);
-	/* a Host header is the client's word; keep only characters a host:port can have */
-	if (!host || !*host ||
-	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			 "0123456789.-:[]") != strlen(host))
-		host = "localhost";
-	snprintf(buf, size, "%s://%s", *dh_cfg.tls_cert ? "https" : "http", host);
+	if (host && *host && strspn(host, DH_HOST_CHARS) == strlen(host) && host_allowed(host)) {
+		snprintf(buf, size, "%s://%s", scheme, host);
+		return;
+	}
+	if (!local_base_url(req, scheme, buf, size))
+		snprintf(buf, size, "%s://localhost:%u", scheme, dh_cfg.port);
 }
 
 /* The next page's URL, grown as needed: a query is bounded only by what MHD accepts of a

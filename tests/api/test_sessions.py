@@ -3,10 +3,12 @@ through the API (start, pipeline, confirm, timeouts), 409/410, racing starts, th
 link, device twins, lists, rights and bad input."""
 import hashlib
 import socket
+import subprocess
 import threading
 
 import pytest
 
+import conftest
 from conftest import Client, Server, assert_error, make_user, unique
 from sessutil import (FAST_ARGS, FU, new_session, procedure, request, upload_fw, wait_for,
                       wait_state)
@@ -351,6 +353,56 @@ def test_public_url_is_used_for_links(catalog_free_server=None):
             f"https://hub.example:8443/api/v1/firmware-update/{x['id']}/image"
     finally:
         s.cleanup()
+
+
+def test_links_do_not_come_from_the_host_header(admin, catalog):
+    """Without --public-url, a Host header does not make a session's links (and the device's
+    token that follows them) go elsewhere: they name the address the client reached."""
+    upload_fw(admin, catalog, "2.6.0")
+    dp = procedure(admin, catalog)
+    port = admin.server.port
+    s = new_session(admin, catalog, dp, "1.0.0")
+    r = admin.post(FU + s["id"] + "/start", headers={"Host": "evil.example:8080"})
+    assert r.status_code == 200
+    s = wait_state(admin, s["id"], "created")
+    for key in ("download_link", "short_link"):
+        link = s["payload"].get(key)
+        assert link is None or link.startswith(f"http://127.0.0.1:{port}/"), s["payload"]
+    assert s["payload"]["download_link"]
+    new_session(admin, catalog, dp, "1.0.0")
+    page = admin.get(FU, params={"limit": 1}, headers={"Host": "evil.example"}).json()
+    assert page["next"].startswith(f"http://127.0.0.1:{port}/api/v1/firmware-update")
+
+
+def test_allowed_hosts_name_the_links_host():
+    s = Server(extra_args=FAST_ARGS + ["--allowed-hosts", "hub.example:8080, Other.Example"])
+    try:
+        s.start()
+        a = Client(s, s.admin_token)
+        p = a.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+        m = a.create("/api/v1/models/", {"tid": unique("m"), "name": "M", "product": p["id"]})
+        c = a.create("/api/v1/channels/", {"tid": unique("c"), "name": "c"})
+        dm = a.create("/api/v1/delivery-methods/", {"tid": unique("dm"), "name": "H",
+                                                    "kind": "http"})
+        cat = {"product": p, "model": m, "channel": c, "method": dm}
+        upload_fw(a, cat, "1.0.1")
+        dp = procedure(a, cat)
+        for host, base in (("hub.example:8080", "http://hub.example:8080/"),
+                           ("other.example", "http://other.example/"),
+                           ("hub.example:9999", f"http://127.0.0.1:{s.port}/"),
+                           ("hub.example", f"http://127.0.0.1:{s.port}/"),
+                           ("evil.example", f"http://127.0.0.1:{s.port}/")):
+            x = new_session(a, cat, dp, "1.0.0")
+            assert a.post(FU + x["id"] + "/start", headers={"Host": host}).status_code == 200
+            x = wait_state(a, x["id"], "created")
+            assert x["payload"]["download_link"].startswith(base), (host, x["payload"])
+    finally:
+        s.cleanup()
+    for bad in (["--allowed-hosts", "a b"], ["--allowed-hosts", "ok,,x"],
+                ["--allowed-hosts", "x/y"], ["--public-url", "hub.example"]):
+        r = subprocess.run([conftest.BIN, "--data-dir", "/nonexistent/x"] + bad,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and bad[0] in r.stderr, (bad, r.returncode, r.stderr)
 
 
 def test_list_filters_and_pagination(admin, catalog):
