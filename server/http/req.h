@@ -55,6 +55,7 @@ struct dh_req {
 
 	const struct dh_route *route;
 	unsigned allow_methods;  /* for 405: what the path accepts */
+	unsigned route_flags;    /* of the route whose pattern owns the path, even on a 405 */
 	char *args[DH_MAX_ARGS]; /* captures, NUL-terminated copies owned by the request */
 	size_t nargs;
 

@@ -90,6 +90,7 @@ bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, con
 		if (!any) {
 			any = true;
 			best = literal;
+			m->owner = &routes[i];
 		} else if (literal != best) {
 			continue;
 		}

@@ -15,6 +15,7 @@ typedef enum dh_err (*dh_stream_fn)(struct dh_req *req, const char *data, size_t
 /* Route flags. */
 #define DH_ROUTE_STREAM_BODY 1u /* body goes to .stream, not accumulated */
 #define DH_ROUTE_RAW_BODY    2u /* accumulate but do not parse as JSON */
+#define DH_ROUTE_SECRET_PATH 4u /* the path holds a credential: never logged */
 
 struct dh_route {
 	unsigned methods; /* DH_GET | DH_HEAD ... */
@@ -33,6 +34,7 @@ extern const struct dh_route dh_route_static;
 /* Outcome of matching a path against the table. */
 struct dh_route_match {
 	const struct dh_route *route; /* NULL: no route for method+path */
+	const struct dh_route *owner; /* the first route of the pattern that owns the path */
 	unsigned allowed;             /* when route is NULL: the methods the path accepts (405) */
 	size_t nargs;
 	const char *arg_start[DH_MAX_ARGS];

@@ -59,7 +59,7 @@ const struct dh_route dh_routes[] = {
 	{ DH_POST, "/api/v1/firmware-update/{id}/confirm", dh_api_sessions_confirm, DH_ACT_UPDATE,
 	  0, NULL },
 	{ GH, "/api/v1/firmware-update/{id}/image", dh_api_sessions_image, DH_ACT_UPDATE, 0, NULL },
-	{ GH, "/d/{token}", dh_api_short_link, DH_ACT_NONE, 0, NULL },
+	{ GH, "/d/{token}", dh_api_short_link, DH_ACT_NONE, DH_ROUTE_SECRET_PATH, NULL },
 };
 
 const size_t dh_routes_count = sizeof(dh_routes) / sizeof(dh_routes[0]);

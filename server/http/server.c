@@ -575,15 +575,24 @@ void dh_http_count_status(unsigned status)
 		atomic_fetch_add(&n_2xx, 1);
 }
 
+/* The path as the log may show it: not one whose route says it holds a credential (a short
+ * link's token, also when the method is refused), so that no log reader can use it. */
+static const char *log_path(const struct dh_req *req)
+{
+	return (req->route_flags & DH_ROUTE_SECRET_PATH) ? "(a path that holds a credential)"
+							 : req->path;
+}
+
 static enum MHD_Result queue(struct dh_req *req)
 {
 	enum MHD_Result r;
+	const char *path = log_path(req);
 
 	if (!req->response) {
 		struct dh_error e = { .code = DH_E_INTERNAL };
 		if (dh_http_reply_error(req, &e) != DH_OK) {
 			dh_error("http.no_answer", "id=%s method=%s path=%s", req->id,
-				 req->method_name, req->path);
+				 req->method_name, path);
 			return MHD_NO;
 		}
 	}
@@ -596,11 +605,11 @@ static enum MHD_Result queue(struct dh_req *req)
 	/* the server's own faults; 501, 503 and 505 answer what a client asked for */
 	if (req->status == 500 || req->status == 502 || req->status == 504)
 		dh_error("http.request", "id=%s method=%s path=%s status=%u code=%s", req->id,
-			 req->method_name, req->path, req->status,
+			 req->method_name, path, req->status,
 			 req->err.code ? dh_err_name(req->err.code) : "-");
 	else if (dh_log_enabled(DH_LOG_DEBUG))
 		dh_debug("http.request", "id=%s method=%s path=%s status=%u us=%lld", req->id,
-			 req->method_name, req->path, req->status,
+			 req->method_name, path, req->status,
 			 (long long)(dh_now_us() - req->start_us));
 	MHD_destroy_response(req->response);
 	req->response = NULL;
@@ -621,7 +630,7 @@ static enum MHD_Result fail(struct dh_req *req, enum dh_err code)
 	if (dh_http_reply_error(req, &req->err) != DH_OK) {
 		/* only when MHD could not even make the fixed answer: out of memory */
 		dh_error("http.no_answer", "id=%s method=%s path=%s code=%s", req->id,
-			 req->method_name, req->path, dh_err_name(code));
+			 req->method_name, log_path(req), dh_err_name(code));
 		return MHD_NO;
 	}
 	if (code == DH_E_METHOD) {
@@ -947,6 +956,7 @@ static enum dh_err begin(struct dh_req *req)
 					    DH_TEXT_CUT(req->path, 200));
 		m.route = &dh_route_static;
 	}
+	req->route_flags = m.owner ? m.owner->flags : 0;
 	if (!m.route) {
 		req->allow_methods = m.allowed;
 		dh_route_allow_string(m.allowed, allow, sizeof(allow));

@@ -239,3 +239,18 @@ def test_valid_while_processing_and_a_new_run_gets_a_new_link():
         assert anon.get(srv.url + new).content == data
     finally:
         srv.cleanup()
+
+
+def test_the_log_never_shows_a_short_link_token(linked):
+    """A short link is a credential: even the debug log shows its route, not its token."""
+    s = Server(extra_args=["--log-level", "debug"]).start()
+    try:
+        r = Client(s).get("/d/AbCdEfGhIjKlMnOpQrStUvWx")
+        assert r.status_code == 404
+        r = Client(s).request("POST", "/d/AbCdEfGhIjKlMnOpQrStUvWx")
+        assert r.status_code == 405
+        log = s.read_log()
+        assert "AbCdEfGhIjKlMnOpQrStUvWx" not in log
+        assert log.count("path=\"(a path that holds a credential)\"") == 2, log[-2000:]
+    finally:
+        s.cleanup()
