@@ -720,6 +720,7 @@ static const struct {
 	{ "access-rights", "access_rights", true },
 	{ "firmware", "firmware", true },
 	{ "firmware-update", "sessions", false },
+	{ "webhooks", "webhooks", true },
 };
 
 bool dh_api_route_id_exists(struct dh_req *req)

@@ -177,7 +177,7 @@ def test_an_id_that_names_nothing_is_404_for_every_caller(admin, server, world):
     _, bare = make_user(admin, [])
     _, manager = make_user(admin, ["manage"], product=world["p1"]["id"])
     crud = ("products", "models", "channels", "delivery-methods", "delivery-procedures",
-            "devices", "users", "tokens", "access-rights", "firmware")
+            "devices", "users", "tokens", "access-rights", "firmware", "webhooks")
     for tok in (device, bare, manager, server.admin_token):
         c = Client(server, tok)
         for kind in crud:
@@ -186,6 +186,7 @@ def test_an_id_that_names_nothing_is_404_for_every_caller(admin, server, world):
             assert_error(c.patch(path, json={}), 404, "not_found")
             assert_error(c.delete(path), 404, "not_found")
         assert_error(c.get(f"/api/v1/firmware/{nothing}/image"), 404, "not_found")
+        assert_error(c.get(f"/api/v1/webhooks/{nothing}/deliveries"), 404, "not_found")
         for tail in ("", "/image"):
             assert_error(c.get(f"/api/v1/firmware-update/{nothing}{tail}"), 404, "not_found")
         assert_error(c.post(f"/api/v1/firmware-update/{nothing}/start"), 404, "not_found")
