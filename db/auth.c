@@ -10,9 +10,21 @@
 
 static atomic_ulong auth_generation = 1;
 
+/* false while changes of other processes may go unnoticed: every read is then a new
+ * generation, so the auth cache never answers. */
+static atomic_bool auth_trusted = true;
+
 unsigned long dh_db_auth_generation(void)
 {
+	if (!atomic_load(&auth_trusted))
+		return atomic_fetch_add(&auth_generation, 1) + 1;
 	return atomic_load(&auth_generation);
+}
+
+void dh_db_auth_trust(bool ok)
+{
+	atomic_fetch_add(&auth_generation, 1);
+	atomic_store(&auth_trusted, ok);
 }
 
 void dh_db_auth_bump(void)

@@ -6,6 +6,7 @@
  */
 #include "blob.h"
 
+#include "dh_db.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -201,6 +202,49 @@ void dh_blob_writer_release(struct dh_blob_writer *w)
 	}
 }
 
+enum dh_err dh_blob_ensure(const char *sha256, uint64_t size, struct dh_error *err)
+{
+	struct dh_blob_writer w;
+	char path[DH_BLOB_PATH_MAX], dir[DH_BLOB_PATH_MAX];
+	char shard[3] = { sha256[0], sha256[1], 0 };
+	struct dh_db *db;
+	struct stat sb;
+	uint64_t n = 0;
+	enum dh_err rc;
+
+	if (!dh_blob_path(sha256, path, sizeof(path)))
+		return dh_error_set(err, DH_E_INTERNAL, "Not a blob hash.");
+	if (stat(path, &sb) == 0 && (uint64_t)sb.st_size == size)
+		return DH_OK;
+	db = dh_db_thread();
+	if (!db)
+		return dh_error_set(err, DH_E_IO, "The stored image is missing.");
+	rc = dh_blob_writer_open(&w, err);
+	if (rc != DH_OK)
+		return rc;
+	rc = dh_db_blob_fetch(db, sha256, w.fd, &n);
+	if (rc == DH_OK && n != size)
+		rc = DH_E_IO;
+	if (rc == DH_OK &&
+	    (fsync(w.fd) != 0 || !fmt_path(dir, sizeof(dir), "%s/sha256/%s", blob_root, shard)))
+		rc = DH_E_IO;
+	if (rc == DH_OK)
+		rc = make_dir(dir, NULL);
+	if (rc == DH_OK && rename(w.tmp_path, path) != 0)
+		rc = DH_E_IO;
+	if (rc == DH_OK) {
+		w.is_open = false; /* renamed into place */
+		sync_dir(dir);
+		dh_info("blob.filled", "sha256=%s size=%llu", sha256, (unsigned long long)size);
+	}
+	dh_blob_writer_release(&w);
+	if (rc != DH_OK) {
+		dh_error("blob.missing", "sha256=%s code=%s", sha256, dh_err_name(rc));
+		return dh_error_set(err, DH_E_IO, "The stored image is missing.");
+	}
+	return DH_OK;
+}
+
 /* ---- pins of uploads in flight ---- */
 
 /* Unpins remembered for removers that read the epoch before them; beyond, removers that
@@ -377,6 +421,8 @@ static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_er
 		return NULL;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && dh_blob_ensure(sha256, size, NULL) == DH_OK)
+		fd = open(path, O_RDONLY | O_CLOEXEC); /* filled from the database */
 	if (fd < 0 || fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != size || size > SIZE_MAX) {
 		dh_error("blob.missing", "sha256=%s errno=%d", sha256, errno);
 		dh_error_set(err, DH_E_IO, "The stored image is missing or damaged.");

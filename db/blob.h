@@ -77,6 +77,15 @@ uint64_t dh_blob_epoch(void);
 /* True when the file was removed (its cached mapping is dropped too). */
 bool dh_blob_remove_unused(const char *sha256, uint64_t since_epoch);
 
+/*
+ * Makes blob sha256 (size bytes) present in this data dir: when the file is missing it is
+ * fetched from the database (a shared PostgreSQL keeps every image; each process's blob
+ * store is its local cache of them) into a temporary file, checked and renamed into place.
+ * Two threads missing the same blob both fetch; the second rename changes nothing.
+ * DH_E_IO (err filled) when it is in neither place.
+ */
+enum dh_err dh_blob_ensure(const char *sha256, uint64_t size, struct dh_error *err);
+
 /* A read-only mapping of a whole blob; data is valid until the last put. */
 struct dh_blob_map {
 	const uint8_t *data;

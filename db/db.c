@@ -7,6 +7,7 @@
 #include "driver.h"
 
 #include "dh_db_test.h"
+#include "pg/pg.h"
 
 #include "core/text.h"
 #include "log.h"
@@ -74,12 +75,8 @@ enum dh_err dh_db_url_parse(const char *url, const char *data_dir, const struct 
 		n = snprintf(target, size, "%s", url + 7);
 	} else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0 ||
 		   strchr(url, '=')) {
-#ifdef DH_HAVE_PG
 		*drv = &dh_db_pg_driver;
 		n = snprintf(target, size, "%s", url);
-#else
-		return dh_error_set(err, DH_E_INVALID, "This build has no PostgreSQL support.");
-#endif
 	} else {
 		return dh_error_set(
 			err, DH_E_INVALID,
@@ -825,6 +822,11 @@ enum dh_err dh_db_setup(const char *url, const char *data_dir, struct dh_error *
 	rc = dh_db_url_parse(url, data_dir, &db_drv, db_target, sizeof(db_target), err);
 	if (rc != DH_OK)
 		return rc;
+	if (db_drv->engine == DH_DB_PG) {
+		/* other processes write too: caches trust nothing until the listener runs */
+		dh_db_write_trust(false);
+		dh_db_auth_trust(false);
+	}
 	db = db_drv->open(db_target, err);
 	if (!db)
 		return err ? err->code : DH_E_DB;
@@ -842,7 +844,14 @@ enum dh_err dh_db_setup(const char *url, const char *data_dir, struct dh_error *
 			db_drv->lock_schema(db, false);
 	}
 	dh_db_close(db);
+	if (rc == DH_OK && db_drv->engine == DH_DB_PG)
+		rc = dh_pg_listen_start(db_target, err);
 	return rc;
+}
+
+void dh_db_stop(void)
+{
+	dh_pg_listen_stop();
 }
 
 int64_t dh_db_test_int(struct dh_db *db, const char *sql)

@@ -46,6 +46,17 @@ const char *dh_db_engine_name(void);
 /* May other processes write to this database (PostgreSQL), or is it this process's alone? */
 bool dh_db_is_shared(void);
 
+/* Stops what dh_db_setup started besides connections (the change listener of a shared
+ * database). At shutdown, after the other threads. */
+void dh_db_stop(void);
+
+/*
+ * fn(type, session id) runs on the listener thread whenever another process sharing the
+ * database emitted an event (e.g. queued a session): the pipeline wakes its workers and
+ * follows the session's short link. Set once at start-up.
+ */
+void dh_db_set_remote_hook(void (*fn)(const char *type, const char *session_id));
+
 /* This thread's connection, opened at first use (reopened when the server dropped it);
  * NULL if it cannot be opened. */
 struct dh_db *dh_db_thread(void);
@@ -360,6 +371,11 @@ enum dh_err dh_db_session_links(struct dh_db *db,
 					   const char *image_time),
 				void *cls);
 
+/* The session whose short-link hash is hash_hex, as dh_db_session_get_download reads it.
+ * DH_E_NOT_FOUND when none. */
+enum dh_err dh_db_session_by_link(struct dh_db *db, const char *hash_hex, struct dh_session *s,
+				  char image_time[DH_TIME_LEN]);
+
 /* The kind of the session's delivery method ("http", "coap", ...) into kind. */
 enum dh_err dh_db_session_method_kind(struct dh_db *db, const char *id, char *kind, size_t size);
 
@@ -463,6 +479,21 @@ enum dh_err dh_db_firmware_list(struct dh_db *db, const struct dh_db_firmware_fi
  */
 enum dh_err dh_db_firmware_delete(struct dh_db *db, const char *id, bool *blob_unused,
 				  struct dh_error *err);
+
+/* ---- images in a shared database (PostgreSQL; on SQLite these do nothing) ---- */
+
+/*
+ * Stores the image at path (size bytes, hash sha256) in the database unless it is there
+ * already, in db's running transaction: the firmware row that refers to it comes after, in
+ * the same transaction.
+ */
+enum dh_err dh_db_blob_store(struct dh_db *db, const char *sha256, uint64_t size, const char *path,
+			     struct dh_error *err);
+/* Writes the stored image sha256 to fd (*written bytes). DH_E_NOT_FOUND when the database
+ * has none (always on SQLite). */
+enum dh_err dh_db_blob_fetch(struct dh_db *db, const char *sha256, int fd, uint64_t *written);
+/* Drops the stored image sha256 if no firmware refers to it any more (its own transaction). */
+void dh_db_blob_drop_unused(struct dh_db *db, const char *sha256);
 
 /* Does a firmware row refer to the image with this hash? */
 enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *used);

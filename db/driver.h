@@ -203,6 +203,9 @@ char *dh_db_sql_dollar(const char *sql);
 /* Did the running transaction change users, tokens or rights? (for the engine's commit) */
 bool dh_db_tx_auth_changed(struct dh_db *db);
 
+/* Says that the auth generation cannot be trusted now (false) or again (true). */
+void dh_db_auth_trust(bool ok);
+
 /* Moves the write generation (after this process's commits and other processes'). */
 void dh_db_write_bump(void);
 /* Says that write generations cannot be trusted now (0) or again (true). */

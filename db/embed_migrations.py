@@ -9,15 +9,6 @@ import re
 import sys
 
 
-def c_string(text):
-    out = []
-    for line in text.splitlines(keepends=True):
-        esc = line.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
-        esc = esc.replace("\n", "\\n")
-        out.append('\t"' + esc + '"')
-    return "\n".join(out) if out else '\t""'
-
-
 def main():
     out, symbol, inputs = sys.argv[1], sys.argv[2], sys.argv[3:]
     rows = []
@@ -36,9 +27,16 @@ def main():
         f.write('#include "dh_db.h"\n\n')
         f.write(f"extern const struct dh_migration {symbol}[];\n")
         f.write(f"extern const size_t {symbol}_count;\n\n")
+        # byte arrays, not string literals: C limits a literal to 4095 characters
+        for num, name, sql in rows:
+            data = sql.encode("utf-8") + b"\0"
+            f.write(f"static const char {symbol}_{num:04d}[] = {{")
+            for i, b in enumerate(data):
+                f.write(("\n\t" if i % 16 == 0 else " ") + str(b if b < 128 else b - 256) + ",")
+            f.write("\n};\n\n")
         f.write(f"const struct dh_migration {symbol}[] = {{\n")
         for num, name, sql in rows:
-            f.write(f'\t{{ {num}, "{name}",\n{c_string(sql)} }},\n')
+            f.write(f'\t{{ {num}, "{name}", {symbol}_{num:04d} }},\n')
         f.write(f"}};\n\nconst size_t {symbol}_count =\n")
         f.write(f"\tsizeof({symbol}) / sizeof({symbol}[0]);\n")
 

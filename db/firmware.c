@@ -10,9 +10,12 @@
 #include "core/target.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Every firmware query selects the same row shape (the engines name the aggregate apart). */
 #define FW_SELECT_(agg)                                                                            \
@@ -329,4 +332,186 @@ enum dh_err dh_db_firmware_sha_used(struct dh_db *db, const char *sha256, bool *
 		*used = r > 0;
 	dh_stmt_reset(st);
 	return rc;
+}
+
+/* ---- images in the database (shared databases only) ---- */
+
+/* Bytes per stored chunk: one row stays small for the server, and a fill streams. */
+#define BLOB_CHUNK (1024 * 1024)
+
+static char hexdig(unsigned v)
+{
+	return (char)(v < 10 ? '0' + v : 'a' + v - 10);
+}
+
+enum dh_err dh_db_blob_store(struct dh_db *db, const char *sha256, uint64_t size, const char *path,
+			     struct dh_error *err)
+{
+	/* locks an existing row (DO UPDATE) so that a concurrent drop waits for this insert */
+	static const char upsert[] =
+		"INSERT INTO blobs (sha256, size, create_time) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (sha256) DO UPDATE SET size = blobs.size RETURNING (xmax = 0)";
+	static const char chunk[] =
+		"INSERT INTO blob_chunks (sha256, idx, data) VALUES (?1, ?2, decode(?3, 'hex'))";
+	struct dh_stmt *st;
+	char now[DH_TIME_LEN], *hex = NULL;
+	unsigned char *buf = NULL;
+	bool inserted = false;
+	enum dh_err rc = DH_OK;
+	int fd = -1, r;
+
+	if (!dh_db_is_pg(db))
+		return DH_OK; /* SQLite: the blob store in the data dir is the truth */
+	st = dh_db_prep(db, upsert);
+	if (!st)
+		return DH_E_DB;
+	dh_time_format(dh_now_us(), now);
+	dh_stmt_text(st, 1, sha256);
+	dh_stmt_int(st, 2, (int64_t)size);
+	dh_stmt_text(st, 3, now);
+	while ((r = dh_stmt_step(st)) > 0)
+		inserted = dh_stmt_col_int(st, 0) != 0;
+	if (r < 0)
+		rc = dh_stmt_error(st, err);
+	dh_stmt_reset(st);
+	if (rc != DH_OK || !inserted)
+		return rc; /* stored by an earlier upload: its chunks committed with its row */
+	buf = malloc(BLOB_CHUNK);
+	hex = malloc(2 * BLOB_CHUNK + 1);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!buf || !hex || fd < 0) {
+		rc = dh_error_set(err, fd < 0 ? DH_E_IO : DH_E_NOMEM,
+				  "Cannot read the image to store it.");
+		goto out;
+	}
+	for (int64_t idx = 0;; idx++) {
+		size_t got = 0;
+		while (got < BLOB_CHUNK) {
+			ssize_t n = read(fd, buf + got, BLOB_CHUNK - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				rc = dh_error_set(err, DH_E_IO,
+						  "Cannot read the image to store it.");
+				goto out;
+			}
+			if (n == 0)
+				break;
+			got += (size_t)n;
+		}
+		if (got == 0 && idx > 0)
+			break;
+		for (size_t i = 0; i < got; i++) {
+			hex[2 * i] = hexdig(buf[i] >> 4);
+			hex[2 * i + 1] = hexdig(buf[i] & 15);
+		}
+		hex[2 * got] = 0;
+		st = dh_db_prep(db, chunk);
+		if (!st) {
+			rc = DH_E_DB;
+			goto out;
+		}
+		dh_stmt_text(st, 1, sha256);
+		dh_stmt_int(st, 2, idx);
+		dh_stmt_text(st, 3, hex);
+		rc = dh_stmt_run(st, err);
+		if (rc != DH_OK || got < BLOB_CHUNK)
+			break;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(hex);
+	return rc;
+}
+
+static int unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+enum dh_err dh_db_blob_fetch(struct dh_db *db, const char *sha256, int fd, uint64_t *written)
+{
+	static const char sql[] = "SELECT encode(data, 'hex') FROM blob_chunks"
+				  " WHERE sha256 = ?1 AND idx = ?2";
+	enum dh_err rc = DH_OK;
+	unsigned char *buf = NULL;
+
+	*written = 0;
+	if (!dh_db_is_pg(db))
+		return DH_E_NOT_FOUND;
+	buf = malloc(BLOB_CHUNK);
+	if (!buf)
+		return DH_E_NOMEM;
+	for (int64_t idx = 0; rc == DH_OK; idx++) {
+		struct dh_stmt *st = dh_db_prep(db, sql);
+		const char *hex;
+		size_t n = 0;
+		int r;
+		if (!st) {
+			rc = DH_E_DB;
+			break;
+		}
+		dh_stmt_text(st, 1, sha256);
+		dh_stmt_int(st, 2, idx);
+		r = dh_stmt_step(st);
+		if (r <= 0) {
+			if (r < 0)
+				rc = dh_stmt_error(st, NULL);
+			else if (idx == 0)
+				rc = DH_E_NOT_FOUND;
+			dh_stmt_reset(st);
+			break;
+		}
+		hex = dh_stmt_col_text(st, 0);
+		for (; hex && hex[2 * n] && hex[2 * n + 1] && n < BLOB_CHUNK; n++) {
+			int hi = unhex(hex[2 * n]), lo = unhex(hex[2 * n + 1]);
+			if (hi < 0 || lo < 0)
+				break;
+			buf[n] = (unsigned char)(hi << 4 | lo);
+		}
+		dh_stmt_reset(st);
+		for (size_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				rc = DH_E_IO;
+				break;
+			}
+			off += (size_t)w;
+		}
+		*written += n;
+	}
+	free(buf);
+	return rc;
+}
+
+static enum dh_err drop_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	static const char sql[] = "DELETE FROM blobs WHERE sha256 = ?1 AND NOT EXISTS"
+				  " (SELECT 1 FROM firmware WHERE sha256 = ?1)";
+	struct dh_stmt *st = dh_db_prep(db, sql);
+
+	if (!st)
+		return DH_E_DB;
+	dh_stmt_text(st, 1, cls);
+	return dh_stmt_run(st, err);
+}
+
+void dh_db_blob_drop_unused(struct dh_db *db, const char *sha256)
+{
+	enum dh_err rc;
+
+	if (!dh_db_is_pg(db))
+		return;
+	/* an upload of the same image that committed meanwhile keeps it (a foreign key) */
+	rc = dh_db_tx_run(db, drop_tx, (void *)sha256, NULL);
+	if (rc != DH_OK && rc != DH_E_REFERENCED)
+		dh_warn("blob.drop", "sha256=%s code=%s", sha256, dh_err_name(rc));
 }

@@ -1015,3 +1015,14 @@ enum dh_err dh_db_device_psk(struct dh_db *db, const char *identity, char *key, 
 	dh_stmt_reset(st);
 	return rc;
 }
+
+enum dh_err dh_db_session_by_link(struct dh_db *db, const char *hash_hex, struct dh_session *s,
+				  char image_time[DH_TIME_LEN])
+{
+	/* the unique partial index sessions_link answers this in one probe */
+	static const char sql[] = "SELECT " DOWNLOAD_COLS " FROM sessions s LEFT JOIN firmware f"
+				  " ON f.id = s.target_firmware_id WHERE s.link_hash = ?1";
+	struct dh_stmt *st = dh_db_prep(db, sql);
+
+	return st ? get_one(st, hash_hex, s, true, image_time) : DH_E_DB;
+}

@@ -248,6 +248,7 @@ int main(int argc, char **argv)
 	dh_plugins_unload();
 	dh_api_auth_cache_clear();
 	dh_db_thread_close();
+	dh_db_stop();
 	dh_outbound_global_cleanup();
 	dh_info("server.stopped", "%s", "");
 	return 0;

@@ -11,8 +11,10 @@
 #include "blob.h"
 #include "core/links.h"
 #include "core/util.h"
+#include "dh_db.h"
 #include "http/range.h"
 #include "log.h"
+#include "pipeline/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +37,7 @@
 
 /* Answers len bytes of blob sha256 from off with sendfile (the HTTP layer owns the fd). */
 static enum dh_err reply_sendfile(struct dh_req *req, unsigned status, const char *sha256,
-				  uint64_t off, uint64_t len)
+				  uint64_t size, uint64_t off, uint64_t len)
 {
 	char path[DH_BLOB_PATH_MAX];
 	int fd;
@@ -43,6 +45,9 @@ static enum dh_err reply_sendfile(struct dh_req *req, unsigned status, const cha
 	if (!dh_blob_path(sha256, path, sizeof(path)))
 		return dh_error_set(&req->err, DH_E_INTERNAL, "Not a blob hash.");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* not in this process's store yet: a shared database has it (filled once) */
+	if (fd < 0 && errno == ENOENT && dh_blob_ensure(sha256, size, NULL) == DH_OK)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		dh_error("blob.missing", "sha256=%s errno=%d", sha256, errno);
 		return dh_error_set(&req->err, DH_E_IO, "The stored image is missing.");
@@ -197,7 +202,7 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 		status = 206;
 	}
 	if (r.len >= DH_SENDFILE_MIN) {
-		rc = reply_sendfile(req, status, sha256, r.start, r.len);
+		rc = reply_sendfile(req, status, sha256, size, r.start, r.len);
 	} else {
 		map = dh_blob_map_get(sha256, size, &req->err);
 		if (!map)
@@ -242,7 +247,10 @@ enum dh_err dh_api_short_link(struct dh_req *req)
 	 * token that never existed, with the same work, body and headers.
 	 */
 	dh_link_hash(token, strlen(token), h);
-	if (!dh_links_find(h, &l))
+	/* several servers on one database: a link another one issued is looked up there (for
+	 * every token this table misses, so the work is again the same for all of them) */
+	if (!dh_links_find(h, &l) &&
+	    (!dh_db_is_shared() || dh_session_link_lookup(req->db, h, &l) != DH_OK))
 		return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such link.");
 	who.session = l.session;
 	who.product = l.product;

@@ -520,13 +520,22 @@ struct fw_insert {
 	json_t *row;
 	const char *const *channels;
 	size_t nch;
+	const char *sha256;
+	uint64_t size;
 };
 
+/* The image (a shared database keeps it too) and its row, in one transaction. */
 static enum dh_err insert_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
 	struct fw_insert *f = cls;
-	enum dh_err rc = dh_db_firmware_insert(db, f->row, f->channels, f->nch, err);
+	char path[DH_BLOB_PATH_MAX];
+	enum dh_err rc;
 
+	if (!dh_blob_path(f->sha256, path, sizeof(path)))
+		return DH_E_INTERNAL;
+	rc = dh_db_blob_store(db, f->sha256, f->size, path, err);
+	if (rc == DH_OK)
+		rc = dh_db_firmware_insert(db, f->row, f->channels, f->nch, err);
 	if (rc == DH_OK)
 		rc = fw_emit(db, "firmware.created",
 			     json_string_value(json_object_get(f->row, "id")), NULL);
@@ -542,7 +551,7 @@ static enum dh_err insert_tx(struct dh_db *db, void *cls, struct dh_error *err)
 static enum dh_err upload_store(struct dh_req *req, struct upload *u, json_t *row,
 				const char *const *channels, size_t nch)
 {
-	struct fw_insert f = { row, channels, nch };
+	struct fw_insert f = { row, channels, nch, u->blob.sha256, u->blob.size };
 	char sha[DH_SHA256_HEX];
 	bool created = false;
 	enum dh_err rc;
@@ -914,8 +923,10 @@ enum dh_err dh_api_firmware_delete(struct dh_req *req)
 		goto out;
 	}
 	/* the file goes after the commit, outside the transaction */
-	if (d.blob_unused)
+	if (d.blob_unused) {
 		removed = drop_blob_if_unused(req->db, sha);
+		dh_db_blob_drop_unused(req->db, sha);
+	}
 	dh_info("firmware.deleted", "id=%s blob_removed=%s", d.id, removed ? "yes" : "no");
 	rc = dh_http_reply_empty(req, 204);
 out:

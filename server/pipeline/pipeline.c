@@ -280,6 +280,9 @@ static void run_session(struct worker *w, struct dh_db *db, struct dh_session *s
 
 	r.payload = json_incref(s->payload);
 	blob_path(s->target_sha256, image, sizeof(image));
+	/* steps read the image file: on a shared database it may not be here yet */
+	if (*image && s->target_size >= 0)
+		dh_blob_ensure(s->target_sha256, (uint64_t)s->target_size, NULL);
 	if (!json_array_size(steps))
 		steps = deflt = json_pack("[{s:s}]", "plugin", "link");
 	json_array_foreach(steps, i, step)
@@ -581,6 +584,19 @@ static void recover_at_start(void)
 	free(due);
 }
 
+/* Another process sharing the database emitted an event (the change listener's thread). */
+static void on_remote_event(const char *type, const char *session_id)
+{
+	struct dh_db *db;
+
+	dh_pipeline_kick(); /* it may have queued a session */
+	if (strcmp(type, "session.state") != 0)
+		return;
+	db = dh_db_thread();
+	if (db)
+		dh_session_link_recheck(db, session_id);
+}
+
 enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned interval_ms,
 			      unsigned lease_ms, struct dh_error *err)
 {
@@ -596,6 +612,7 @@ enum dh_err dh_pipeline_start(const char *data_dir, unsigned nworkers, unsigned 
 	pool.interval_ms = interval_ms ? interval_ms : 1000;
 	pool.lease_us = (int64_t)(lease_ms ? lease_ms : 10000) * 1000;
 	pool.renew_due_us = 0;
+	dh_db_set_remote_hook(on_remote_event);
 	pool.stop = false;
 	atomic_store(&pool.stopping, false);
 	rc = dh_session_link_key_setup(data_dir, err);

@@ -297,6 +297,37 @@ static void load_one(void *cls, const struct dh_session *s, const char *image_ti
 		c->rc = DH_E_NOMEM;
 }
 
+enum dh_err dh_session_link_lookup(struct dh_db *db, const uint8_t hash[DH_LINK_HASH_LEN],
+				   struct dh_link *l)
+{
+	struct dh_session s = { 0 };
+	char hex[DH_SHA256_HEX], image_time[DH_TIME_LEN];
+	enum dh_err rc;
+
+	dh_hex(hash, DH_LINK_HASH_LEN, hex);
+	rc = dh_db_session_by_link(db, hex, &s, image_time);
+	if (rc == DH_OK && (!link_valid(&s) || !*s.target_sha256))
+		rc = DH_E_NOT_FOUND;
+	if (rc == DH_OK) {
+		link_of(&s, image_time, hash, l);
+		rc = dh_links_put(l);
+		if (rc == DH_OK)
+			dh_links_find(hash, l); /* the table's copy, with its ETag */
+	}
+	dh_db_session_release(&s);
+	return rc;
+}
+
+void dh_session_link_recheck(struct dh_db *db, const char *id)
+{
+	struct dh_session s = { 0 };
+	char image_time[DH_TIME_LEN];
+
+	if (dh_db_session_get_download(db, id, &s, image_time) == DH_OK)
+		link_follow(&s);
+	dh_db_session_release(&s);
+}
+
 enum dh_err dh_session_links_load(struct dh_db *db)
 {
 	struct load_ctx c = { 0, DH_OK };

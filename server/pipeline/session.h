@@ -69,6 +69,17 @@ enum dh_err dh_session_link_issue(struct dh_db *db, const char *id, char *kind, 
  */
 json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify);
 
+/*
+ * Finds the link whose token hashes to hash in the database (a link another process issued)
+ * and adds it to the link table. DH_E_NOT_FOUND unless its session is processing or created.
+ */
+enum dh_err dh_session_link_lookup(struct dh_db *db, const uint8_t hash[DH_LINK_HASH_LEN],
+				   struct dh_link *l);
+
+/* Another process changed session id (its event arrived): a link it no longer serves leaves
+ * the table. */
+void dh_session_link_recheck(struct dh_db *db, const char *id);
+
 /* Fills the link table from the database: every processing or created session's link. */
 enum dh_err dh_session_links_load(struct dh_db *db);
 
