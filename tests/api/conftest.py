@@ -3,6 +3,11 @@ data directory, and a small client bound to it.
 
 The binary is $DEVICEHUB_BIN, or build/server/devicehubd under the project root.
 Each test module gets its own server (module scope) unless it asks for `fresh_server`.
+
+Every test runs once per database engine (the `engine` parameter: sqlite, pg), so both
+engines keep one behaviour; $DH_TEST_ENGINES narrows the list ("sqlite" or "pg"). With pg,
+one PostgreSQL cluster serves the whole run (tests/api/pgcluster.py) and every Server gets a
+database of its own. A module marked `pytest.mark.engines("pg")` runs on those engines only.
 """
 import os
 import re
@@ -15,16 +20,71 @@ import uuid
 import pytest
 import requests
 
+import pgcluster
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DEVICEHUB_BIN", os.path.join(ROOT, "build", "server", "devicehubd"))
 ADMIN_TOKEN = "test-admin-token-0123456789"
 START_TIMEOUT = 20.0
 
+ALL_ENGINES = ("sqlite", "pg")
+ENGINES = [e for e in os.environ.get("DH_TEST_ENGINES", ",".join(ALL_ENGINES)).split(",")
+           if e in ALL_ENGINES and (e != "pg" or pgcluster.pg_bindir())]
+# The engine of the tests running now (set by the engine fixture) and the shared cluster.
+CURRENT = {"engine": "sqlite", "cluster": None}
+# A data dir's PostgreSQL database: a new Server on the same data dir (a restart) finds the
+# database the earlier one used, as a SQLite server finds its file.
+PG_DB_OF_DIR = {}
+
+
+def pg_cluster():
+    """The run's PostgreSQL, started at first use (stopped by the session fixture)."""
+    if CURRENT["cluster"] is None:
+        CURRENT["cluster"] = pgcluster.Cluster().start()
+    return CURRENT["cluster"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engines(*names): run only on these database engines")
+
+
+def pytest_generate_tests(metafunc):
+    if "engine" not in metafunc.fixturenames:
+        return
+    allowed = ENGINES
+    mark = metafunc.definition.get_closest_marker("engines")
+    if mark:
+        allowed = [e for e in ENGINES if e in mark.args]
+    metafunc.parametrize("engine", allowed, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine(request):
+    """The database engine of this module's tests; Servers made meanwhile use it."""
+    name = getattr(request, "param", "sqlite")
+    CURRENT["engine"] = name
+    yield name
+    CURRENT["engine"] = "sqlite"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_cluster_stop():
+    yield
+    if CURRENT["cluster"] is not None:
+        CURRENT["cluster"].stop()
+        CURRENT["cluster"] = None
+
 
 class Server:
     """One devicehubd process. start() waits for its listening line; stop() ends it."""
 
-    def __init__(self, data_dir=None, extra_args=(), env=None, admin_token=ADMIN_TOKEN):
+    def __init__(self, data_dir=None, extra_args=(), env=None, admin_token=ADMIN_TOKEN,
+                 engine=None, database=None):
+        """engine: "sqlite" or "pg" (default: the running test's); database: a --database URL
+        to share (several servers on one PostgreSQL), else a fresh database of its own."""
+        self.engine = engine or CURRENT["engine"]
+        self.database = database
+        self.db_name = None
         self.tmp = None
         if data_dir is None:
             self.tmp = tempfile.TemporaryDirectory(prefix="dh-test-")
@@ -52,8 +112,14 @@ class Server:
 
     def start(self, port=0):
         os.makedirs(os.path.dirname(self.data_dir) or ".", exist_ok=True)
+        if self.engine == "pg" and not self.database:
+            self.db_name = PG_DB_OF_DIR.get(self.data_dir) or pg_cluster().create_db()
+            PG_DB_OF_DIR[self.data_dir] = self.db_name
+            self.database = pg_cluster().url(self.db_name)
         args = [BIN, "--listen", "127.0.0.1", "--port", str(port), "--data-dir",
                 self.data_dir] + self.extra_args
+        if self.database:
+            args += ["--database", self.database]
         if "--tls-cert" in self.extra_args:
             self.scheme = "https"
         seen = len(self.read_log())  # a restart appends: look only at this run's lines
@@ -101,6 +167,18 @@ class Server:
     def kill9(self):
         return self.stop(signal.SIGKILL)
 
+    def db_rows(self, sql):
+        """Rows of a query on this server's database, as lists of text (either engine)."""
+        if self.engine == "pg":
+            return pg_cluster().psql(sql, self.db_name)
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "devicehub.db"))
+        try:
+            return [[None if v is None else str(v) for v in row]
+                    for row in db.execute(sql).fetchall()]
+        finally:
+            db.close()
+
     def sanitizer_report(self):
         """The sanitizer complaints in the server's log, if any ('' when clean)."""
         log = self.read_log()
@@ -114,6 +192,10 @@ class Server:
         report = self.sanitizer_report()
         if self.tmp:
             self.tmp.cleanup()
+        if self.db_name:
+            pg_cluster().psql(f"DROP DATABASE IF EXISTS {self.db_name} WITH (FORCE)")
+            PG_DB_OF_DIR.pop(self.data_dir, None)
+            self.db_name = None
         assert not report, "sanitizer report from devicehubd:\n" + report[-6000:]
 
 
@@ -191,15 +273,15 @@ def assert_error(r, status, code=None):
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = Server().start()
+def server(engine):
+    s = Server(engine=engine).start()
     yield s
     s.cleanup()
 
 
 @pytest.fixture
-def fresh_server():
-    s = Server().start()
+def fresh_server(engine):
+    s = Server(engine=engine).start()
     yield s
     s.cleanup()
 

@@ -53,6 +53,8 @@ def wait_for(client, sid, pred, timeout=15.0):
     s = None
     while time.monotonic() < deadline:
         s = client.get(FU + sid).json()
+        if "state" not in s:
+            raise AssertionError(f"session {sid}: {s}")
         if pred(s):
             return s
         time.sleep(0.05)

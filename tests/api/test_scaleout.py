@@ -1,0 +1,171 @@
+"""Several devicehubd on one PostgreSQL, each with its own port and data dir: requests spread
+over two servers; one is killed (kill -9) mid-pipeline and the other finishes every session;
+a token revoked on A is refused on B within a second (and a session's change on A shows on
+B); an SSE client on B hears of a session created on A; an image uploaded to A downloads
+from B byte for byte, with Range and If-Range; a timeout is applied exactly once although
+both reapers see it."""
+import hashlib
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import ADMIN_TOKEN, Client, Server, make_user, unique
+from sessutil import FU, new_session, procedure, upload_fw, wait_state
+from test_events import Sse, is_for
+
+pytestmark = pytest.mark.engines("pg")
+
+# Short leases, fast reapers: a dead server's sessions move on within about two seconds.
+ARGS = ["--lease-ms", "1500", "--reaper-interval-ms", "100"]
+# Propagation bound of issue 11: a change on one server takes effect on all within 1 s.
+PROPAGATION_S = 1.0
+
+
+@pytest.fixture
+def pair():
+    a = Server(extra_args=ARGS + ["--workers", "4"]).start()
+    b = Server(extra_args=ARGS + ["--workers", "4"], database=a.database).start()
+    b.db_name = None  # the database is a's: dropped once, by a's cleanup
+    yield a, b
+    for s in (b, a):
+        s.cleanup()
+
+
+def catalog_of(admin):
+    p = admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+    m = admin.create("/api/v1/models/", {"tid": unique("m"), "name": "M", "product": p["id"]})
+    c = admin.create("/api/v1/channels/", {"tid": unique("c"), "name": "stable"})
+    dm = admin.create("/api/v1/delivery-methods/", {"tid": unique("dm"), "name": "H",
+                                                    "kind": "http"})
+    return {"product": p, "model": m, "channel": c, "method": dm}
+
+
+def test_one_server_killed_the_other_finishes_every_session(pair, tmp_path):
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    # each run takes a while, so that a kill finds sessions mid-pipeline
+    dp = procedure(ca, cat, steps=[{"plugin": "exec", "params": {
+        "program": "/bin/sleep", "args": ["0.6"]}}], confirm=False)
+    clients = (ca, cb)
+    ids = [new_session(clients[i % 2], cat, dp)["id"] for i in range(200)]
+    for i, sid in enumerate(ids):
+        assert clients[i % 2].post(FU + sid + "/start").status_code == 200
+    # kill A while its workers run steps: about 15 s of work is left for eight workers
+    wait_until(lambda: a.read_log().count("session.step") >= 4, 60)
+    a.kill9()
+    # B finishes every session: none lost, none stuck
+    left = set(ids)
+    states = {}
+    deadline = time.monotonic() + 240
+    while left and time.monotonic() < deadline:
+        for sid in list(left):
+            s = cb.get(FU + sid).json()
+            states[sid] = s
+            if s["state"] in ("success", "fail"):
+                left.discard(sid)
+        time.sleep(0.2)
+    assert not left, {sid: states[sid]["state"] for sid in left}
+    failed = {sid: states[sid]["error"] for sid in ids if states[sid]["state"] != "success"}
+    assert not failed, failed
+    taken = [sid for sid in ids if states[sid]["attempts"] == 2]
+    assert taken, "no session was mid-pipeline on the killed server"
+    assert "session.recovered" in b.read_log()
+
+
+def wait_until(pred, limit):
+    """Seconds until pred() held, polling every 10 ms; fails after limit seconds."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    raise AssertionError(f"not within {limit} s")
+
+
+def test_revocation_and_changes_on_a_take_effect_on_b_within_a_second(pair):
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    dp = procedure(ca, cat)
+    times = []
+    for _ in range(3):
+        u, _ = make_user(ca, ["update"], product=cat["product"]["id"])
+        tok = ca.create("/api/v1/tokens/", {"user": u["id"], "name": "revoked"})
+        secret = tok["secret"]
+        for _ in range(3):  # B has it cached now
+            assert Client(b, secret).get(FU).status_code == 200
+        assert ca.delete(f"/api/v1/tokens/{tok['id']}/").status_code == 204
+        times.append(wait_until(lambda: Client(b, secret).get(FU).status_code == 401,
+                                PROPAGATION_S))
+    # a session read (and cached) on B, confirmed on A: B answers the new state
+    s = new_session(ca, cat, dp)
+    ca.post(FU + s["id"] + "/start")
+    wait_state(cb, s["id"], "created")
+    for _ in range(3):
+        assert cb.get(FU + s["id"]).json()["state"] == "created"
+    assert ca.post(FU + s["id"] + "/confirm", json={"success": True}).status_code == 200
+    times.append(wait_until(lambda: cb.get(FU + s["id"]).json()["state"] == "success",
+                            PROPAGATION_S))
+    print(f"\npropagation A->B seconds: {['%.3f' % t for t in times]}")
+
+
+def test_sse_on_b_hears_a_session_created_on_a(pair):
+    a, b = pair
+    ca = Client(a, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    dp = procedure(ca, cat)
+    sse = Sse(b, query="?heartbeat=200")
+    try:
+        s = new_session(ca, cat, dp, device_id=unique("dev"))
+        ev = sse.next_event(lambda e: e.get("event") == "session.created" and is_for(s["id"])(e),
+                            timeout=10)
+        assert ev, "B's stream did not carry A's session"
+        assert ev["data"]["state"] == s["state"]
+    finally:
+        sse.close()
+
+
+def test_image_uploaded_to_a_downloads_from_b(pair):
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    data = os.urandom(3 * 1024 * 1024 + 12345)  # several chunks, not a multiple of one
+    fw = upload_fw(ca, cat, "2.0.0", data=data)
+    url = f"/api/v1/firmware/{fw['id']}/image"
+    ra = ca.get(url)
+    r = cb.get(url, headers={"Range": "bytes=1000000-"})
+    assert r.status_code == 206, r.text
+    assert r.content == data[1000000:]
+    assert r.headers["ETag"] == ra.headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    whole = cb.get(url)
+    assert whole.status_code == 200 and whole.content == data
+    r = cb.get(url, headers={"Range": "bytes=0-4095", "If-Range": ra.headers["ETag"]})
+    assert r.status_code == 206 and r.content == data[:4096]
+    r = cb.get(url, headers={"Range": "bytes=0-4095", "If-Range": '"other"'})
+    assert r.status_code == 200 and r.content == data
+    assert "blob.filled" in b.read_log()
+
+
+def test_a_timeout_is_applied_once_by_two_reapers(pair):
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    dp = procedure(ca, cat, confirm_timeout=1)
+    ids = []
+    for i in range(20):
+        c = (ca, cb)[i % 2]
+        s = new_session(c, cat, dp)
+        c.post(FU + s["id"] + "/start")
+        ids.append(s["id"])
+    for sid in ids:
+        s = wait_state(cb, sid, "unconfirmed", timeout=30)
+        assert [h["state"] for h in s["history"]].count("unconfirmed") == 1, s["history"]
+    moved = sum(srv.read_log().count("to=unconfirmed") for srv in (a, b))
+    assert moved == len(ids)
