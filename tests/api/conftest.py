@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -20,7 +21,9 @@ import uuid
 import pytest
 import requests
 
-import pgcluster
+# the client and ops suites load this file by path: find its neighbour either way
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgcluster  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DEVICEHUB_BIN", os.path.join(ROOT, "build", "server", "devicehubd"))

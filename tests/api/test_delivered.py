@@ -16,7 +16,7 @@ SIZE = 100_000
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS).start()
     yield s
     s.cleanup()

@@ -17,7 +17,7 @@ DP = "/api/v1/delivery-procedures/"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     # a bare boolean flag takes no value: the next flag is still read as a flag
     s = Server(extra_args=["--webhook-allow-private"] + FAST_ARGS).start()
     yield s

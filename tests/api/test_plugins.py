@@ -14,7 +14,7 @@ PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(BIN)), "tests", "plugi
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     if not os.path.exists(os.path.join(PLUGIN_DIR, "dh_test_echo.so")):
         pytest.skip("test plugins not built in " + PLUGIN_DIR)
     s = Server(extra_args=FAST_ARGS + ["--plugin-dir", PLUGIN_DIR]).start()

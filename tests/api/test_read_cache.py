@@ -10,7 +10,7 @@ from sessutil import FAST_ARGS, FU, new_session, procedure, upload_fw, wait_for,
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS).start()
     yield s
     s.cleanup()

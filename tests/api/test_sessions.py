@@ -15,7 +15,7 @@ from sessutil import (FAST_ARGS, FU, new_session, procedure, request, upload_fw,
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS).start()
     yield s
     s.cleanup()

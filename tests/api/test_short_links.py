@@ -22,7 +22,7 @@ VOLATILE = {"x-request-id", "date"}
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS + ["--public-url", PUBLIC]).start()
     yield s
     s.cleanup()

@@ -19,7 +19,7 @@ E_ACUTE = "\u00e9"  # two bytes in UTF-8
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS + ["--log-level", "debug"]).start()
     yield s
     s.cleanup()

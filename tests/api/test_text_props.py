@@ -50,7 +50,7 @@ LONG_BYTES = st.one_of(BYTES, st.tuples(st.integers(100, 370), NASTY).map(lambda
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server().start()
     yield s
     s.cleanup()

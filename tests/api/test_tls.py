@@ -20,7 +20,7 @@ def cert():
 
 
 @pytest.fixture(scope="module")
-def tls_server(cert):
+def tls_server(cert, engine):
     c, k = cert
     s = Server(extra_args=["--tls-cert", c, "--tls-key", k]).start()
     yield s
