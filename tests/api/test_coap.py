@@ -40,7 +40,7 @@ def coap_port(server, which="port"):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST_ARGS + ["--coap-port", "0", "--public-url", PUBLIC]).start()
     yield s
     s.cleanup()

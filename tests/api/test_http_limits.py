@@ -66,7 +66,7 @@ def wait_answer_or_close(s, limit):
 
 
 @pytest.fixture(scope="module")
-def slow_server():
+def slow_server(engine):
     s = Server(extra_args=["--head-timeout", str(HEAD_TIMEOUT),
                            "--min-body-rate", str(MIN_BODY_RATE)]).start()
     yield s
@@ -208,7 +208,7 @@ def test_timeouts_are_counted(slow_server):
 # ---- TLS: the deadline covers the handshake; nothing is written in clear ----
 
 @pytest.fixture(scope="module")
-def slow_tls_server():
+def slow_tls_server(engine):
     with tempfile.TemporaryDirectory(prefix="dh-tls-") as d:
         c, k = self_signed_cert(d)
         s = Server(extra_args=["--tls-cert", c, "--tls-key", k,

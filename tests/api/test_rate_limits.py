@@ -15,7 +15,7 @@ FAILS = 60  # per minute: a failure comes back every second
 
 
 @pytest.fixture(scope="module")
-def limited():
+def limited(engine):
     s = Server(extra_args=["--rate-limit", str(RATE), "--rate-burst", str(BURST),
                            "--auth-fail-limit", str(FAILS)]).start()
     yield s

@@ -38,7 +38,7 @@ def rfc3339(t):
 
 
 @pytest.fixture(scope="module")
-def fleet():
+def fleet(engine):
     # one HTTP thread: every request's peak lands in the same allocator arena
     s = Server(env=SMALL_QUARANTINE, extra_args=["--http-threads", "1"]).start()
     a = Client(s, s.admin_token)
