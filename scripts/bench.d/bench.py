@@ -12,8 +12,10 @@ round and side.
 Usage: bench.py ROOT DEVICEHUBD  (environment: BENCH_ROUNDS, BENCH_SECONDS, BENCH_DEVICES,
 BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone, BENCH_ONLY=fleet
 for the fleet cases alone (fleet.py: BENCH_FLEET, BENCH_FLEET_SECONDS, BENCH_FLEET_ROUNDS,
-BENCH_FLEET_RAMP, BENCH_FLEET_BUFFER, BENCH_FLEET_RCVBUF, BENCH_FLEET_STALL), BENCH_KEEP=1 to
-keep the temp dir).
+BENCH_FLEET_RAMP, BENCH_FLEET_BUFFER, BENCH_FLEET_RCVBUF, BENCH_FLEET_STALL), BENCH_ONLY=db for
+only the database-bound cases: 4 KiB Range, session GET and /request on SQLite, then the same
+on PostgreSQL and on two servers sharing one PostgreSQL, with CPU time per request;
+BENCH_KEEP=1 to keep the temp dir).
 """
 import hashlib
 import json
@@ -35,6 +37,7 @@ import requests
 import fleet
 
 ROOT, BIN = sys.argv[1], sys.argv[2]
+ONLY = os.environ.get("BENCH_ONLY", "")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "1000"))
@@ -46,7 +49,6 @@ FLEET_SECONDS = int(os.environ.get("BENCH_FLEET_SECONDS", "40"))
 FLEET_ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
 FLEET_CLIENT = os.path.join(os.path.dirname(os.path.dirname(BIN)), "scripts", "bench.d",
                             "dh-fleet")
-ONLY = os.environ.get("BENCH_ONLY", "")
 IMAGE_SIZE = 1 << 20
 COAP_IMAGE_SIZE = 256 * 1024
 ADMIN = "bench-admin-" + uuid.uuid4().hex
@@ -86,13 +88,26 @@ def wait_http(url, timeout=30.0):
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-class Hub:
-    """A devicehubd process on a data dir."""
+HELP = None
 
-    def __init__(self, tmp, data_dir):
+
+def supported(flag_and_value):
+    """The flag if this devicehubd has it (an older build, measured for before/after, may
+    not), else nothing."""
+    global HELP
+    if HELP is None:
+        HELP = subprocess.run([BIN, "--help"], capture_output=True, text=True).stdout
+    return flag_and_value if flag_and_value[0] in HELP else []
+
+
+class Hub:
+    """A devicehubd process on a data dir (and a --database URL, when given)."""
+
+    def __init__(self, tmp, data_dir, database=None):
         self.tmp, self.data_dir, self.proc, self.port = tmp, data_dir, None, None
         self.coap_port = free_udp_port()
         self.max_connections = 4096
+        self.database = database
 
     def start(self):
         self.port = free_port()
@@ -101,10 +116,13 @@ class Hub:
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1", "--port", str(self.port), "--data-dir",
              self.data_dir, "--max-connections", str(self.max_connections), "--log-level",
-             "warn", "--coap-port", str(self.coap_port),
-             # every client is on loopback and shares a token: the per-address and
-             # per-token limits are for fleets, not for a load generator
-             "--max-connections-per-address", "0", "--rate-limit", "0"],
+             "warn"]
+            + supported(["--coap-port", str(self.coap_port)])
+            # every client is on loopback and shares a token: the per-address and
+            # per-token limits are for fleets, not for a load generator
+            + supported(["--max-connections-per-address", "0"])
+            + supported(["--rate-limit", "0"])
+            + (["--database", self.database] if self.database else []),
             stdout=log, stderr=log, env=env)
         procs.append(self.proc)
         wait_http(self.url + "/healthz")
@@ -197,20 +215,24 @@ def lua(tmp, name, body):
     return path
 
 
-def wrk(url, conns, script, seconds=SECONDS):
-    threads = min(THREADS, conns)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
-                          "--timeout", "10s", "-s", script, url],
-                         capture_output=True, text=True, timeout=seconds + 60)
-    m = re.search(r"^WRKJSON (.*)$", out.stdout, re.M)
+def parse_wrk(text):
+    m = re.search(r"^WRKJSON (.*)$", text, re.M)
     if not m:
-        raise RuntimeError(f"wrk gave no result: {out.stdout} {out.stderr}")
+        raise RuntimeError(f"wrk gave no result: {text}")
     r = json.loads(m.group(1))
     secs = r["duration_us"] / 1e6
     r["rps"] = r["requests"] / secs
     r["mibps"] = r["bytes"] / secs / (1 << 20)
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     return r
+
+
+def wrk(url, conns, script, seconds=SECONDS):
+    threads = min(THREADS, conns)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s",
+                          "--timeout", "10s", "-s", script, url],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    return parse_wrk(out.stdout + out.stderr)
 
 
 def alternate(name, runs):
@@ -448,6 +470,106 @@ def raw_insert_rate(tmp, seconds):
     return {"rps": n / el, "errors": 0}
 
 
+def cpu_s(pid):
+    """User plus system CPU seconds of process pid so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(hubs, fn):
+    """Runs fn() (a wrk result) and adds the hubs' CPU microseconds per request."""
+    before = [cpu_s(h.proc.pid) for h in hubs]
+    r = fn()
+    used = sum(cpu_s(h.proc.pid) - b for h, b in zip(hubs, before))
+    r["cpu_us"] = used * 1e6 / max(1, r["requests"])
+    return r
+
+
+def wrk_many(urls, conns, script):
+    """wrk against several URLs at once (conns each); the summed rates."""
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i, url in enumerate(urls):
+            f = open(os.path.join(d, f"wrk{i}.out"), "w+")
+            p = subprocess.Popen(["wrk", "-t", str(max(1, THREADS // len(urls))), "-c",
+                                  str(conns), "-d", f"{SECONDS}s", "--timeout", "10s", "-s",
+                                  script, url],
+                                 stdout=f, stderr=subprocess.STDOUT)
+            procs.append(p)
+            files.append((p, f))
+        total = {"requests": 0, "rps": 0.0, "errors": 0}
+        for p, f in files:
+            p.wait(SECONDS + 60)
+            f.seek(0)
+            r = parse_wrk(f.read())
+            for k in total:
+                total[k] += r[k]
+            f.close()
+        out = total
+    return out
+
+
+def cpu_row(case, metric, runs, ref_runs, key="rps"):
+    """An informational row: the value, the reference (SQLite), their ratio and CPU per
+    request in the last column."""
+    dh = statistics.median(r[key] for r in runs)
+    ref = statistics.median(r[key] for r in ref_runs) if ref_runs else 0.0
+    cpu = statistics.median(r["cpu_us"] for r in runs)
+    errs = sum(r.get("errors", 0) for r in runs)
+    rows.append((case, metric, dh, ref, dh / ref if ref else 0.0, "-", errs == 0,
+                 f"{cpu:.0f} us CPU/req" + (f", errors {errs}" if errs else "")))
+
+
+def pg_cases(tmp, image, sqlite_runs):
+    """/request and session GET on PostgreSQL (one server), then two servers on one
+    PostgreSQL, against the SQLite server's numbers of this run."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "api"))
+    import pgcluster
+    if not pgcluster.pg_bindir():
+        note("PostgreSQL is not installed: no PostgreSQL rows")
+        return
+    cluster = pgcluster.Cluster()
+    try:
+        cluster.start()
+        url = cluster.url(cluster.create_db())
+        a = Hub(tmp, os.path.join(tmp, "var-pg-a"), url).start()
+        setup_catalogue(a, image)
+        s = created_session(a)
+        auth = f'wrk.headers["Authorization"] = "Token {ADMIN}"\n'
+        get = lua(tmp, "get", auth)
+        post = lua(tmp, "request-pg", auth + f"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{json.dumps(request_body())}'
+""")
+        path = f"/api/v1/firmware-update/{s['id']}/"
+        one = {"get": [], "request": []}
+        for _ in range(ROUNDS):
+            one["get"].append(measured([a], lambda: wrk(a.url + path, 64, get)))
+            one["request"].append(measured(
+                [a], lambda: wrk(a.url + "/api/v1/firmware-update/request", 16, post)))
+        cpu_row("GET session c64, PostgreSQL", "req/s", one["get"], sqlite_runs["get"])
+        cpu_row("/request c16, PostgreSQL", "sessions/s", one["request"],
+                sqlite_runs["request"])
+        b = Hub(tmp, os.path.join(tmp, "var-pg-b"), url).start()
+        two = {"get": [], "request": []}
+        for _ in range(ROUNDS):
+            two["get"].append(measured([a, b], lambda: wrk_many(
+                [a.url + path, b.url + path], 32, get)))
+            two["request"].append(measured([a, b], lambda: wrk_many(
+                [a.url + "/api/v1/firmware-update/request",
+                 b.url + "/api/v1/firmware-update/request"], 8, post)))
+        cpu_row("GET session, 2 servers x c32, PG", "req/s", two["get"], sqlite_runs["get"])
+        cpu_row("/request, 2 servers x c8, PG", "sessions/s", two["request"],
+                sqlite_runs["request"])
+        a.stop()
+        b.stop()
+    finally:
+        cluster.stop()
+
+
 def pct(values, q):
     if not values:
         return float("nan")
@@ -541,7 +663,8 @@ def run(tmp):
         fleet_cases(hub, tmp, image, created_session(hub)["payload"]["download_link"])
         print_rows()
         return
-    coap_case(hub, tmp)
+    if ONLY != "db":
+        coap_case(hub, tmp)
     if ONLY == "coap":
         print_rows()
         return
@@ -563,7 +686,7 @@ request = function()
   return wrk.format(nil, nil, wrk.headers)
 end
 """)
-    for conns in (16, 256):
+    for conns in (16, 256) if ONLY != "db" else ():
         res = alternate(f"whole image c{conns}", [
             ("devicehubd", lambda c=conns: wrk(link, c, whole)),
             ("nginx", lambda c=conns: wrk(ngx + "/image.bin", c, whole))])
@@ -579,8 +702,9 @@ end
               "mibps")
     get_sess = hub.url + f"/api/v1/firmware-update/{s['id']}/"
     res = alternate("session GET c64", [
-        ("devicehubd", lambda: wrk(get_sess, 64, whole)),
+        ("devicehubd", lambda: measured([hub], lambda: wrk(get_sess, 64, whole))),
         ("nginx", lambda: wrk(ngx + "/ok", 64, whole))])
+    sqlite_runs = {"get": res["devicehubd"]}
     ratio_row("GET session vs return 200, c64", "req/s", res["devicehubd"], res["nginx"], 0.5,
               "rps")
 
@@ -590,10 +714,25 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{json.dumps(request_body())}'
 """)
     res = alternate("sessions created/s", [
-        ("devicehubd", lambda: wrk(hub.url + "/api/v1/firmware-update/request", 16, post)),
+        ("devicehubd", lambda: measured(
+            [hub], lambda: wrk(hub.url + "/api/v1/firmware-update/request", 16, post))),
         ("sqlite", lambda: raw_insert_rate(tmp, SECONDS))])
     ratio_row("/request c16 vs raw SQLite insert", "sessions/s", res["devicehubd"],
               res["sqlite"], 0.5, "rps")
+    sqlite_runs["request"] = res["devicehubd"]
+    note("CPU per request (SQLite): GET %.0f us, /request %.0f us" % (
+        statistics.median(r["cpu_us"] for r in sqlite_runs["get"]),
+        statistics.median(r["cpu_us"] for r in sqlite_runs["request"])))
+    if ONLY == "db":
+        hub.stop()
+        if "--database" in subprocess.run([BIN, "--help"], capture_output=True,
+                                          text=True).stdout:
+            pg_cases(tmp, image, sqlite_runs)
+        print_rows()
+        return
+
+    if "--database" in subprocess.run([BIN, "--help"], capture_output=True, text=True).stdout:
+        pg_cases(tmp, image, sqlite_runs)
 
     fleet_cases(hub, tmp, image, link)
 
@@ -633,7 +772,8 @@ wrk.body = '{json.dumps(request_body())}'
 def print_rows():
     print()
     print(f"Device Hub bench: {ROUNDS} alternating rounds of {SECONDS} s, wrk -t{THREADS}, "
-          f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference")
+          f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference "
+          "(PostgreSQL rows: against this run's SQLite server)")
     head = f"{'case':<36} {'metric':<12} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
            f"{'target':<8} ok"
     print(head)
