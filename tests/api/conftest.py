@@ -182,6 +182,19 @@ class Server:
         finally:
             db.close()
 
+    def db_exec(self, sql):
+        """Runs one statement (test constants only) on this server's database and commits."""
+        if self.engine == "pg":
+            pg_cluster().psql(sql, self.db_name)
+            return
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "devicehub.db"), timeout=30)
+        try:
+            with db:
+                db.execute(sql)
+        finally:
+            db.close()
+
     def sanitizer_report(self):
         """The sanitizer complaints in the server's log, if any ('' when clean)."""
         log = self.read_log()

@@ -3,7 +3,6 @@ state, per hour and per target firmware, for the dashboard's overview; a scoped 
 only the sessions it may see; bad parameters are 400 and change nothing."""
 import datetime
 import os
-import sqlite3
 
 import pytest
 
@@ -14,7 +13,7 @@ STATES = ["ready", "up_to_date", "queued", "processing", "created", "success", "
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server().start()
     yield s
     s.cleanup()
@@ -117,9 +116,8 @@ def test_window_leaves_out_older_sessions(admin, server):
     t = catalogue(admin, ["2.0.0"])
     s = session(admin, t, "1.0.0")
     old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2))
-    with sqlite3.connect(os.path.join(server.data_dir, "devicehub.db"), timeout=30) as db:
-        db.execute("UPDATE sessions SET create_time = ? WHERE id = ?",
-                   (old.isoformat(timespec="microseconds"), s["id"]))
+    server.db_exec(f"UPDATE sessions SET create_time = '{old.isoformat(timespec='microseconds')}'"
+                   f" WHERE id = '{s['id']}'")
     session(admin, t, "1.0.0")
     assert stats(admin, model=t["model"])["states"]["ready"] == 1
     assert stats(admin, model=t["model"], hours=72)["states"]["ready"] == 2

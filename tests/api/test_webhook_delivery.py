@@ -38,7 +38,7 @@ def verify(secret, req):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=FAST).start()
     yield s
     s.cleanup()

@@ -15,7 +15,7 @@ SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(engine):
     s = Server(extra_args=["--webhook-allow-private"]).start()
     yield s
     s.cleanup()
