@@ -539,11 +539,12 @@ size_t dh_db_outbox_peek(struct dh_db *db, const char *webhook, struct dh_outbox
 			 size_t max);
 
 /*
- * Claims pending delivery id for owner until lease_until: a compare-and-set that wins only
- * when no other owner's lease runs at now_us. *won tells whether it did.
+ * Claims the n pending deliveries ids for owner until lease_until, in one transaction: each a
+ * compare-and-set that wins only when no other owner's lease runs at now_us; won[i] tells
+ * whether ids[i] was won.
  */
-enum dh_err dh_db_outbox_claim(struct dh_db *db, const char *id, const char *owner, int64_t now_us,
-			       int64_t lease_until, bool *won);
+enum dh_err dh_db_outbox_claim(struct dh_db *db, const char *const *ids, size_t n,
+			       const char *owner, int64_t now_us, int64_t lease_until, bool *won);
 
 /* The outcome of one attempt. */
 struct dh_outbox_result {
@@ -555,9 +556,10 @@ struct dh_outbox_result {
 	int64_t next_us;
 };
 
-/* Records an attempt of pending delivery id (attempts + 1) and ends its lease. */
-enum dh_err dh_db_outbox_record(struct dh_db *db, const char *id,
-				const struct dh_outbox_result *res);
+/* Records an attempt of each of the n pending deliveries ids (attempts + 1, outcome res[i])
+ * and ends their leases, in one transaction. */
+enum dh_err dh_db_outbox_record(struct dh_db *db, const char *const *ids,
+				const struct dh_outbox_result *res, size_t n);
 
 /* Ends the leases of owner (others false: at an orderly stop) or of every other owner
  * (others true: at start-up of the only process on this database). */

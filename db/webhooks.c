@@ -160,67 +160,71 @@ size_t dh_db_outbox_peek(struct dh_db *db, const char *webhook, struct dh_outbox
 	return n;
 }
 
+/* The compare-and-set claim of one delivery; *won tells whether it changed the row. */
+static enum dh_err claim_one(struct dh_db *db, const char *id, const char *owner, int64_t now_us,
+			     int64_t lease_until, bool *won, struct dh_error *err)
+{
+	static const char sql[] =
+		"UPDATE webhook_deliveries SET lease_owner = ?2, lease_until = ?4"
+		" WHERE id = ?1 AND status = 'pending' AND (lease_owner IS NULL OR"
+		" lease_owner = ?2 OR coalesce(lease_until, 0) <= ?3)";
+	struct dh_stmt *st = dh_db_prep(db, sql);
+	enum dh_err rc = DH_OK;
+
+	*won = false;
+	if (!st)
+		return DH_E_DB;
+	dh_stmt_text(st, 1, id);
+	dh_stmt_text(st, 2, owner);
+	dh_stmt_int(st, 3, now_us);
+	dh_stmt_int(st, 4, lease_until);
+	if (dh_stmt_step(st) < 0)
+		rc = dh_stmt_error(st, err);
+	else
+		*won = dh_stmt_changes(st) == 1;
+	dh_stmt_reset(st);
+	return rc;
+}
+
 struct claim_args {
-	const char *id, *owner;
+	const char *const *ids;
+	size_t n;
+	const char *owner;
 	int64_t now_us, lease_until;
 	bool *won;
 };
 
 static enum dh_err claim_tx(struct dh_db *db, void *cls, struct dh_error *err)
 {
-	static const char sql[] =
-		"UPDATE webhook_deliveries SET lease_owner = ?2, lease_until = ?4"
-		" WHERE id = ?1 AND status = 'pending' AND (lease_owner IS NULL OR"
-		" lease_owner = ?2 OR coalesce(lease_until, 0) <= ?3)";
 	struct claim_args *a = cls;
-	struct dh_stmt *st = dh_db_prep(db, sql);
-	int r;
+	enum dh_err rc = DH_OK;
 
-	*a->won = false;
-	if (!st)
-		return DH_E_DB;
-	dh_stmt_text(st, 1, a->id);
-	dh_stmt_text(st, 2, a->owner);
-	dh_stmt_int(st, 3, a->now_us);
-	dh_stmt_int(st, 4, a->lease_until);
-	r = dh_stmt_step(st);
-	if (r < 0) {
-		enum dh_err rc = dh_stmt_error(st, err);
-		dh_stmt_reset(st);
-		return rc;
-	}
-	*a->won = dh_stmt_changes(st) == 1;
-	dh_stmt_reset(st);
-	return DH_OK;
+	for (size_t i = 0; rc == DH_OK && i < a->n; i++)
+		rc = claim_one(db, a->ids[i], a->owner, a->now_us, a->lease_until, &a->won[i], err);
+	return rc;
 }
 
-enum dh_err dh_db_outbox_claim(struct dh_db *db, const char *id, const char *owner, int64_t now_us,
-			       int64_t lease_until, bool *won)
+enum dh_err dh_db_outbox_claim(struct dh_db *db, const char *const *ids, size_t n,
+			       const char *owner, int64_t now_us, int64_t lease_until, bool *won)
 {
-	struct claim_args a = { id, owner, now_us, lease_until, won };
+	struct claim_args a = { ids, n, owner, now_us, lease_until, won };
 
-	return dh_db_tx_run(db, claim_tx, &a, NULL);
+	return n ? dh_db_tx_run(db, claim_tx, &a, NULL) : DH_OK;
 }
 
-struct record_args {
-	const char *id;
-	const struct dh_outbox_result *res;
-};
-
-static enum dh_err record_tx(struct dh_db *db, void *cls, struct dh_error *err)
+static enum dh_err record_one(struct dh_db *db, const char *id, const struct dh_outbox_result *res,
+			      struct dh_error *err)
 {
 	static const char sql[] =
 		"UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1,"
 		" last_status_code = ?3, last_error = ?4, last_response = ?5, last_attempt_us = ?6,"
 		" next_us = ?7, done_us = ?8, lease_owner = NULL, lease_until = NULL"
 		" WHERE id = ?1 AND status = 'pending'";
-	struct record_args *a = cls;
-	const struct dh_outbox_result *res = a->res;
 	struct dh_stmt *st = dh_db_prep(db, sql);
 
 	if (!st)
 		return DH_E_DB;
-	dh_stmt_text(st, 1, a->id);
+	dh_stmt_text(st, 1, id);
 	dh_stmt_text(st, 2, res->status);
 	if (res->status_code > 0)
 		dh_stmt_int(st, 3, res->status_code);
@@ -237,12 +241,28 @@ static enum dh_err record_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	return dh_stmt_run(st, err);
 }
 
-enum dh_err dh_db_outbox_record(struct dh_db *db, const char *id,
-				const struct dh_outbox_result *res)
-{
-	struct record_args a = { id, res };
+struct record_args {
+	const char *const *ids;
+	const struct dh_outbox_result *res;
+	size_t n;
+};
 
-	return dh_db_tx_run(db, record_tx, &a, NULL);
+static enum dh_err record_tx(struct dh_db *db, void *cls, struct dh_error *err)
+{
+	struct record_args *a = cls;
+	enum dh_err rc = DH_OK;
+
+	for (size_t i = 0; rc == DH_OK && i < a->n; i++)
+		rc = record_one(db, a->ids[i], &a->res[i], err);
+	return rc;
+}
+
+enum dh_err dh_db_outbox_record(struct dh_db *db, const char *const *ids,
+				const struct dh_outbox_result *res, size_t n)
+{
+	struct record_args a = { ids, res, n };
+
+	return n ? dh_db_tx_run(db, record_tx, &a, NULL) : DH_OK;
 }
 
 struct unlease_args {

@@ -29,9 +29,6 @@
 #define SENDER_PRUNE_ROWS 1000
 /* Webhooks examined per refill; more than that are served in later rounds. */
 #define SENDER_WEBHOOKS_MAX 1000
-/* A claim outlives the request's own time limit by this much before another process may take
- * the delivery over (the sender may be slow to record an answer on a loaded machine). */
-#define SENDER_LEASE_MARGIN_MS 30000
 /* Answer bytes read, and kept in the delivery log; receivers should answer briefly. */
 #define SENDER_ANSWER_MAX 4096
 #define SENDER_EXCERPT    256
@@ -43,6 +40,7 @@ struct flight {
 	struct dh_outbound o;
 	struct dh_outbox_row row;
 	int64_t started_ms;
+	CURLcode rc; /* how the transfer ended, once it did */
 };
 
 static struct {
@@ -121,38 +119,48 @@ static bool signatures(const struct dh_outbox_row *r, int64_t ts, int64_t now_us
 	return o > 0;
 }
 
-/* Records the outcome of one attempt of f's delivery (rc, or why when it never started). */
-static void finish(struct dh_db *db, struct flight *f, CURLcode rc, const char *why_given)
+/* The outcome of one attempt, with room for the texts its record points at. */
+struct outcome {
+	char id[DH_UUID_LEN];
+	struct dh_outbox_result res;
+	char why[DH_OUTBOUND_WHY_MAX];
+	char excerpt[SENDER_EXCERPT];
+};
+
+/* Decides what becomes of f's delivery after an attempt that ended with rc (or never started,
+ * why_given), counts and logs it, and fills o. */
+static void decide(struct flight *f, CURLcode rc, const char *why_given, struct outcome *o)
 {
-	struct dh_outbox_result res = { 0 };
-	char why[DH_OUTBOUND_WHY_MAX], excerpt[SENDER_EXCERPT];
+	struct dh_outbox_result *res = &o->res;
 	int64_t now = dh_now_us(), deadline, elapsed = dh_mono_ms() - f->started_ms;
 	long code = why_given ? 0 : dh_outbound_status(&f->o);
 	unsigned attempts = (unsigned)f->row.attempts + 1;
 	uint32_t r = 0;
 
-	res.attempt_us = now;
-	res.status_code = code;
+	memset(o, 0, sizeof(*o));
+	snprintf(o->id, sizeof(o->id), "%s", f->row.id);
+	res->attempt_us = now;
+	res->status_code = code;
 	if (f->o.answer_len) {
 		/* what receivers answer goes into JSON: well-formed UTF-8, cut on a character */
-		dh_text_clean(excerpt, sizeof(excerpt), f->o.answer, f->o.answer_len);
-		res.response = excerpt;
+		dh_text_clean(o->excerpt, sizeof(o->excerpt), f->o.answer, f->o.answer_len);
+		res->response = o->excerpt;
 	}
 	if (!why_given && rc == CURLE_OK && code >= 200 && code <= 299) {
-		res.status = "delivered";
-		res.next_us = now;
+		res->status = "delivered";
+		res->next_us = now;
 		atomic_fetch_add(&snd.ok, 1);
 		atomic_fetch_add(&snd.delivered, 1);
 		dh_info("webhook.delivered",
 			"id=%s webhook=%s event=%s status=%ld attempts=%u ms=%lld", f->row.id,
 			f->row.webhook, f->row.event, code, attempts, (long long)elapsed);
-		goto record;
+		return;
 	}
 	if (why_given)
-		snprintf(why, sizeof(why), "%s", why_given);
+		snprintf(o->why, sizeof(o->why), "%s", why_given);
 	else
-		dh_outbound_describe(&f->o, rc, why, sizeof(why));
-	res.error = why;
+		dh_outbound_describe(&f->o, rc, o->why, sizeof(o->why));
+	res->error = o->why;
 	if (why_given || *f->o.refused)
 		atomic_fetch_add(*f->o.refused ? &snd.refused : &snd.error, 1);
 	else if (rc == CURLE_OK)
@@ -164,30 +172,55 @@ static void finish(struct dh_db *db, struct flight *f, CURLcode rc, const char *
 	deadline = f->row.queue_us + (int64_t)dh_cfg.webhook_max_age * 1000000;
 	if ((dh_cfg.webhook_max_attempts && attempts >= dh_cfg.webhook_max_attempts) ||
 	    now >= deadline) {
-		res.status = "failed";
-		res.next_us = now;
+		res->status = "failed";
+		res->next_us = now;
 		atomic_fetch_add(&snd.failed, 1);
 		dh_warn("webhook.failed", "id=%s webhook=%s event=%s attempts=%u detail=\"%s\"",
-			f->row.id, f->row.webhook, f->row.event, attempts, why);
-		goto record;
+			f->row.id, f->row.webhook, f->row.event, attempts, o->why);
+		return;
 	}
 	dh_random(&r, sizeof(r));
-	res.status = "pending";
-	res.next_us = now + dh_webhook_retry_ms(attempts, dh_cfg.webhook_retry_base_ms,
-						(double)r / 4294967296.0) *
-				    1000;
+	res->status = "pending";
+	res->next_us = now + dh_webhook_retry_ms(attempts, dh_cfg.webhook_retry_base_ms,
+						 (double)r / 4294967296.0) *
+				     1000;
 	/* one last attempt at the deadline rather than none */
-	if (res.next_us > deadline)
-		res.next_us = deadline;
+	if (res->next_us > deadline)
+		res->next_us = deadline;
 	dh_info("webhook.retry", "id=%s webhook=%s event=%s attempts=%u in_ms=%lld detail=\"%s\"",
 		f->row.id, f->row.webhook, f->row.event, attempts,
-		(long long)((res.next_us - now) / 1000), why);
-record:
-	if (dh_db_outbox_record(db, f->row.id, &res) != DH_OK)
+		(long long)((res->next_us - now) / 1000), o->why);
+}
+
+/* Stores n outcomes in one transaction: under load one write for many attempts. */
+static void record(struct dh_db *db, const struct outcome *o, size_t n)
+{
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	struct dh_outbox_result *res = calloc(n ? n : 1, sizeof(*res));
+
+	for (size_t i = 0; ids && res && i < n; i++) {
+		ids[i] = o[i].id;
+		res[i] = o[i].res;
+	}
+	if (!ids || !res || dh_db_outbox_record(db, ids, res, n) != DH_OK)
 		dh_warn("webhook.record",
-			"id=%s detail=\"the outcome could not be stored; the"
-			" lease will run out and the delivery be sent again\"",
-			f->row.id);
+			"deliveries=%zu detail=\"the outcomes could not be stored; the leases will"
+			" run out and the deliveries be sent again\"",
+			n);
+	free(ids);
+	free(res);
+}
+
+/* Records a delivery whose attempt could not even start, and frees its flight. */
+static void fail_start(struct dh_db *db, struct flight *f, const char *why)
+{
+	struct outcome o;
+
+	decide(f, CURLE_OK, why, &o);
+	record(db, &o, 1);
+	dh_outbound_release(&f->o);
+	dh_db_outbox_row_release(&f->row);
+	free(f);
 }
 
 static void flight_free(struct flight *f)
@@ -218,8 +251,7 @@ static void start(struct dh_db *db, struct dh_outbox_row *row, int64_t now_us)
 	snprintf(id_line, sizeof(id_line), "webhook-id: %s", f->row.id);
 	snprintf(ts_line, sizeof(ts_line), "webhook-timestamp: %" PRId64, ts);
 	if (!signatures(&f->row, ts, now_us, sigs, sizeof(sigs))) {
-		finish(db, f, CURLE_OK, "the webhook's secret cannot be read");
-		flight_free(f);
+		fail_start(db, f, "the webhook's secret cannot be read");
 		return;
 	}
 	snprintf(sig_line, sizeof(sig_line), "webhook-signature: %s", sigs);
@@ -232,14 +264,12 @@ static void start(struct dh_db *db, struct dh_outbox_row *row, int64_t now_us)
 	r.timeout_ms = (long)dh_cfg.webhook_timeout * 1000;
 	r.answer_max = SENDER_ANSWER_MAX;
 	if (dh_outbound_init(&f->o, &r, why, sizeof(why)) != DH_OK) {
-		finish(db, f, CURLE_OK, why);
-		flight_free(f);
+		fail_start(db, f, why);
 		return;
 	}
 	if (curl_easy_setopt(f->o.h, CURLOPT_PRIVATE, f) != CURLE_OK ||
 	    curl_multi_add_handle(snd.multi, f->o.h) != CURLM_OK) {
-		finish(db, f, CURLE_OK, "the request could not be started");
-		flight_free(f);
+		fail_start(db, f, "the request could not be started");
 		return;
 	}
 	f->next = snd.flights;
@@ -248,6 +278,12 @@ static void start(struct dh_db *db, struct dh_outbox_row *row, int64_t now_us)
 	atomic_store(&snd.in_flight, snd.nflight);
 }
 
+/* A delivery chosen to go out in this round, and the index of its webhook's first one. */
+struct candidate {
+	struct dh_outbox_row row;
+	size_t first;
+};
+
 /* Claims and starts what is due; returns when the earliest waiting delivery falls due
  * (µs, wall clock), at most SENDER_POLL_MS from now. */
 static int64_t refill(struct dh_db *db, unsigned *rr)
@@ -255,19 +291,27 @@ static int64_t refill(struct dh_db *db, unsigned *rr)
 	static char ids[SENDER_WEBHOOKS_MAX][DH_UUID_LEN];
 	unsigned per =
 		dh_cfg.webhook_endpoint_concurrency ? dh_cfg.webhook_endpoint_concurrency : 1;
+	size_t room = dh_cfg.webhook_concurrency > snd.nflight
+			      ? dh_cfg.webhook_concurrency - snd.nflight
+			      : 0;
 	struct dh_outbox_row *rows = calloc(2 * per, sizeof(*rows));
+	struct candidate *cand = calloc(room ? room : 1, sizeof(*cand));
+	const char **cand_ids = calloc(room ? room : 1, sizeof(*cand_ids));
+	bool *won = calloc(room ? room : 1, sizeof(*won));
 	int64_t now = dh_now_us(), due = now + SENDER_POLL_MS * 1000LL;
-	int64_t lease = (int64_t)(dh_cfg.webhook_timeout * 1000ULL + SENDER_LEASE_MARGIN_MS) * 1000;
-	size_t nw = 0;
+	/* a claim outlives the request's own time limit by --lease-ms, the time after which a
+	 * server that died loses its sessions to the others too */
+	int64_t lease = (int64_t)(dh_cfg.webhook_timeout * 1000ULL + dh_cfg.lease_ms) * 1000;
+	size_t nw = 0, nc = 0;
 
-	if (!rows || snd.nflight >= dh_cfg.webhook_concurrency)
+	if (!rows || !cand || !cand_ids || !won || room == 0)
 		goto out;
 	nw = dh_db_outbox_webhooks(db, ids, SENDER_WEBHOOKS_MAX);
-	for (size_t k = 0; k < nw && snd.nflight < dh_cfg.webhook_concurrency; k++) {
+	for (size_t k = 0; k < nw && nc < room; k++) {
 		/* start at a rotating webhook, so that none waits for the others every round */
 		const char *w = ids[(k + *rr) % nw];
 		unsigned busy, slots;
-		size_t n, i;
+		size_t n, i, first = nc;
 
 		in_flight(NULL, w, &busy);
 		if (busy >= per)
@@ -277,7 +321,6 @@ static int64_t refill(struct dh_db *db, unsigned *rr)
 		for (i = 0; i < n; i++) {
 			struct dh_outbox_row *r = &rows[i];
 			unsigned same;
-			bool won = false;
 
 			if (in_flight(r->id, w, &same))
 				continue; /* ours, on its way */
@@ -293,13 +336,13 @@ static int64_t refill(struct dh_db *db, unsigned *rr)
 					due = r->next_us;
 				break;
 			}
-			if (slots == 0 || snd.nflight >= dh_cfg.webhook_concurrency)
+			if (slots == 0 || nc == room)
 				break;
-			if (dh_db_outbox_claim(db, r->id, snd.owner, now, now + lease, &won) !=
-				    DH_OK ||
-			    !won)
-				break;
-			start(db, r, now);
+			cand[nc].row = *r;
+			cand[nc].first = first;
+			memset(r, 0, sizeof(*r));
+			cand_ids[nc] = cand[nc].row.id;
+			nc++;
 			slots--;
 		}
 		for (i = 0; i < n; i++)
@@ -307,13 +350,32 @@ static int64_t refill(struct dh_db *db, unsigned *rr)
 	}
 	if (nw)
 		*rr = (*rr + 1) % (unsigned)nw;
+	/* one transaction claims the round; a webhook whose delivery another process won
+	 * starts none after it, so that its order holds */
+	if (nc && dh_db_outbox_claim(db, cand_ids, nc, snd.owner, now, now + lease, won) != DH_OK)
+		memset(won, 0, nc * sizeof(*won));
+	for (size_t i = 0; i < nc; i++) {
+		bool lost_before = false;
+		for (size_t j = cand[i].first; j < i; j++)
+			lost_before = lost_before || !won[j];
+		if (won[i] && !lost_before)
+			start(db, &cand[i].row, now);
+		dh_db_outbox_row_release(&cand[i].row);
+	}
 out:
 	free(rows);
+	free(cand);
+	free(cand_ids);
+	free(won);
 	return due;
 }
 
+/* Records every finished transfer in one transaction and frees its flight. */
 static void collect(struct dh_db *db, bool *finished)
 {
+	struct flight *done = NULL;
+	struct outcome *o = NULL;
+	size_t n = 0, i = 0;
 	CURLMsg *m;
 	int left;
 
@@ -325,16 +387,33 @@ static void collect(struct dh_db *db, bool *finished)
 		curl_multi_remove_handle(snd.multi, m->easy_handle);
 		if (!f)
 			continue;
-		finish(db, f, m->data.result, NULL);
+		f->rc = m->data.result;
 		for (pp = &snd.flights; *pp && *pp != f; pp = &(*pp)->next)
 			;
 		if (*pp)
 			*pp = f->next;
+		f->next = done;
+		done = f;
 		snd.nflight--;
-		atomic_store(&snd.in_flight, snd.nflight);
-		flight_free(f);
-		*finished = true;
+		n++;
 	}
+	atomic_store(&snd.in_flight, snd.nflight);
+	if (!n)
+		return;
+	*finished = true;
+	o = calloc(n, sizeof(*o));
+	for (struct flight *f = done; f; f = f->next) {
+		if (o)
+			decide(f, f->rc, NULL, &o[i++]);
+	}
+	if (o)
+		record(db, o, n);
+	while (done) {
+		struct flight *f = done;
+		done = f->next;
+		flight_free(f);
+	}
+	free(o);
 }
 
 static void *sender_main(void *arg)
