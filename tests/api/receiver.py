@@ -22,7 +22,8 @@ class Request:
         self.path = path
         self.headers = {k.lower(): v for k, v in headers.items()}
         self.body = body
-        self.time = time.monotonic()
+        self.time = time.monotonic()  # when it arrived (its body read)
+        self.answered = None  # when the answer started to go out
 
     def json(self):
         return json.loads(self.body)
@@ -57,14 +58,16 @@ class Receiver:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 path = self.path.split("?")[0]
+                req = Request(self.command, self.path, self.headers, body)
                 with rx.lock:
-                    rx.requests.append(Request(self.command, self.path, self.headers, body))
+                    rx.requests.append(req)
                     queue = rx.scripts.get(path)
                     answer = queue.pop(0) if queue else rx.default
                     rx.lock.notify_all()
                 status, out = answer[0], answer[1]
                 if len(answer) > 2 and answer[2]:
                     rx.stopping.wait(answer[2])
+                req.answered = time.monotonic()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
