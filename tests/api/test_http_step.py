@@ -60,8 +60,9 @@ def test_lwm2m_recipe_writes_package_uri_and_executes_update(admin, catalog, rx)
         {"plugin": "http", "name": "write_uri", "params": {
             "method": "PUT", "url": base + "/5/0/1?timeout=5",
             "headers": {"Authorization": "Bearer lwm2m-secret", "X-Session": "{session.id}"},
-            "body": {"id": 1, "kind": "singleResource", "type": "string", "value": "{link}",
-                     "size": "{firmware.size}", "note": "{{literal}} v{firmware.version}"},
+            "body": {"id": 1, "kind": "singleResource", "type": "string",
+                     "value": "{short_link}", "link": "{link}", "size": "{firmware.size}",
+                     "note": "{{literal}} v{firmware.version}"},
             "expect": [200]}},
         {"plugin": "http", "name": "execute", "params": {
             "method": "POST", "url": base + "/5/0/2?timeout=5", "timeout": 10}}])
@@ -74,8 +75,10 @@ def test_lwm2m_recipe_writes_package_uri_and_executes_update(admin, catalog, rx)
     assert w.headers["x-session"] == s["id"]
     assert w.headers["content-type"] == "application/json"
     assert w.json() == {"id": 1, "kind": "singleResource", "type": "string",
-                        "value": s["payload"]["download_link"], "size": fw["size"],
+                        "value": s["payload"]["short_link"],
+                        "link": s["payload"]["download_link"], "size": fw["size"],
                         "note": "{literal} v2.0.0"}
+    assert "/d/" in s["payload"]["short_link"]
     assert execute[0].method == "POST" and execute[0].body == b""
     assert execute[0].time >= w.time
     assert s["payload"]["write_uri"] == {"status": "CHANGED", "success": True}

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import ADMIN_TOKEN, ROOT, Client, Server, assert_error, unique
+from conftest import ADMIN_TOKEN, ROOT, Client, Server, assert_error, self_signed_cert, unique
 from receiver import Receiver
 from sessutil import FU, new_session, procedure, upload_fw, wait_state
 from test_webhooks import event_types
@@ -391,3 +391,26 @@ def test_private_address_refused_at_connect_time(rx, tmp_path):
         assert "devicehub_webhook_attempts_total{result=\"refused\"}" in a.get("/metrics").text
     finally:
         s.cleanup()
+
+
+def test_tls_verified_by_default_and_with_webhook_ca(admin, tmp_path):
+    cert, key = self_signed_cert(str(tmp_path))
+    rx = Receiver().start(tls=(cert, key))
+    s = None
+    try:
+        w = admin.create(WH, {"url": rx.url("/tls"), "events": ["object.created"]})
+        admin.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+        log = wait_log(admin, w, lambda got: got and got[0]["attempts"] >= 1)
+        assert log[0]["status"] == "pending" and "TLS failed" in log[0]["last_error"], log
+        assert rx.received() == []
+        admin.delete(WH + w["id"])
+        s = Server(extra_args=FAST + ["--webhook-ca", cert]).start()
+        a = Client(s, ADMIN_TOKEN)
+        w = a.create(WH, {"url": rx.url("/tls"), "events": ["object.created"]})
+        a.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
+        log = wait_log(a, w, lambda got: got and got[0]["status"] == "delivered")
+        assert verify(w["secret"], rx.received("/tls")[0])
+    finally:
+        rx.stop()
+        if s:
+            s.cleanup()
