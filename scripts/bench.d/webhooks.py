@@ -209,10 +209,15 @@ def main():
                 hub.wait(30)
             print(f"   endpoint concurrency {conc}: {statistics.median(rates):.0f} deliveries/s")
     finally:
+        # SIGTERM first: an nginx master killed outright leaves its workers behind
         for p in procs:
             if p.poll() is None:
-                p.kill()
-                p.wait(10)
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(10)
         if os.environ.get("BENCH_KEEP"):
             print("kept", tmp)
         else:
