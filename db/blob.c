@@ -391,6 +391,8 @@ static void entry_free(struct map_entry *e)
 		return;
 	if (e->map_len)
 		munmap((void *)e->pub.data, e->map_len);
+	if (e->pub.fd >= 0)
+		close(e->pub.fd);
 	free(e);
 }
 
@@ -435,6 +437,7 @@ static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_er
 	}
 	memcpy(e->sha256, sha256, DH_SHA256_HEX);
 	e->pub.size = size;
+	e->pub.fd = -1;
 	e->refs = 1;
 	if (size == 0) {
 		e->pub.data = (const uint8_t *)"";
@@ -450,6 +453,8 @@ static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_er
 	}
 	e->pub.data = p;
 	e->map_len = (size_t)size;
+	e->pub.fd = fd; /* kept for sendfile */
+	fd = -1;
 out:
 	if (fd >= 0)
 		close(fd);

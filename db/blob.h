@@ -19,7 +19,8 @@
 
 /* Longest blob path: data dirs are operator-chosen paths, 4 KiB is PATH_MAX on Linux. */
 #define DH_BLOB_PATH_MAX 4096
-/* Mappings kept in the cache; beyond it the least recently used unreferenced one goes. */
+/* Mappings kept in the cache (each with its descriptor); beyond it the least recently used
+ * one goes (freed with its last reference). */
 #define DH_BLOB_MAP_SLOTS 64
 
 /*
@@ -86,10 +87,15 @@ bool dh_blob_remove_unused(const char *sha256, uint64_t since_epoch);
  */
 enum dh_err dh_blob_ensure(const char *sha256, uint64_t size, struct dh_error *err);
 
-/* A read-only mapping of a whole blob; data is valid until the last put. */
+/*
+ * A read-only mapping of a whole blob and an open descriptor of its file (for sendfile,
+ * which takes an offset and so never moves the descriptor's position: any number of
+ * downloads share it); both are valid until the last put.
+ */
 struct dh_blob_map {
 	const uint8_t *data;
 	uint64_t size;
+	int fd;
 };
 
 /*
