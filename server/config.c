@@ -49,6 +49,10 @@ static const struct opt opts[] = {
 	  "delivery worker threads; 0 means the number of cores" },
 	{ "http-threads", "DEVICEHUB_HTTP_THREADS", OPT_UINT, OFF(http_threads), "0", 0, 256,
 	  "HTTP thread pool size; 0 means the number of cores" },
+	{ "http-direct", "DEVICEHUB_HTTP_DIRECT", OPT_BOOL, OFF(http_direct), "true", 0, 0,
+	  "serve image downloads and short links (GET, HEAD) from devicehubd's own event loop with"
+	  " sendfile, other requests through libmicrohttpd; false: all through libmicrohttpd;"
+	  " off with TLS" },
 	{ "tls-cert", "DEVICEHUB_TLS_CERT", OPT_STR, OFF(tls_cert), "", 0, 0,
 	  "PEM certificate file; with --tls-key serves HTTPS" },
 	{ "tls-key", "DEVICEHUB_TLS_KEY", OPT_STR, OFF(tls_key), "", 0, 0,

@@ -16,6 +16,7 @@ struct dh_config {
 	const char *data_dir;
 	unsigned workers;
 	unsigned http_threads;
+	bool http_direct; /* downloads on devicehubd's own event loop (http/direct.c) */
 	const char *tls_cert;
 	const char *tls_key;
 	const char *tls_priorities;

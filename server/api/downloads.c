@@ -1,10 +1,10 @@
 /*
  * Image downloads: answers GET and HEAD for one stored blob with the Range, If-Range,
- * ETag and Last-Modified behaviour of API.md's Downloads section. Large answers go out by
- * sendfile from the blob file, small ones from a shared read-only mapping of the blob
- * (db/blob.c's cache) whose reference is dropped when the HTTP layer is done with the
- * response; neither copies the bytes through user space. Rights and which
- * blob to send are the callers' (firmware images, session download links).
+ * ETag and Last-Modified behaviour of API.md's Downloads section. The bytes come from the
+ * blob's shared mapping and descriptor (db/blob.c's cache), whose reference the HTTP layer
+ * drops when it is done with the answer; it sends large answers by sendfile and small ones
+ * from the mapping, neither copying them through user space. Rights and which blob to send
+ * are the callers' (firmware images, session download links).
  */
 #include "api/api.h"
 
@@ -13,11 +13,8 @@
 #include "core/util.h"
 #include "dh_db.h"
 #include "http/range.h"
-#include "log.h"
 #include "pipeline/session.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,35 +22,6 @@
 
 /* "Sat, 18 Apr 2026 13:12:50 GMT" and NUL. */
 #define HTTP_DATE_LEN 32
-
-/*
- * Answers of at least this many bytes go out with sendfile from the blob file, smaller ones
- * from the shared mapping. Measured with wrk against nginx on a 1 MiB image (2 cores, noisy):
- * sendfile 0.61-0.79x nginx at 256 connections where the mapping gave 0.37-0.46x (the kernel
- * sends page-cache pages without the copy a send() from user memory makes); for 4 KiB
- * ranges the mapping saves the open() per request.
- */
-#define DH_SENDFILE_MIN (64 * 1024)
-
-/* Answers len bytes of blob sha256 from off with sendfile (the HTTP layer owns the fd). */
-static enum dh_err reply_sendfile(struct dh_req *req, unsigned status, const char *sha256,
-				  uint64_t size, uint64_t off, uint64_t len)
-{
-	char path[DH_BLOB_PATH_MAX];
-	int fd;
-
-	if (!dh_blob_path(sha256, path, sizeof(path)))
-		return dh_error_set(&req->err, DH_E_INTERNAL, "Not a blob hash.");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	/* not in this process's store yet: a shared database has it (filled once) */
-	if (fd < 0 && errno == ENOENT && dh_blob_ensure(sha256, size, NULL) == DH_OK)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		dh_error("blob.missing", "sha256=%s errno=%d", sha256, errno);
-		return dh_error_set(&req->err, DH_E_IO, "The stored image is missing.");
-	}
-	return dh_http_reply_fd(req, status, fd, off, len);
-}
 
 /* Writes v in decimal at p and returns the end (no NUL); printf costs more per request. */
 static char *put_u64(char *p, unsigned long long v)
@@ -124,19 +92,19 @@ struct sent {
 };
 
 /*
- * The HTTP layer is done with the answer. Counted: the whole range once MHD reports the
- * answer completed (every byte handed to the kernel); an answer cut short counts nothing,
- * since MHD does not tell how far a sendfile got. The device's resume then counts what it
- * fetches again, so coverage is never claimed for bytes that may not have left.
+ * The HTTP layer is done with the answer: counted are the bytes of the range it handed to
+ * the kernel, from the start of the range (the whole range when the answer completed; of
+ * one cut short, what the direct path had sent, nothing from libmicrohttpd, which does not
+ * tell). The device's resume then counts what it fetches again, so coverage is never
+ * claimed for bytes that did not leave.
  */
-static void sent_done(struct dh_req *req, bool completed, void *cls)
+static void sent_done(uint64_t sent, void *cls)
 {
 	struct sent *t = cls;
 	struct dh_delivery_who who = { t->session, t->product, t->model, t->channel, t->size };
 
-	(void)req;
-	if (completed)
-		dh_delivery_sent(&who, t->off, t->len);
+	if (sent)
+		dh_delivery_sent(&who, t->off, sent < t->len ? sent : t->len);
 	free(t);
 }
 
@@ -201,16 +169,12 @@ enum dh_err dh_api_send_blob(struct dh_req *req, const char *sha256, uint64_t si
 	} else {
 		status = 206;
 	}
-	if (r.len >= DH_SENDFILE_MIN) {
-		rc = reply_sendfile(req, status, sha256, size, r.start, r.len);
-	} else {
-		map = dh_blob_map_get(sha256, size, &req->err);
-		if (!map)
-			return req->err.code;
-		/* the response holds the mapping's reference; the HTTP layer puts it back */
-		rc = dh_http_reply_buffer(req, status, map->data + r.start, (size_t)r.len,
-					  dh_blob_map_put, map);
-	}
+	map = dh_blob_map_get(sha256, size, &req->err);
+	if (!map)
+		return req->err.code;
+	/* the answer holds the mapping's reference; the HTTP layer puts it back */
+	rc = dh_http_reply_file(req, status, map->fd, map->data, r.start, r.len, dh_blob_map_put,
+				map);
 	if (rc != DH_OK)
 		return rc;
 	dh_http_header(req, "Content-Type", "application/octet-stream");

@@ -104,6 +104,7 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"# TYPE devicehub_http_connections_refused_total counter\n"
 		"devicehub_http_connections_refused_total{reason=\"max_connections\"} %llu\n"
 		"devicehub_http_connections_refused_total{reason=\"per_address\"} %llu\n"
+		"devicehub_http_connections_refused_total{reason=\"full\"} %llu\n"
 		"# HELP devicehub_http_timeouts_total Connections cut because a request head did "
 		"not arrive within --head-timeout, or its body came slower than --min-body-rate.\n"
 		"# TYPE devicehub_http_timeouts_total counter\n"
@@ -116,11 +117,24 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"# HELP devicehub_auth_failures_total Requests with credentials that did not "
 		"authenticate.\n"
 		"# TYPE devicehub_auth_failures_total counter\n"
-		"devicehub_auth_failures_total %llu\n",
+		"devicehub_auth_failures_total %llu\n"
+		"# HELP devicehub_http_direct_requests_total Requests answered by the direct "
+		"download path.\n"
+		"# TYPE devicehub_http_direct_requests_total counter\n"
+		"devicehub_http_direct_requests_total %llu\n"
+		"# HELP devicehub_http_direct_handoffs_total Connections the direct download path "
+		"handed to libmicrohttpd.\n"
+		"# TYPE devicehub_http_direct_handoffs_total counter\n"
+		"devicehub_http_direct_handoffs_total %llu\n"
+		"# HELP devicehub_http_direct_body_bytes_total Answer body bytes the direct download "
+		"path handed to the kernel.\n"
+		"# TYPE devicehub_http_direct_body_bytes_total counter\n"
+		"devicehub_http_direct_body_bytes_total %llu\n",
 		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded,
 		dh_api_events_subscribers(), st.conn_open, st.max_connections, st.conn_refused_cap,
-		st.conn_refused_address, st.head_timeouts, st.body_timeouts, st.rate_limited_token,
-		st.rate_limited_auth, st.auth_failed);
+		st.conn_refused_address, st.conn_refused_full, st.head_timeouts, st.body_timeouts,
+		st.rate_limited_token, st.rate_limited_auth, st.auth_failed, st.direct_requests,
+		st.direct_handoffs, st.direct_body_bytes);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
 	len = (size_t)n;

@@ -403,6 +403,18 @@ bool dh_guard_address_allowed(const struct sockaddr *sa)
 	return ok;
 }
 
+bool dh_guard_has_room(void)
+{
+	bool ok;
+
+	pthread_mutex_lock(&lock);
+	ok = served + extra < lim.max_connections + lim.reserve;
+	if (!ok)
+		stats.refused_full++;
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
 struct dh_guard_conn *dh_guard_open(int fd, const struct sockaddr *sa, bool is_tls)
 {
 	struct dh_guard_conn *c = calloc(1, sizeof(*c));

@@ -56,6 +56,7 @@ struct dh_guard_stats {
 	unsigned long long open;            /* open connections, served or not */
 	unsigned long long refused_cap;     /* answered 503 beyond max_connections */
 	unsigned long long refused_address; /* closed at accept: per-address limit */
+	unsigned long long refused_full;    /* closed at accept: the reserve was full too */
 	unsigned long long head_timeouts;   /* cut for missing the head deadline */
 	unsigned long long body_timeouts;   /* cut for a body slower than min_body_rate */
 	unsigned long long timeout_408;     /* cut connections that were answered 408 first */
@@ -69,6 +70,12 @@ void dh_guard_stop(void);
 /* Accept policy: false when the address already holds per_address connections (counted
  * as refused_address; the caller closes the socket). */
 bool dh_guard_address_allowed(const struct sockaddr *sa);
+
+/* Whether a connection may be accepted at all: false when max_connections and the reserve
+ * are all open (counted as refused_full; the caller closes the new socket at once). The
+ * direct path asks before dh_guard_open; libmicrohttpd has the same bound as its own
+ * connection limit. */
+bool dh_guard_has_room(void);
 
 /*
  * A connection was accepted: fd is its socket (still owned by the caller), sa the peer,

@@ -15,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct dh_answer;
 struct dh_db;
+struct dh_head;
 struct dh_guard_conn;
 struct dh_route;
 
@@ -76,12 +78,22 @@ struct dh_req {
 	void (*handler_state_free)(void *);
 
 	/*
-	 * When set, called once as the HTTP layer lets go of the request, before it is freed:
-	 * completed tells whether the whole answer was handed to the kernel (not cut by an
-	 * error or the client going away). For accounting what was sent; on_done owns cls.
+	 * When set, called once as the HTTP layer is done with the answer: sent is how many
+	 * bytes of its body were handed to the kernel -- the whole body when the answer
+	 * completed; of an answer cut short by an error or the client going away, what the
+	 * direct path (http/direct.c) had sent, and 0 from libmicrohttpd, which does not tell.
+	 * For accounting what was sent; on_done owns cls. The request itself may be gone by
+	 * then (the direct path frees it once the head of the answer is out).
 	 */
-	void (*on_done)(struct dh_req *req, bool completed, void *cls);
+	void (*on_done)(uint64_t sent, void *cls);
 	void *on_done_cls;
+
+	/* http/ only: on the direct path (http/direct.c) the answer under construction and the
+	 * request's head; NULL with libmicrohttpd */
+	struct dh_answer *answer;
+	const struct dh_head *head;
+	int sock;            /* the direct path's socket of the request */
+	uint64_t answer_len; /* length of the body of the answer set (libmicrohttpd's on_done) */
 };
 
 /*
@@ -117,6 +129,14 @@ enum dh_err dh_http_reply_buffer(struct dh_req *req, unsigned status, const void
 /* Answers with len bytes of fd from off, sent with sendfile; takes ownership of fd. */
 enum dh_err dh_http_reply_fd(struct dh_req *req, unsigned status, int fd, uint64_t off,
 			     uint64_t len);
+/*
+ * Answers with len bytes from off of a file that is open as fd and mapped at data (the same
+ * bytes: an image in the blob store), both valid until release(cls), which the HTTP layer
+ * calls once (also when it fails). No copy is made: large answers go out by sendfile from
+ * fd (which may be shared, its position is never used), small ones from data.
+ */
+enum dh_err dh_http_reply_file(struct dh_req *req, unsigned status, int fd, const void *data,
+			       uint64_t off, uint64_t len, void (*release)(void *), void *cls);
 /*
  * Answers with a stream of unknown length: read(cls, pos, buf, max) returns bytes written,
  * 0 to be called again later, or -1 to end the stream; release(cls) when it is done.

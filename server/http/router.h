@@ -16,6 +16,9 @@ typedef enum dh_err (*dh_stream_fn)(struct dh_req *req, const char *data, size_t
 #define DH_ROUTE_STREAM_BODY 1u /* body goes to .stream, not accumulated */
 #define DH_ROUTE_RAW_BODY    2u /* accumulate but do not parse as JSON */
 #define DH_ROUTE_SECRET_PATH 4u /* the path holds a credential: never logged */
+/* GET and HEAD may be served by the direct path (http/direct.c): the handler answers with
+ * the reply calls of req.h only (no stream, no suspend) and reads no query parameter. */
+#define DH_ROUTE_DIRECT 8u
 
 struct dh_route {
 	unsigned methods; /* DH_GET | DH_HEAD ... */

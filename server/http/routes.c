@@ -48,7 +48,8 @@ const struct dh_route dh_routes[] = {
 	{ GH, "/api/v1/firmware/{id}", dh_api_firmware_get, DH_ACT_AUTH, 0, NULL },
 	{ DH_PATCH, "/api/v1/firmware/{id}", dh_api_firmware_patch, DH_ACT_UPLOAD, 0, NULL },
 	{ DH_DELETE, "/api/v1/firmware/{id}", dh_api_firmware_delete, DH_ACT_UPLOAD, 0, NULL },
-	{ GH, "/api/v1/firmware/{id}/image", dh_api_firmware_image, DH_ACT_AUTH, 0, NULL },
+	{ GH, "/api/v1/firmware/{id}/image", dh_api_firmware_image, DH_ACT_AUTH, DH_ROUTE_DIRECT,
+	  NULL },
 	{ DH_POST, "/api/v1/firmware-update/request", dh_api_sessions_request, DH_ACT_UPDATE, 0,
 	  NULL },
 	{ GH, "/api/v1/firmware-update", dh_api_sessions_list, DH_ACT_UPDATE, 0, NULL },
@@ -58,8 +59,10 @@ const struct dh_route dh_routes[] = {
 	  NULL },
 	{ DH_POST, "/api/v1/firmware-update/{id}/confirm", dh_api_sessions_confirm, DH_ACT_UPDATE,
 	  0, NULL },
-	{ GH, "/api/v1/firmware-update/{id}/image", dh_api_sessions_image, DH_ACT_UPDATE, 0, NULL },
-	{ GH, "/d/{token}", dh_api_short_link, DH_ACT_NONE, DH_ROUTE_SECRET_PATH, NULL },
+	{ GH, "/api/v1/firmware-update/{id}/image", dh_api_sessions_image, DH_ACT_UPDATE,
+	  DH_ROUTE_DIRECT, NULL },
+	{ GH, "/d/{token}", dh_api_short_link, DH_ACT_NONE, DH_ROUTE_SECRET_PATH | DH_ROUTE_DIRECT,
+	  NULL },
 };
 
 const size_t dh_routes_count = sizeof(dh_routes) / sizeof(dh_routes[0]);

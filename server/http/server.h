@@ -19,11 +19,14 @@ struct dh_http_stats {
 	unsigned long long requests, status_2xx, status_3xx, status_4xx, status_5xx;
 	unsigned long long bytes_uploaded;
 	/* connections (http/guard.c) */
-	unsigned long long conn_open, conn_refused_cap, conn_refused_address;
+	unsigned long long conn_open, conn_refused_cap, conn_refused_address, conn_refused_full;
 	unsigned long long head_timeouts, body_timeouts, timeout_408;
 	unsigned max_connections; /* the cap in force (after the open-files limit) */
 	/* rate limits: 429s per token and per address, failed authentications */
 	unsigned long long rate_limited_token, rate_limited_auth, auth_failed;
+	/* the direct path (http/direct.c): requests it answered, connections it handed to
+	 * libmicrohttpd, body bytes it sent */
+	unsigned long long direct_requests, direct_handoffs, direct_body_bytes;
 };
 void dh_http_stats_get(struct dh_http_stats *out);
 

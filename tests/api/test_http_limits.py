@@ -340,11 +340,13 @@ def test_beyond_max_connections_a_silent_client_is_closed_soon(capped_server):
 
 # ---- the open-files limit ----
 
-def fits(m, nofile):
-    return 2 * m + m // 8 + 16 + 256 <= nofile
+def fits(m, nofile, own_files=False):
+    """Sockets of m connections and of their reserve (m/8 + 16), files (an eighth of the
+    connections, or each one when downloads hold their own: --http-direct=false), 256 more."""
+    return m + m // 8 + 16 + (m if own_files else m // 8) + 256 <= nofile
 
 
-def start_with_nofile(monkeypatch, soft, hard):
+def start_with_nofile(monkeypatch, soft, hard, extra_args=()):
     """A server started with the given open-files limits (set in the child only)."""
     real_popen = subprocess.Popen
 
@@ -354,23 +356,26 @@ def start_with_nofile(monkeypatch, soft, hard):
 
     monkeypatch.setattr(subprocess, "Popen", popen)
     try:
-        return Server().start()
+        return Server(extra_args=extra_args).start()
     finally:
         monkeypatch.undo()
 
 
-def test_open_files_soft_limit_is_raised_and_cap_fitted(monkeypatch):
+@pytest.mark.parametrize("direct", [True, False])
+def test_open_files_soft_limit_is_raised_and_cap_fitted(monkeypatch, direct):
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard = min(hard, 4096)
-    s = start_with_nofile(monkeypatch, 1024, hard)
+    s = start_with_nofile(monkeypatch, 1024, hard,
+                          () if direct else ("--http-direct=false",))
     try:
         log = s.read_log()
         assert f"server.open_files soft={hard} hard={hard} soft_at_start=1024" in log, log
         text = get_admitted(s.url + "/metrics").text
         cap = int([x for x in text.splitlines()
                    if x.startswith("devicehub_http_connections_max ")][0].split()[-1])
-        assert fits(cap, hard) and not fits(cap + 1, hard), cap
-        assert cap > 1024 or hard < 2 * 1024 + 1024 // 8 + 16 + 256
+        own = not direct
+        assert fits(cap, hard, own) and not fits(cap + 1, hard, own), cap
+        assert cap > 1024 or not fits(1024, hard, own)
         if cap < 16384:
             assert "http.limits max_connections=%d requested=16384" % cap in log, log
     finally:
