@@ -10,9 +10,11 @@ the same bytes (PUT into a dynamic resource), alternating, BENCH_COAP_FETCHES fe
 round and side.
 
 Usage: bench.py ROOT DEVICEHUBD  (environment: BENCH_ROUNDS, BENCH_SECONDS, BENCH_DEVICES,
-BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone, BENCH_ONLY=fleet
+BENCH_SESSIONS, BENCH_COAP_FETCHES, BENCH_ONLY=coap for the CoAP case alone,
+BENCH_ONLY=downloads for the whole-image and Range cases alone, BENCH_ONLY=fleet
 for the fleet cases alone (fleet.py: BENCH_FLEET, BENCH_FLEET_SECONDS, BENCH_FLEET_ROUNDS,
-BENCH_FLEET_RAMP, BENCH_FLEET_BUFFER, BENCH_FLEET_RCVBUF, BENCH_FLEET_STALL), BENCH_ONLY=db for
+BENCH_FLEET_RAMP, BENCH_FLEET_BUFFER, BENCH_FLEET_RCVBUF, BENCH_FLEET_STALL, BENCH_FLEET_IDLE,
+BENCH_FLEET_MHD=1 for devicehubd with --http-direct=false as a third side), BENCH_ONLY=db for
 only the database-bound cases: 4 KiB Range, session GET and /request on SQLite, then the same
 on PostgreSQL and on two servers sharing one PostgreSQL, with CPU time per request;
 BENCH_KEEP=1 to keep the temp dir).
@@ -47,6 +49,10 @@ COAP_FETCHES = int(os.environ.get("BENCH_COAP_FETCHES", "20"))
 FLEET = os.environ.get("BENCH_FLEET", "4000x32,10000x8")
 FLEET_SECONDS = int(os.environ.get("BENCH_FLEET_SECONDS", "40"))
 FLEET_ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
+# Also devicehubd with --http-direct=false (all through libmicrohttpd), for information.
+FLEET_MHD = os.environ.get("BENCH_FLEET_MHD", "") == "1"
+# Idle keep-alive connections for the memory-per-connection figure; 0: not measured.
+FLEET_IDLE = int(os.environ.get("BENCH_FLEET_IDLE", "4000"))
 FLEET_CLIENT = os.path.join(os.path.dirname(os.path.dirname(BIN)), "scripts", "bench.d",
                             "dh-fleet")
 IMAGE_SIZE = 1 << 20
@@ -108,6 +114,7 @@ class Hub:
         self.coap_port = free_udp_port()
         self.max_connections = 4096
         self.database = database
+        self.extra = []
 
     def start(self):
         self.port = free_port()
@@ -122,7 +129,7 @@ class Hub:
             # per-token limits are for fleets, not for a load generator
             + supported(["--max-connections-per-address", "0"])
             + supported(["--rate-limit", "0"])
-            + (["--database", self.database] if self.database else []),
+            + (["--database", self.database] if self.database else []) + self.extra,
             stdout=log, stderr=log, env=env)
         procs.append(self.proc)
         wait_http(self.url + "/healthz")
@@ -607,11 +614,12 @@ def fleet_cases(hub, tmp, image, link):
     path = "/" + link.split("://", 1)[1].split("/", 1)[1]
     ngx_proc = []
 
-    def start_hub():
+    def start_hub(extra=()):
         hub.stop()
         hub.max_connections = max(hub.max_connections, 16384)
+        hub.extra = list(extra)
         hub.start()
-        note(f"devicehubd pid {hub.proc.pid} on {hub.url}")
+        note(f"devicehubd {' '.join(extra)} pid {hub.proc.pid} on {hub.url}")
         return hub.url + path, [f"Authorization: Token {ADMIN}"], [hub.proc.pid]
 
     def start_ngx():
@@ -625,8 +633,13 @@ def fleet_cases(hub, tmp, image, link):
         note(f"nginx pids {pids} on {url}")
         return url + "/image.bin", [], pids
 
-    fleet.run_cases([("devicehubd", start_hub), ("nginx", start_ngx)], FLEET_CLIENT, image,
-                    cases, FLEET_SECONDS, FLEET_ROUNDS, note, rows)
+    sides = [("devicehubd", start_hub), ("nginx", start_ngx)]
+    if FLEET_MHD:
+        sides.append(("libmicrohttpd path", lambda: start_hub(["--http-direct=false"])))
+    fleet.run_cases(sides, FLEET_CLIENT, image, cases, FLEET_SECONDS, FLEET_ROUNDS, note, rows)
+    if FLEET_IDLE:
+        fleet.idle_case(sides, FLEET_CLIENT, image, FLEET_IDLE, note, rows)
+    start_hub()  # as the rest of the bench expects it
 
 
 def main():
@@ -663,7 +676,7 @@ def run(tmp):
         fleet_cases(hub, tmp, image, created_session(hub)["payload"]["download_link"])
         print_rows()
         return
-    if ONLY != "db":
+    if ONLY not in ("db", "downloads"):
         coap_case(hub, tmp)
     if ONLY == "coap":
         print_rows()
@@ -700,6 +713,9 @@ end
     ratio_row("4 KiB Range + auth, c64", "req/s", res["devicehubd"], res["nginx"], 0.8, "rps")
     ratio_row("4 KiB Range + auth, c64", "MiB/s", res["devicehubd"], res["nginx"], 0.8,
               "mibps")
+    if ONLY == "downloads":
+        print_rows()
+        return
     get_sess = hub.url + f"/api/v1/firmware-update/{s['id']}/"
     res = alternate("session GET c64", [
         ("devicehubd", lambda: measured([hub], lambda: wrk(get_sess, 64, whole))),
@@ -774,13 +790,14 @@ def print_rows():
     print(f"Device Hub bench: {ROUNDS} alternating rounds of {SECONDS} s, wrk -t{THREADS}, "
           f"{os.cpu_count()} cores; ratio = median of per-round devicehubd/reference "
           "(PostgreSQL rows: against this run's SQLite server)")
-    head = f"{'case':<36} {'metric':<12} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
+    w = max([36] + [len(r[0]) for r in rows])
+    head = f"{'case':<{w}} {'metric':<12} {'devicehubd':>11} {'reference':>11} {'ratio':>6}  " \
            f"{'target':<8} ok"
     print(head)
     print("-" * len(head))
     for case, metric, dh, ref, q, target, ok, extra in rows:
         fmt = ".3f" if max(abs(dh), abs(ref)) < 10 else ".1f"
-        print(f"{case:<36} {metric:<12} {dh:>11{fmt}} {ref:>11{fmt}} {q:>6.2f}  {target:<8} "
+        print(f"{case:<{w}} {metric:<12} {dh:>11{fmt}} {ref:>11{fmt}} {q:>6.2f}  {target:<8} "
               f"{'yes' if ok else 'NO'} {extra}".rstrip())
     print()
 

@@ -9,7 +9,10 @@
  *
  * Usage: dh-fleet --url http://HOST:PORT/PATH --clients N --rate BYTES_PER_S --seconds S
  *        [--header "Name: value"]... [--expect FILE] [--buffer B] [--rcvbuf B] [--ramp S]
- *        [--sources K] [--procs P] [--stall S]
+ *        [--sources K] [--procs P] [--stall S] [--requests N]
+ *
+ * --requests N: each client downloads N times, then keeps its connection open and idle
+ * until the end (for measuring what an idle keep-alive connection costs the server).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,6 +58,7 @@ enum state {
 	C_CONNECTING, /* non-blocking connect in progress */
 	C_HEAD,       /* request sent, reading the response head */
 	C_BODY,       /* reading the body at the paced rate */
+	C_PARKED,     /* done (--requests): connected and idle until the end */
 };
 
 struct conn {
@@ -69,6 +73,7 @@ struct conn {
 	bool close_after; /* the answer said Connection: close */
 	int64_t t0_ms;    /* the current request's send time: the pacing origin */
 	int64_t wait_ms;  /* start of the current wait for data */
+	unsigned done;    /* downloads completed */
 	uint64_t body_len, body_got;
 	size_t head_len;
 	char head[HEAD_MAX];
@@ -78,7 +83,7 @@ struct stats {
 	uint64_t bytes, downloads, requests, connects;
 	uint64_t fail_connect, fail_status, fail_closed, fail_mismatch, fail_proto, fail_timeout;
 	uint64_t stalls;
-	uint64_t open_max;
+	uint64_t open_max, parked;
 	double max_wait_s, max_lag_s, cpu_s, wall_s;
 };
 
@@ -88,7 +93,7 @@ static struct {
 	char path[1024];
 	const char *headers[MAX_HEADERS];
 	int nheaders;
-	unsigned clients, procs, sources;
+	unsigned clients, procs, sources, requests;
 	uint64_t rate;
 	double seconds, ramp, stall;
 	size_t buffer;
@@ -308,6 +313,11 @@ static int64_t read_time(const struct conn *c, uint64_t want)
 static void download_done(struct conn *c, int64_t now)
 {
 	st.downloads++;
+	if (opt.requests && ++c->done >= opt.requests && !c->close_after) {
+		c->st = C_PARKED;
+		wheel_del(c);
+		return;
+	}
 	if (c->close_after) {
 		conn_close(c, false);
 		conn_open(c, now);
@@ -424,6 +434,17 @@ static void on_event(struct conn *c, uint32_t ev, int64_t now)
 	}
 	if (c->st == C_HEAD || (c->st == C_BODY && c->waiting))
 		pump(c, now);
+	else if (c->st == C_PARKED && c->readable) {
+		/* an idle connection hears nothing until the end: a close or stray bytes fail */
+		char b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->readable = false;
+			return;
+		}
+		st.fail_closed++;
+		conn_fail(c, now);
+	}
 }
 
 static void on_timer(struct conn *c, int64_t now)
@@ -439,6 +460,8 @@ static void on_timer(struct conn *c, int64_t now)
 		break;
 	case C_BODY:
 		pump(c, now);
+		break;
+	case C_PARKED:
 		break;
 	}
 }
@@ -543,8 +566,11 @@ static void run(unsigned first, unsigned count)
 		}
 	}
 	final_lag(now_ms());
-	for (unsigned i = 0; i < count; i++)
+	for (unsigned i = 0; i < count; i++) {
+		if (conns[i].st == C_PARKED)
+			st.parked++;
 		conn_close(&conns[i], true);
+	}
 	getrusage(RUSAGE_SELF, &ru);
 	st.cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 		   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
@@ -631,6 +657,7 @@ static void add(struct stats *a, const struct stats *b)
 	a->fail_timeout += b->fail_timeout;
 	a->stalls += b->stalls;
 	a->open_max += b->open_max;
+	a->parked += b->parked;
 	a->max_wait_s = a->max_wait_s > b->max_wait_s ? a->max_wait_s : b->max_wait_s;
 	a->max_lag_s = a->max_lag_s > b->max_lag_s ? a->max_lag_s : b->max_lag_s;
 	a->cpu_s += b->cpu_s;
@@ -672,6 +699,8 @@ int main(int argc, char **argv)
 			opt.procs = (unsigned)num(v);
 		else if (strcmp(a, "--stall") == 0)
 			opt.stall = num(v);
+		else if (strcmp(a, "--requests") == 0)
+			opt.requests = (unsigned)num(v);
 		else if (strcmp(a, "--expect") == 0)
 			opt.expect_path = v;
 		else
@@ -723,13 +752,13 @@ int main(int argc, char **argv)
 	       ", \"connects\": %" PRIu64 ", \"open_max\": %" PRIu64 ", \"fail_connect\": %" PRIu64
 	       ", \"fail_status\": %" PRIu64 ", \"fail_closed\": %" PRIu64
 	       ", \"fail_mismatch\": %" PRIu64 ", \"fail_proto\": %" PRIu64
-	       ", \"fail_timeout\": %" PRIu64 ", \"stalls\": %" PRIu64
+	       ", \"fail_timeout\": %" PRIu64 ", \"stalls\": %" PRIu64 ", \"parked\": %" PRIu64
 	       ", \"max_wait_s\": %.2f, \"max_lag_s\": %.2f, \"cpu_s\": %.2f, \"wall_s\": %.2f, "
 	       "\"busiest_proc\": %.3f}\n",
 	       opt.clients, opt.rate, opt.seconds, opt.procs, total.bytes, total.downloads,
 	       total.requests, total.connects, total.open_max, total.fail_connect,
 	       total.fail_status, total.fail_closed, total.fail_mismatch, total.fail_proto,
-	       total.fail_timeout, total.stalls, total.max_wait_s, total.max_lag_s, total.cpu_s,
-	       total.wall_s, busiest);
+	       total.fail_timeout, total.stalls, total.parked, total.max_wait_s, total.max_lag_s,
+	       total.cpu_s, total.wall_s, busiest);
 	return 0;
 }

@@ -129,38 +129,84 @@ def one_round(client, url, headers, image, clients, rate, seconds, server_pids, 
 
 
 def run_cases(sides, client, image, cases, seconds, rounds, note, rows):
-    """sides: [(label, start_fn)] where start_fn() (re)starts that server and returns
-    (url, headers, pids). Each case starts both servers afresh (so that each peak RSS is
-    this case's), then alternates rounds between them."""
+    """sides: [(label, start_fn)], devicehubd first and nginx second, optionally more
+    devicehubd set-ups after them (reported against nginx, for information); start_fn()
+    (re)starts that server and returns (url, headers, pids). Every round starts its server
+    afresh (so that each peak RSS is this round's, and the devicehubd set-ups can share one
+    data directory); rounds alternate between the servers."""
     for clients, rate in cases:
-        started = {label: start() for label, start in sides}
         res = {label: [] for label, _ in sides}
         for rnd in range(rounds):
             order = sides if rnd % 2 == 0 else list(reversed(sides))
-            for label, _ in order:
-                url, headers, pids = started[label]
+            for label, start in order:
+                url, headers, pids = start()
                 note(f"fleet round {rnd + 1} {label}")
                 res[label].append(one_round(client, url, headers, image, clients, rate,
                                             seconds, pids, note))
-        dh, ref = res[sides[0][0]], res[sides[1][0]]
-        case = f"fleet {clients} x {rate // 1024} KiB/s"
-        cpu_ratios = [d["cpu_per_gib"] / r["cpu_per_gib"] for d, r in zip(dh, ref)]
-        q = statistics.median(cpu_ratios)
-        bad = sum(d["failures"] + d["stalls"] for d in dh)
-        busy = max(x["busiest_proc"] for x in dh + ref)
-        extra = f"failed/stalled {bad}" if bad else ""
-        if busy > 0.7:
-            extra += f" client busy {100 * busy:.0f}%"
-        rows.append((case, "CPU s/GiB", statistics.median(d["cpu_per_gib"] for d in dh),
-                     statistics.median(r["cpu_per_gib"] for r in ref), q, "<= 1.5",
-                     q <= 1.5 and bad == 0, extra.strip()))
-        peak_dh = max(d["peak_rss_mib"] for d in dh)
-        peak_ref = max(r["peak_rss_mib"] for r in ref)
-        limit = 2 * peak_ref + 32
-        rows.append((case, "peak RSS MiB", peak_dh, peak_ref, peak_dh / peak_ref,
-                     f"<= {limit:.0f}", peak_dh <= limit and bad == 0, ""))
-        gib_dh = sum(d["bytes"] for d in dh) / (1 << 30)
-        gib_ref = sum(r["bytes"] for r in ref) / (1 << 30)
-        bad_ref = sum(r["failures"] + r["stalls"] for r in ref)
-        rows.append((case, "GiB sent", gib_dh, gib_ref, gib_dh / gib_ref if gib_ref else 0,
-                     "(info)", True, f"reference failed/stalled {bad_ref}" if bad_ref else ""))
+        ref_label = sides[1][0]
+        ref = res[ref_label]
+        for i, (label, _) in enumerate(sides):
+            if i == 1:
+                continue
+            dh = res[label]
+            case = f"fleet {clients} x {rate // 1024} KiB/s" + ("" if i == 0 else
+                                                                f" ({label})")
+            info = i > 1
+            cpu_ratios = [d["cpu_per_gib"] / r["cpu_per_gib"] for d, r in zip(dh, ref)]
+            q = statistics.median(cpu_ratios)
+            bad = sum(d["failures"] + d["stalls"] for d in dh)
+            busy = max(x["busiest_proc"] for x in dh + ref)
+            extra = f"failed/stalled {bad}" if bad else ""
+            if busy > 0.7:
+                extra += f" client busy {100 * busy:.0f}%"
+            rows.append((case, "CPU s/GiB", statistics.median(d["cpu_per_gib"] for d in dh),
+                         statistics.median(r["cpu_per_gib"] for r in ref), q,
+                         "(info)" if info else "<= 1.5", info or (q <= 1.5 and bad == 0),
+                         extra.strip()))
+            peak_dh = max(d["peak_rss_mib"] for d in dh)
+            peak_ref = max(r["peak_rss_mib"] for r in ref)
+            limit = 2 * peak_ref + 32
+            rows.append((case, "peak RSS MiB", peak_dh, peak_ref, peak_dh / peak_ref,
+                         "(info)" if info else f"<= {limit:.0f}",
+                         info or (peak_dh <= limit and bad == 0), ""))
+            gib_dh = sum(d["bytes"] for d in dh) / (1 << 30)
+            gib_ref = sum(r["bytes"] for r in ref) / (1 << 30)
+            bad_ref = sum(r["failures"] + r["stalls"] for r in ref)
+            rows.append((case, "GiB sent", gib_dh, gib_ref,
+                         gib_dh / gib_ref if gib_ref else 0, "(info)", True,
+                         f"reference failed/stalled {bad_ref}" if bad_ref else ""))
+
+
+def idle_case(sides, client, image, clients, note, rows, seconds=20):
+    """What an idle keep-alive connection costs: each of `clients` connections downloads
+    the image once (at 1 MiB/s, opened over 5 s), then stays open and idle; the growth of
+    the server's RSS from before the run to 2 s before its end, per connection. Measured
+    well within --head-timeout (30 s), which would close them."""
+    per = {}
+    for label, start in sides:
+        url, headers, pids = start()
+        time.sleep(0.5)
+        base = rss_kib(pids)
+        args = [client, "--url", url, "--clients", str(clients), "--rate", str(1 << 20),
+                "--seconds", str(seconds), "--ramp", "5", "--requests", "1", "--expect",
+                image, "--sources", "8", "--procs", "1" if clients <= 6000 else "2"]
+        for h in headers:
+            args += ["--header", h]
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(seconds - 2)
+        idle = rss_kib(pids)
+        out, err = p.communicate(timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"dh-fleet failed: {err}")
+        r = json.loads(out)
+        bad = sum(r[k] for k in r if k.startswith("fail_"))
+        per[label] = (idle - base) / clients
+        note(f"idle {label}: {r['parked']} of {clients} idle, failures {bad}, RSS "
+             f"{base / 1024:.1f} -> {idle / 1024:.1f} MiB, {per[label]:.2f} KiB each")
+    ref_label = sides[1][0]
+    for i, (label, _) in enumerate(sides):
+        if i == 1:
+            continue
+        rows.append((f"idle keep-alive connection ({label})", "KiB each", per[label],
+                     per[ref_label], per[label] / per[ref_label] if per[ref_label] else 0,
+                     "(info)", True, ""))
