@@ -252,7 +252,8 @@ def alternate(name, runs):
             res[label].append(r)
             note(f"{name} round {rnd + 1} {label}: "
                  + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in r.items() if k in ("rps", "mibps", "errors", "ms", "cpu")))
+                             for k, v in r.items()
+                             if k in ("rps", "mibps", "errors", "ms", "cpu", "cpu_us")))
     return res
 
 
@@ -484,6 +485,24 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def with_cpu(pids, fn):
+    """Runs fn() (a wrk result) and adds the CPU microseconds per request of the processes
+    (a server; nginx's master and workers), which the machine's load moves far less than
+    the rates."""
+    before = fleet.cpu_s(pids)
+    r = fn()
+    r["cpu_us"] = (fleet.cpu_s(pids) - before) * 1e6 / max(1, r["requests"])
+    return r
+
+
+def cpu_row(case, dh_runs, ref_runs):
+    """Server CPU per request of both sides (for information): median of per-round ratios."""
+    ratios = [d["cpu_us"] / r["cpu_us"] for d, r in zip(dh_runs, ref_runs) if r["cpu_us"]]
+    rows.append((case, "CPU us/req", statistics.median(d["cpu_us"] for d in dh_runs),
+                 statistics.median(r["cpu_us"] for r in ref_runs),
+                 statistics.median(ratios) if ratios else 0.0, "(info)", True, ""))
+
+
 def measured(hubs, fn):
     """Runs fn() (a wrk result) and adds the hubs' CPU microseconds per request."""
     before = [cpu_s(h.proc.pid) for h in hubs]
@@ -681,7 +700,8 @@ def run(tmp):
     if ONLY == "coap":
         print_rows()
         return
-    ngx, _ = start_nginx(tmp, image)
+    ngx, ngx_p = start_nginx(tmp, image)
+    ngx_pids = fleet.proc_tree(ngx_p.pid)
     note(f"nginx on {ngx}")
     s = created_session(hub)
     link = s["payload"]["download_link"]
@@ -701,18 +721,22 @@ end
 """)
     for conns in (16, 256) if ONLY != "db" else ():
         res = alternate(f"whole image c{conns}", [
-            ("devicehubd", lambda c=conns: wrk(link, c, whole)),
-            ("nginx", lambda c=conns: wrk(ngx + "/image.bin", c, whole))])
+            ("devicehubd", lambda c=conns: with_cpu([hub.proc.pid],
+                                                    lambda: wrk(link, c, whole))),
+            ("nginx", lambda c=conns: with_cpu(ngx_pids,
+                                               lambda: wrk(ngx + "/image.bin", c, whole)))])
         ratio_row(f"whole 1 MiB image, c{conns}", "req/s", res["devicehubd"], res["nginx"],
                   0.9, "rps")
         ratio_row(f"whole 1 MiB image, c{conns}", "MiB/s", res["devicehubd"], res["nginx"],
                   0.9, "mibps")
+        cpu_row(f"whole 1 MiB image, c{conns}", res["devicehubd"], res["nginx"])
     res = alternate("range 4 KiB c64", [
-        ("devicehubd", lambda: wrk(link, 64, ranged)),
-        ("nginx", lambda: wrk(ngx + "/image.bin", 64, ranged))])
+        ("devicehubd", lambda: with_cpu([hub.proc.pid], lambda: wrk(link, 64, ranged))),
+        ("nginx", lambda: with_cpu(ngx_pids, lambda: wrk(ngx + "/image.bin", 64, ranged)))])
     ratio_row("4 KiB Range + auth, c64", "req/s", res["devicehubd"], res["nginx"], 0.8, "rps")
     ratio_row("4 KiB Range + auth, c64", "MiB/s", res["devicehubd"], res["nginx"], 0.8,
               "mibps")
+    cpu_row("4 KiB Range + auth, c64", res["devicehubd"], res["nginx"])
     if ONLY == "downloads":
         print_rows()
         return
