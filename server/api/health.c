@@ -110,6 +110,13 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		"# TYPE devicehub_http_timeouts_total counter\n"
 		"devicehub_http_timeouts_total{phase=\"head\"} %llu\n"
 		"devicehub_http_timeouts_total{phase=\"body\"} %llu\n"
+		"# HELP devicehub_http_lingering Connections answered before their body was read, "
+		"kept open a while to drop what the client still sends (lingering close).\n"
+		"# TYPE devicehub_http_lingering gauge\n"
+		"devicehub_http_lingering %llu\n"
+		"# HELP devicehub_http_lingering_closes_total Lingering closes begun.\n"
+		"# TYPE devicehub_http_lingering_closes_total counter\n"
+		"devicehub_http_lingering_closes_total %llu\n"
 		"# HELP devicehub_http_rate_limited_total Requests answered 429, by limit.\n"
 		"# TYPE devicehub_http_rate_limited_total counter\n"
 		"devicehub_http_rate_limited_total{limit=\"token\"} %llu\n"
@@ -133,8 +140,8 @@ enum dh_err dh_api_metrics(struct dh_req *req)
 		st.status_2xx, st.status_3xx, st.status_4xx, st.status_5xx, st.bytes_uploaded,
 		dh_api_events_subscribers(), st.conn_open, st.max_connections, st.conn_refused_cap,
 		st.conn_refused_address, st.conn_refused_full, st.head_timeouts, st.body_timeouts,
-		st.rate_limited_token, st.rate_limited_auth, st.auth_failed, st.direct_requests,
-		st.direct_handoffs, st.direct_body_bytes);
+		st.lingering, st.lingered, st.rate_limited_token, st.rate_limited_auth,
+		st.auth_failed, st.direct_requests, st.direct_handoffs, st.direct_body_bytes);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return DH_E_INTERNAL;
 	len = (size_t)n;

@@ -302,7 +302,10 @@ static void conn_close(struct dconn *c)
 {
 	answer_end(c);
 	conn_unlink(c);
-	dh_guard_close(c->guard);
+	/* unread bytes (a pipelined request after a closing answer) would reset the answer:
+	 * the guard drains them from a duplicate, which keeps the socket in this epoll set */
+	if (dh_guard_close_lingering(c->guard))
+		epoll_ctl(c->t->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd); /* also takes it out of the epoll */
 	free(c);
 }

@@ -1,7 +1,9 @@
 /*
  * The connection guard (see guard.h): admission counts, the per-address table and the
- * head deadlines, with one thread that cuts connections whose head is late. Owns its
- * records and its thread; never closes a descriptor (the event loop that owns it does).
+ * head deadlines, with one thread that cuts connections whose head is late, and a second
+ * one that drains sockets closed after an early answer (lingering close). Owns its records,
+ * its threads and the duplicates of lingering sockets; never closes a descriptor the event
+ * loop owns.
  */
 #include "http/guard.h"
 
@@ -9,6 +11,8 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +43,22 @@
 #define DH_GUARD_RECV_SLACK_MS 20
 /* Smallest per-address table; it is sized to twice the connections it can hold. */
 #define DH_GUARD_MIN_SLOTS 64
+/*
+ * Bounds of a lingering close (guard.h), nginx's defaults: a client gets at most
+ * DH_GUARD_DRAIN_MS in all to finish sending and read the answer, and the socket is closed
+ * once DH_GUARD_DRAIN_IDLE_MS pass without a byte from it. A client on a link of 1 Mbit/s
+ * sends a 2 MiB body beyond --max-body in 17 s.
+ */
+#define DH_GUARD_DRAIN_MS      30000
+#define DH_GUARD_DRAIN_IDLE_MS 5000
+/* Bytes dropped from one lingering socket at most: an honest client that missed a limit
+ * stops at its body's end, and a body this large costs a few milliseconds of reading; a
+ * client sending on beyond it gets the reset it would get without lingering. */
+#define DH_GUARD_DRAIN_BYTES (64ULL * 1024 * 1024)
+/* One read of a lingering socket; at most DH_GUARD_DRAIN_READS of them per wake-up, so one
+ * fast sender cannot keep the drain thread from the others (epoll reports it again). */
+#define DH_GUARD_DRAIN_BUF   (64 * 1024)
+#define DH_GUARD_DRAIN_READS 8
 
 enum phase {
 	PH_HEAD, /* waiting for a request head; listed with a deadline */
@@ -59,7 +82,8 @@ struct dh_guard_conn {
 	enum phase phase;
 	int fd;
 	bool is_tls, over_cap;
-	unsigned requests; /* answered on this connection so far */
+	bool answered_early; /* drain it when it closes (lingering close) */
+	unsigned requests;   /* answered on this connection so far */
 	int64_t head_start_ms, deadline_ms;
 	_Atomic uint64_t body_bytes; /* added by the request's thread without the lock */
 	uint64_t body_mark;          /* body_bytes at the start of the current window */
@@ -87,6 +111,21 @@ static size_t slot_mask;
 static uint64_t seed[2];
 static unsigned served, extra; /* open connections within and beyond max_connections */
 static struct dh_guard_stats stats;
+/* Sockets in a lingering close, drained by drain_thread; guarded by drain_lock. */
+struct drain_slot {
+	int fd; /* the guard's duplicate; -1: free */
+	int64_t until_ms, idle_until_ms;
+	uint64_t bytes;
+};
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct drain_slot drains[DH_GUARD_LINGER_MAX];
+static int drain_epoll = -1, drain_wake = -1;
+static pthread_t drain_thread;
+static atomic_bool drain_stop;
+static bool drain_running;
+/* The epoll key of drain_wake (slots are keyed by their index). */
+#define DRAIN_WAKE_KEY UINT32_MAX
+
 /* The whole 408 answer, built once; the request id is written at id_408 for each use. */
 static char answer_408[512];
 static size_t answer_408_len, id_408;
@@ -315,6 +354,155 @@ static void *guard_main(void *arg)
 	return NULL;
 }
 
+/* ---- lingering close: draining sockets answered early ---- */
+
+static unsigned long long drain_count, drain_total; /* guarded by drain_lock */
+
+static void drain_release(struct drain_slot *d)
+{
+	epoll_ctl(drain_epoll, EPOLL_CTL_DEL, d->fd, NULL);
+	close(d->fd);
+	d->fd = -1;
+	drain_count--;
+}
+
+/* Reads and drops what came; false when the socket is done (end, error, too many bytes). */
+static bool drain_read(struct drain_slot *d, int64_t now)
+{
+	static char scratch[DH_GUARD_DRAIN_BUF]; /* only the drain thread reads into it */
+
+	for (int i = 0; i < DH_GUARD_DRAIN_READS; i++) {
+		ssize_t n = recv(d->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+		if (n == 0)
+			return false; /* the client closed its side: it has read what it wanted */
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+		d->bytes += (uint64_t)n;
+		d->idle_until_ms = now + DH_GUARD_DRAIN_IDLE_MS;
+		if (d->bytes >= DH_GUARD_DRAIN_BYTES)
+			return false;
+	}
+	return true;
+}
+
+static void *drain_main(void *arg)
+{
+	struct epoll_event ev[64];
+
+	(void)arg;
+	while (!atomic_load(&drain_stop)) {
+		int n = epoll_wait(drain_epoll, ev, 64, DH_GUARD_TICK_MS);
+		int64_t now = dh_mono_ms();
+
+		pthread_mutex_lock(&drain_lock);
+		for (int i = 0; i < n; i++) {
+			uint32_t k = ev[i].data.u32;
+			if (k == DRAIN_WAKE_KEY || k >= DH_GUARD_LINGER_MAX || drains[k].fd < 0)
+				continue;
+			if (!drain_read(&drains[k], now))
+				drain_release(&drains[k]);
+		}
+		for (size_t k = 0; k < DH_GUARD_LINGER_MAX && drain_count; k++) {
+			struct drain_slot *d = &drains[k];
+			if (d->fd >= 0 && (now >= d->until_ms || now >= d->idle_until_ms))
+				drain_release(d);
+		}
+		pthread_mutex_unlock(&drain_lock);
+	}
+	return NULL;
+}
+
+static bool drain_start(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = DRAIN_WAKE_KEY };
+
+	for (size_t k = 0; k < DH_GUARD_LINGER_MAX; k++)
+		drains[k].fd = -1;
+	drain_count = drain_total = 0;
+	atomic_store(&drain_stop, false);
+	drain_epoll = epoll_create1(EPOLL_CLOEXEC);
+	drain_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (drain_epoll < 0 || drain_wake < 0 ||
+	    epoll_ctl(drain_epoll, EPOLL_CTL_ADD, drain_wake, &ev) != 0 ||
+	    pthread_create(&drain_thread, NULL, drain_main, NULL) != 0) {
+		if (drain_epoll >= 0)
+			close(drain_epoll);
+		if (drain_wake >= 0)
+			close(drain_wake);
+		drain_epoll = drain_wake = -1;
+		return false;
+	}
+	drain_running = true;
+	return true;
+}
+
+static void drain_stop_all(void)
+{
+	uint64_t one = 1;
+
+	if (!drain_running)
+		return;
+	atomic_store(&drain_stop, true);
+	if (write(drain_wake, &one, sizeof(one)) < 0)
+		dh_debug("http.guard", "detail=\"cannot wake the drain thread\"");
+	pthread_join(drain_thread, NULL);
+	for (size_t k = 0; k < DH_GUARD_LINGER_MAX; k++) {
+		if (drains[k].fd >= 0)
+			drain_release(&drains[k]);
+	}
+	close(drain_epoll);
+	close(drain_wake);
+	drain_epoll = drain_wake = -1;
+	drain_running = false;
+}
+
+/*
+ * Starts the lingering close of fd, a socket about to be closed by its owner: a duplicate
+ * keeps it open, shut down for writing (the answer is out; the client sees its end), and is
+ * drained until the client closes or a bound is reached. When no slot or descriptor is
+ * free, nothing happens (false): the socket closes as it would without lingering.
+ */
+static bool drain_add(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	int64_t now = dh_mono_ms();
+	bool added = false;
+	size_t k;
+	int dup_fd;
+
+	pthread_mutex_lock(&drain_lock);
+	for (k = 0; k < DH_GUARD_LINGER_MAX && drains[k].fd >= 0; k++)
+		;
+	if (!drain_running || k == DH_GUARD_LINGER_MAX)
+		goto out;
+	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup_fd < 0)
+		goto out;
+	shutdown(dup_fd, SHUT_WR);
+	ev.data.u32 = (uint32_t)k;
+	if (epoll_ctl(drain_epoll, EPOLL_CTL_ADD, dup_fd, &ev) != 0) {
+		close(dup_fd);
+		goto out;
+	}
+	drains[k] = (struct drain_slot){ .fd = dup_fd,
+					 .until_ms = now + DH_GUARD_DRAIN_MS,
+					 .idle_until_ms = now + DH_GUARD_DRAIN_IDLE_MS };
+	drain_count++;
+	drain_total++;
+	added = true;
+out:
+	pthread_mutex_unlock(&drain_lock);
+	return added;
+}
+
+/* Bytes received on fd that nobody read: closing it now would reset the connection. */
+static bool has_unread(int fd)
+{
+	int n = 0;
+
+	return fd >= 0 && ioctl(fd, SIOCINQ, &n) == 0 && n > 0;
+}
+
 /* ---- the public calls ---- */
 
 static void build_408(void)
@@ -366,6 +554,10 @@ enum dh_err dh_guard_start(const struct dh_guard_limits *limits, struct dh_error
 		return dh_error_set(err, DH_E_INTERNAL, "Cannot start the connection guard thread");
 	}
 	running = true;
+	if (!drain_start()) {
+		dh_guard_stop();
+		return dh_error_set(err, DH_E_INTERNAL, "Cannot start the connection drain thread");
+	}
 	return DH_OK;
 }
 
@@ -380,6 +572,7 @@ void dh_guard_stop(void)
 	pthread_join(thread, NULL);
 	pthread_cond_destroy(&wake);
 	running = false;
+	drain_stop_all();
 	free(slots);
 	slots = NULL;
 }
@@ -513,6 +706,15 @@ void dh_guard_body_done(struct dh_guard_conn *c)
 	pthread_mutex_unlock(&lock);
 }
 
+void dh_guard_answered_early(struct dh_guard_conn *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&lock);
+	c->answered_early = true;
+	pthread_mutex_unlock(&lock);
+}
+
 void dh_guard_request_done(struct dh_guard_conn *c)
 {
 	if (!c)
@@ -525,11 +727,17 @@ void dh_guard_request_done(struct dh_guard_conn *c)
 	pthread_mutex_unlock(&lock);
 }
 
-void dh_guard_close(struct dh_guard_conn *c)
+/* Frees c; with socket_open (the socket is still the connection's), drains it first when it
+ * needs it. Returns whether a lingering close began. */
+static bool close_record(struct dh_guard_conn *c, bool socket_open)
 {
+	bool linger;
+
 	if (!c)
-		return;
+		return false;
 	pthread_mutex_lock(&lock);
+	/* a connection the guard cut (slow-loris) had its time: it is not drained */
+	linger = socket_open && c->phase != PH_CUT && (c->answered_early || has_unread(c->fd));
 	list_remove(c);
 	if (c->over_cap)
 		extra--;
@@ -539,7 +747,20 @@ void dh_guard_close(struct dh_guard_conn *c)
 		slot_del(c->key);
 	stats.open--;
 	pthread_mutex_unlock(&lock);
+	if (linger)
+		linger = drain_add(c->fd);
 	free(c);
+	return linger;
+}
+
+void dh_guard_close(struct dh_guard_conn *c)
+{
+	close_record(c, false);
+}
+
+bool dh_guard_close_lingering(struct dh_guard_conn *c)
+{
+	return close_record(c, true);
 }
 
 const uint8_t *dh_guard_client_key(const struct dh_guard_conn *c)
@@ -554,4 +775,8 @@ void dh_guard_stats_get(struct dh_guard_stats *out)
 	pthread_mutex_lock(&lock);
 	*out = stats;
 	pthread_mutex_unlock(&lock);
+	pthread_mutex_lock(&drain_lock);
+	out->lingering = drain_count;
+	out->lingered = drain_total;
+	pthread_mutex_unlock(&drain_lock);
 }

@@ -19,9 +19,20 @@
  *   least min_body_rate bytes per second (or the end of the body), or the connection is cut
  *   the same way: a body sent a byte at a time cannot hold a connection either.
  *
+ * - Lingering close (as nginx's lingering_close): a connection answered before its request
+ *   was read whole (an error found in the head: 413 for a declared length, 401, 404, a
+ *   framing error, 503 beyond the cap) is closed after the answer while the client may still
+ *   be sending its body. Closing a socket with unread bytes makes the kernel reset the
+ *   connection, and the reset destroys the answer in the client's buffers (or fails the
+ *   client's send before it reads anything). So when such a connection closes, the guard
+ *   keeps a duplicate of its socket, shut down for writing, and reads and drops what still
+ *   comes on its own thread (an epoll set, no HTTP thread held), until the client closes its
+ *   side or a bound of time, idle time or bytes is reached; only then is it really closed.
+ *
  * The guard knows sockets, addresses and time; it never reads or closes a socket the
  * caller owns: it only writes the 408 and shuts a socket down, so that the caller's event
- * loop sees the end and closes it as usual. Every call is thread-safe.
+ * loop sees the end and closes it as usual (a lingering socket is the guard's own
+ * duplicate). Every call is thread-safe.
  */
 #ifndef DH_HTTP_GUARD_H
 #define DH_HTTP_GUARD_H
@@ -32,6 +43,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+/* Sockets drained after an early answer at once; beyond, a closing connection is closed
+ * at once (and may be reset, as without lingering). The server counts them into the
+ * descriptors it keeps apart from client connections. */
+#define DH_GUARD_LINGER_MAX 256
 
 /* Bytes of a client address key: an IPv4 address mapped into IPv6, or an IPv6 /64. */
 #define DH_CLIENT_KEY_LEN 16
@@ -60,6 +76,8 @@ struct dh_guard_stats {
 	unsigned long long head_timeouts;   /* cut for missing the head deadline */
 	unsigned long long body_timeouts;   /* cut for a body slower than min_body_rate */
 	unsigned long long timeout_408;     /* cut connections that were answered 408 first */
+	unsigned long long lingering;       /* sockets drained now after an early answer */
+	unsigned long long lingered;        /* lingering closes begun so far */
 };
 
 /* Takes the limits and starts the guard's thread. DH_E_NOMEM, DH_E_INTERNAL on failure. */
@@ -105,11 +123,29 @@ void dh_guard_body_bytes(struct dh_guard_conn *c, size_t n);
 /* The body is complete, or the request was answered without reading all of it. */
 void dh_guard_body_done(struct dh_guard_conn *c);
 
+/*
+ * The request is answered before its body was read whole, so the connection is closed after
+ * the answer while the client may still send: when it closes, the guard drains it for a
+ * bounded time first (lingering close, above). Call before the answer is queued.
+ */
+void dh_guard_answered_early(struct dh_guard_conn *c);
+
 /* An answer was sent and the connection is kept alive: the next head's deadline starts. */
 void dh_guard_request_done(struct dh_guard_conn *c);
 
-/* The connection is about to be closed: frees the record. NULL is ignored. */
+/* The connection is gone: frees the record without looking at its socket (which may be
+ * closed already). NULL is ignored. */
 void dh_guard_close(struct dh_guard_conn *c);
+
+/*
+ * The caller is about to close the connection's socket, which is still open: frees the
+ * record like dh_guard_close, after starting a lingering close when the connection was
+ * answered early or unread bytes wait in the socket. Returns true when it did: the guard
+ * then holds a duplicate of the socket, so closing the caller's descriptor no longer
+ * removes the socket from an epoll set of the caller's (remove it first: EPOLL_CTL_DEL).
+ * NULL is ignored.
+ */
+bool dh_guard_close_lingering(struct dh_guard_conn *c);
 
 /* The client key of a connection (for per-address rate limits). */
 const uint8_t *dh_guard_client_key(const struct dh_guard_conn *c);

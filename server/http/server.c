@@ -52,7 +52,8 @@
 #define DH_CONN_TIMEOUT 120
 /* Descriptors kept for everything but client connections and their files: each thread's
  * database connection, the log, listening sockets, the direct path's epoll and wake-up
- * descriptors, the blob cache's files (64), plugins, step programs, CoAP. */
+ * descriptors, the blob cache's files (64), plugins, step programs, CoAP.
+ * Sockets in a lingering close (DH_GUARD_LINGER_MAX, http/guard.h) are counted apart. */
 #define DH_FD_OTHER 256
 /*
  * libmicrohttpd 0.9.75's MHD_OPTION_STRICT_FOR_CLIENT: -1 is the only value that refuses a
@@ -113,6 +114,8 @@ void dh_http_stats_get(struct dh_http_stats *out)
 	out->head_timeouts = g.head_timeouts;
 	out->body_timeouts = g.body_timeouts;
 	out->timeout_408 = g.timeout_408;
+	out->lingering = g.lingering;
+	out->lingered = g.lingered;
 	out->max_connections = max_conns;
 	out->rate_limited_token = atomic_load(&n_rate_token);
 	out->rate_limited_auth = atomic_load(&n_rate_auth);
@@ -891,7 +894,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 	(void)cls;
 	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
-		dh_guard_close(*socket_context);
+		/* MHD closes the socket right after this (and takes it out of its epoll set, if
+		 * it has one, before): a lingering close keeps a duplicate */
+		dh_guard_close_lingering(*socket_context);
 		*socket_context = NULL;
 		return;
 	}
@@ -911,7 +916,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 static bool shim_may_answer(struct MHD_Connection *conn)
 {
-	return dh_guard_may_answer(guard_of(conn));
+	struct dh_guard_conn *g = guard_of(conn);
+
+	if (!dh_guard_may_answer(g))
+		return false;
+	/* the library answers a malformed head and closes: the rest may still be coming */
+	dh_guard_answered_early(g);
+	return true;
 }
 
 /*
@@ -992,6 +1003,19 @@ static enum dh_err check_framing(struct dh_req *req)
 	else
 		req->has_body = f.n_coding == 1 || (f.n_length == 1 && n > 0);
 	return rc;
+}
+
+/*
+ * An answer from the first call, before any of the body was read: MHD then closes the
+ * connection after it, while a client that announced a body may still be sending it. The
+ * guard drains such a connection before it is really closed (lingering close, guard.h), or
+ * the kernel's reset would destroy the answer in the client's buffers.
+ */
+static void answer_early(struct dh_req *req)
+{
+	if (req->close_after || dh_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+	    dh_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		dh_guard_answered_early(req->guard);
 }
 
 /* Whole seconds for Retry-After from milliseconds, at least 1. */
@@ -1154,6 +1178,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (refuse) {
 			req->close_after = true;
 			req->retry_after = DH_CAP_RETRY_AFTER;
+			answer_early(req);
 			return fail(req, dh_error_set(&req->err, DH_E_UNAVAILABLE,
 						      "The server serves %u connections at once, "
 						      "its limit; retry later.",
@@ -1165,8 +1190,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		    (uintptr_t)version != (uintptr_t)url + req->raw_target_len + 1)
 			req->target_problem = "The request target contains a NUL byte.";
 		rc = begin(req);
-		if (rc != DH_OK)
+		if (rc != DH_OK) {
+			answer_early(req);
 			return fail(req, rc);
+		}
 		if (req->has_body)
 			dh_guard_body_begin(req->guard);
 		return MHD_YES;
@@ -1306,13 +1333,13 @@ static unsigned reserve_for(unsigned max)
  * descriptors; a file of their own is held by uploads (the temporary file) and by the
  * answers libmicrohttpd sends by sendfile on plain HTTP: an eighth of the connections is
  * counted for those, all of them when the direct path is off (every connection may then be
- * a download holding its image file).
+ * a download holding its image file). Sockets in a lingering close are counted too.
  */
 static uint64_t descriptors_for(unsigned max, bool own_files)
 {
 	uint64_t files = own_files ? max : max / 8;
 
-	return (uint64_t)max + reserve_for(max) + files + DH_FD_OTHER;
+	return (uint64_t)max + reserve_for(max) + files + DH_FD_OTHER + DH_GUARD_LINGER_MAX;
 }
 
 /* The cap that fits the open-files limit: lowers max until descriptors_for(max) fits. */

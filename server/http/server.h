@@ -21,7 +21,8 @@ struct dh_http_stats {
 	/* connections (http/guard.c) */
 	unsigned long long conn_open, conn_refused_cap, conn_refused_address, conn_refused_full;
 	unsigned long long head_timeouts, body_timeouts, timeout_408;
-	unsigned max_connections; /* the cap in force (after the open-files limit) */
+	unsigned long long lingering, lingered; /* lingering closes: now, begun so far */
+	unsigned max_connections;               /* the cap in force (after the open-files limit) */
 	/* rate limits: 429s per token and per address, failed authentications */
 	unsigned long long rate_limited_token, rate_limited_auth, auth_failed;
 	/* the direct path (http/direct.c): requests it answered, connections it handed to
