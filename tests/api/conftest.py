@@ -128,18 +128,36 @@ class Server:
         seen = len(self.read_log())  # a restart appends: look only at this run's lines
         self.log = open(self.log_path, "ab")
         self.out = open(self.stdout_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.log, env=self.env)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"devicehubd exited with {self.proc.returncode}: "
-                                   + self.read_log())
-            m = re.search(r"http\.listening .*port=(\d+)", self.read_log()[seen:])
-            if m:
-                self.port = int(m.group(1))
-                return self
-            time.sleep(0.02)
-        raise RuntimeError("devicehubd did not start: " + self.read_log())
+        try:
+            self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.log, env=self.env)
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"devicehubd exited with {self.proc.returncode}: "
+                                       + self.read_log())
+                m = re.search(r"http\.listening .*port=(\d+)", self.read_log()[seen:])
+                if m:
+                    self.port = int(m.group(1))
+                    return self
+                time.sleep(0.02)
+            raise RuntimeError("devicehubd did not start: " + self.read_log())
+        except BaseException:
+            # whatever went wrong (a timeout, a log without the listening line, ^C), nothing
+            # of this start may outlive it: the process is killed by pid and reaped, the
+            # files closed; self.proc keeps its exit status for the caller
+            self._abandon_start()
+            raise
+
+    def _abandon_start(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        for f in ("log", "out"):
+            if hasattr(self, f):
+                getattr(self, f).close()
 
     def read_log(self):
         try:

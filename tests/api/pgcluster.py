@@ -64,16 +64,38 @@ class Cluster:
                               **kw)
 
     def start(self):
-        self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",
-                   "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
-        opts = (f"-k {self.sock} -p {self.port} -c listen_addresses='' -c fsync=off"
-                " -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
-                " -c shared_buffers=32MB")
-        self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
-                   "-o", opts, "-w", "-t", str(int(PG_START_TIMEOUT)), "start"])
-        with open(os.path.join(self.data, "postmaster.pid")) as f:
-            self.pid = int(f.readline())
+        """initdb and start; on any failure the server (if it came up) is stopped by pid and
+        the directory removed before the error goes on."""
+        try:
+            self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U",
+                       "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            opts = (f"-k {self.sock} -p {self.port} -c listen_addresses='' -c fsync=off"
+                    " -c synchronous_commit=off -c full_page_writes=off"
+                    " -c max_connections=400 -c shared_buffers=32MB")
+            try:
+                self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l",
+                           self.log, "-o", opts, "-w", "-t", str(int(PG_START_TIMEOUT)),
+                           "start"])
+            finally:
+                # pg_ctl may fail or time out with the server up: its pid is in the file
+                # (written early in the postmaster's start; wait a moment for it)
+                deadline = time.monotonic() + 5
+                while not self._postmaster_pid() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.pid = self._postmaster_pid()
+            if not self.pid:
+                raise RuntimeError("PostgreSQL started without a postmaster.pid")
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _postmaster_pid(self):
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
 
     def psql(self, sql, db="postgres"):
         """Runs sql; returns the rows as lists of text (tab-separated output)."""

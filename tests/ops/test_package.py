@@ -175,17 +175,21 @@ def start_packaged(root, data_dir, log):
     proc = subprocess.Popen([exe, "--listen", "127.0.0.1", "--port", "0"],
                             env=unit_env(root, data_dir), stdout=out, stderr=subprocess.STDOUT)
     out.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        m = re.findall(r"http\.listening .*port=(\d+)", text)
-        if m and len(m) > text.count("server.stopped"):
-            return proc, int(m[-1])
-        assert proc.poll() is None, text
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError("the packaged devicehubd did not start")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            m = re.findall(r"http\.listening .*port=(\d+)", text)
+            if m and len(m) > text.count("server.stopped"):
+                return proc, int(m[-1])
+            assert proc.poll() is None, text
+            time.sleep(0.02)
+        raise AssertionError("the packaged devicehubd did not start")
+    except BaseException:
+        proc.kill()  # by its pid; reaped, so nothing of it outlives the test
+        proc.wait(10)
+        raise
 
 
 def stop(proc):

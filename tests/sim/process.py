@@ -30,17 +30,19 @@ class Sim:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
         try:
-            ready = self._line(READY_TIMEOUT)
-        except SimStartError:
-            self.stop()
+            try:
+                ready = self._line(READY_TIMEOUT)
+                if ready.get("event") != "ready":
+                    raise SimStartError(f"unexpected first line {ready!r}")
+                self.bind = ready["bind"]
+                self.port = ready["udp_port"]
+                self.pty = ready["pty"]
+            except (ValueError, KeyError, AttributeError) as e:  # not the ready line we know
+                raise SimStartError(f"unreadable ready line: {e!r}") from e
+        except BaseException:
+            self.stop()  # by pid, whatever went wrong (^C included)
             raise
-        if ready.get("event") != "ready":
-            self.stop()
-            raise SimStartError(f"unexpected first line {ready!r}")
         self.ready = ready
-        self.bind = ready["bind"]
-        self.port = ready["udp_port"]
-        self.pty = ready["pty"]
 
     @property
     def udp(self):
@@ -78,4 +80,7 @@ class Sim:
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(5)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            f.close()
+            try:
+                f.close()
+            except OSError:  # unsent commands to a process that is gone
+                pass
