@@ -7,6 +7,7 @@
 #include "backup.h"
 
 #include "blob.h"
+#include "core/links.h"
 #include "core/util.h"
 #include "datadir.h"
 #include "snapshot.h"
@@ -29,6 +30,10 @@
 #define ARC_DB       "devicehub.db"
 #define ARC_MANIFEST "MANIFEST.sha256"
 #define ARC_BLOB_DIR "blobs/sha256/"
+/* The short links' key, as in the data dir (mode 0600): without it a restored server makes
+ * a new one, and its sessions show their short links as null. Absent from backups of
+ * builds before it was added, which restore without it. */
+#define ARC_LINK_KEY DH_LINK_KEY_FILE
 /* What devicehub-backup.json says of itself; a restore refuses other formats. */
 #define ARC_FORMAT         "devicehub-backup"
 #define ARC_FORMAT_VERSION 1
@@ -172,6 +177,7 @@ struct tar_out {
 	const char *path;
 	struct members members; /* every member but the manifest, with its sum */
 	uint64_t bytes;
+	bool link_key; /* the data dir's link key is in it */
 };
 
 static void octal(char *field, size_t width, uint64_t v)
@@ -353,8 +359,9 @@ static const struct sub_opt restore_opts[] = {
 
 static const struct sub_cmd cmds[] = {
 	{ "backup",
-	  "Copies the database (a consistent snapshot, taken while the server runs) and every\n"
-	  "image it refers to into one tar archive with a manifest of SHA-256 sums.",
+	  "Copies the database (a consistent snapshot, taken while the server runs), every\n"
+	  "image it refers to and the short links' key (link.key) into one tar archive with a\n"
+	  "manifest of SHA-256 sums.",
 	  backup_opts, sizeof(backup_opts) / sizeof(backup_opts[0]), run_backup },
 	{ "restore",
 	  "Unpacks an archive of devicehubd backup into an empty data dir, holding the data dir's\n"
@@ -517,7 +524,8 @@ static enum dh_err backup_once(const char **vals, const char *partial, const cha
 {
 	const char *data_dir = vals[1];
 	struct blob_list blobs = { 0 };
-	char path[BK_PATH_MAX], name[TAR_NAME_MAX], created[DH_TIME_LEN];
+	char path[BK_PATH_MAX], name[TAR_NAME_MAX], created[DH_TIME_LEN], key_path[BK_PATH_MAX];
+	bool has_key;
 	char *manifest = NULL, *info_text = NULL;
 	size_t mlen = 0;
 	json_t *j = NULL;
@@ -532,10 +540,17 @@ static enum dh_err backup_once(const char **vals, const char *partial, const cha
 		goto out;
 	}
 	dh_time_format(dh_now_us(), created);
-	j = json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:I}", "format", ARC_FORMAT, "version",
+	if (!fmt(key_path, sizeof(key_path), "%s/%s", data_dir, ARC_LINK_KEY)) {
+		rc = dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+		goto out;
+	}
+	/* the key is made once at a server's first start and never changes */
+	has_key = access(key_path, F_OK) == 0;
+	t->link_key = has_key;
+	j = json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:I, s:b}", "format", ARC_FORMAT, "version",
 		      ARC_FORMAT_VERSION, "devicehub", DH_VERSION, "schema_version",
 		      info->schema_version, "created", created, "database_bytes",
-		      (json_int_t)info->bytes, "images", (json_int_t)blobs.n);
+		      (json_int_t)info->bytes, "images", (json_int_t)blobs.n, "link_key", has_key);
 	info_text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	if (!info_text) {
 		rc = dh_error_set(err, DH_E_NOMEM, NULL);
@@ -544,6 +559,12 @@ static enum dh_err backup_once(const char **vals, const char *partial, const cha
 	if ((rc = tar_add_mem(t, ARC_INFO, info_text, strlen(info_text), err)) != DH_OK ||
 	    (rc = tar_add_file(t, ARC_DB, dbtmp, 0640, NULL, err)) != DH_OK)
 		goto out;
+	if (has_key && (rc = tar_add_file(t, ARC_LINK_KEY, key_path, 0600, NULL, err)) != DH_OK) {
+		/* not an image that vanished: a backup without its key must not pass for whole */
+		if (rc == DH_E_NOT_FOUND)
+			rc = DH_E_IO;
+		goto out;
+	}
 	for (size_t i = 0; i < blobs.n; i++) {
 		const char *sha = blobs.sha[i];
 		if (!fmt(name, sizeof(name), ARC_BLOB_DIR "%.2s/%s", sha, sha) ||
@@ -624,9 +645,10 @@ static int run_backup(const char **vals)
 		/* a PostgreSQL database or an unknown URL is a usage mistake, not a failure */
 		return rc == DH_E_INVALID ? 2 : 1;
 	}
-	printf("Backup %s: database %lld bytes (schema version %d), %lld images, %llu bytes in all,"
-	       " SHA-256 sums in " ARC_MANIFEST "\n",
+	printf("Backup %s: database %lld bytes (schema version %d), %lld images, %s, %llu bytes in"
+	       " all, SHA-256 sums in " ARC_MANIFEST "\n",
 	       to, (long long)info.bytes, info.schema_version, (long long)info.blobs,
+	       t.link_key ? "the link key" : "no link key (the data dir has none yet)",
 	       (unsigned long long)t.bytes);
 	return 0;
 }
@@ -643,6 +665,7 @@ struct restore {
 	size_t manifest_len;
 	json_t *info;         /* devicehub-backup.json */
 	uint64_t image_bytes; /* bytes of images unpacked */
+	bool link_key;        /* the archive holds the link key */
 };
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -780,9 +803,12 @@ static enum dh_err take_member(struct restore *r, const char *name, uint64_t siz
 	if (!buf)
 		return dh_error_set(err, DH_E_NOMEM, NULL);
 	if (!mem) {
-		/* the database as private as the server keeps it; images as the blob store */
+		/* the database and the link key as private as the server keeps them; images
+		 * as the blob store */
 		out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-			   strcmp(name, ARC_DB) == 0 ? 0640 : 0644);
+			   strcmp(name, ARC_LINK_KEY) == 0 ? 0600
+			   : strcmp(name, ARC_DB) == 0     ? 0640
+							   : 0644);
 		if (out < 0) {
 			rc = dh_error_set(err, DH_E_IO, "Cannot create %s: %s", path,
 					  strerror(errno));
@@ -866,6 +892,18 @@ static enum dh_err unpack(struct restore *r, struct dh_error *err)
 				return rc;
 			r->manifest_len = (size_t)size;
 			continue; /* not a member the manifest lists */
+		} else if (strcmp(name, ARC_LINK_KEY) == 0) {
+			if (size != DH_LINK_KEY_LEN)
+				return dh_error_set(err, DH_E_INVALID,
+						    "Not a Device Hub backup: %s holds %llu bytes,"
+						    " not %d",
+						    name, (unsigned long long)size,
+						    DH_LINK_KEY_LEN);
+			if (!fmt(path, sizeof(path), "%s/%s", r->stage, name))
+				return dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+			if ((rc = take_member(r, name, size, path, NULL, 0, sha, err)) != DH_OK)
+				return rc;
+			r->link_key = true;
 		} else if (strcmp(name, ARC_DB) == 0 || blob_member(name)) {
 			if (!fmt(path, sizeof(path), "%s/%s", r->stage, name))
 				return dh_error_set(err, DH_E_INVALID, "Data dir path too long");
@@ -982,33 +1020,47 @@ static enum dh_err sync_dir(const char *path, struct dh_error *err)
 	return DH_OK;
 }
 
-/* Moves the checked staging files into the data dir: images first, the database last. */
+/* Moves the checked staging files into the data dir: images and the link key first, the
+ * database last. */
 static enum dh_err install(struct restore *r, struct dh_error *err)
 {
-	char from[BK_PATH_MAX], to[BK_PATH_MAX];
+	char from[BK_PATH_MAX], to[BK_PATH_MAX], key_from[BK_PATH_MAX], key_to[BK_PATH_MAX];
 	struct stat st;
 	enum dh_err rc;
 
 	if (!fmt(to, sizeof(to), "%s/%s", r->dir, "blobs") ||
-	    !fmt(from, sizeof(from), "%s/%s", r->stage, "blobs"))
+	    !fmt(from, sizeof(from), "%s/%s", r->stage, "blobs") ||
+	    !fmt(key_to, sizeof(key_to), "%s/%s", r->dir, ARC_LINK_KEY) ||
+	    !fmt(key_from, sizeof(key_from), "%s/%s", r->stage, ARC_LINK_KEY))
 		return dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+	if (r->link_key && rename(key_from, key_to) != 0)
+		return dh_error_set(err, DH_E_IO, "Cannot move %s to %s: %s", key_from, key_to,
+				    strerror(errno));
 	if (stat(from, &st) == 0) {
-		if (rename(from, to) != 0)
-			return dh_error_set(err, DH_E_IO, "Cannot move %s to %s: %s", from, to,
-					    strerror(errno));
+		if (rename(from, to) != 0) {
+			rc = dh_error_set(err, DH_E_IO, "Cannot move %s to %s: %s", from, to,
+					  strerror(errno));
+			goto undo_key;
+		}
 	} else if ((rc = make_dir(to, err)) != DH_OK) {
-		return rc;
+		goto undo_key;
 	}
-	if (!fmt(from, sizeof(from), "%s/%s", r->stage, ARC_DB))
-		return dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+	if (!fmt(from, sizeof(from), "%s/%s", r->stage, ARC_DB)) {
+		rc = dh_error_set(err, DH_E_INVALID, "Data dir path too long");
+		goto undo_blobs;
+	}
 	if ((rc = sync_dir(to, err)) != DH_OK ||
-	    (rc = dh_db_snapshot_install(from, r->dir, err)) != DH_OK) {
-		/* put the data dir back as it was: empty */
-		if (fmt(from, sizeof(from), "%s/%s", r->stage, "blobs"))
-			rename(to, from);
-		return rc;
-	}
+	    (rc = dh_db_snapshot_install(from, r->dir, err)) != DH_OK)
+		goto undo_blobs;
 	return sync_dir(r->dir, err);
+undo_blobs:
+	/* put the data dir back as it was: empty */
+	if (fmt(from, sizeof(from), "%s/%s", r->stage, "blobs"))
+		rename(to, from);
+undo_key:
+	if (r->link_key)
+		rename(key_to, key_from);
+	return rc;
 }
 
 static int run_restore(const char **vals)
@@ -1048,9 +1100,12 @@ static int run_restore(const char **vals)
 	    (rc = install(&r, &err)) != DH_OK)
 		goto out;
 	printf("Restored %s from %s: database %lld bytes (schema version %d), %lld images (%llu"
-	       " bytes), every SHA-256 sum checked\n",
+	       " bytes), %s, every SHA-256 sum checked\n",
 	       r.dir, r.from, (long long)info.bytes, info.schema_version, (long long)info.blobs,
-	       (unsigned long long)r.image_bytes);
+	       (unsigned long long)r.image_bytes,
+	       r.link_key ? "the link key"
+			  : "no link key (a new one is made at the first start: sessions then show"
+			    " their short links as null until they run again)");
 out:
 	if (staged)
 		stage_remove(&r);

@@ -4,8 +4,9 @@
  * server runs, and its unpacking into an empty data dir after every sum was checked.
  *
  * Archive members, in order: devicehub-backup.json (format, versions, time, counts),
- * devicehub.db (the database snapshot), blobs/sha256/<2 hex>/<64 hex> (the images, named
- * by their hash as in the blob store) and MANIFEST.sha256 (sha256sum format: one line
+ * devicehub.db (the database snapshot), link.key (the short links' key, when the data dir
+ * has one), blobs/sha256/<2 hex>/<64 hex> (the images, named by their hash as in the blob
+ * store) and MANIFEST.sha256 (sha256sum format: one line
  * "<hex>  <member>" for every other member), so that `tar x` and `sha256sum -c` check an
  * archive without devicehubd.
  */

@@ -33,6 +33,9 @@
 #define DH_LINK_TOKEN_BYTES 16
 /* Bytes of the link key: HMAC-SHA256's full strength. */
 #define DH_LINK_KEY_LEN 32
+/* The link key's file in the data directory (pipeline/session.c makes it; backups carry it,
+ * and every server on one database needs the same). */
+#define DH_LINK_KEY_FILE "link.key"
 /* A token in text: 22 base64url characters (no padding) and NUL. */
 #define DH_LINK_TOKEN_LEN 23
 /* Bytes of a token's hash (SHA-256). */

@@ -156,7 +156,7 @@ enum dh_err dh_session_link_key_setup(const char *data_dir, struct dh_error *err
 	ssize_t n = -1;
 	int fd, k;
 
-	k = snprintf(path, sizeof(path), "%s/link.key", data_dir);
+	k = snprintf(path, sizeof(path), "%s/" DH_LINK_KEY_FILE, data_dir);
 	if (k < 0 || (size_t)k >= sizeof(path))
 		return dh_error_set(err, DH_E_IO, "The data directory path is too long.");
 	fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -128,7 +128,7 @@ def test_backup_while_serving_restores_the_same_sessions_and_images(live, tmp_pa
     r = dh("restore", "--from", archive, "--data-dir", new_dir)
     assert r.returncode == 0, r.stderr
     assert "every SHA-256 sum checked" in r.stdout
-    assert entries(new_dir) == ["blobs", "devicehub.db"]
+    assert entries(new_dir) == ["blobs", "devicehub.db", "link.key"]
 
     restored = Server(data_dir=str(new_dir), admin_token=None).start()
     try:
@@ -195,6 +195,105 @@ def test_archive_is_a_tar_with_a_checkable_manifest(live, tmp_path):
     assert all(hashlib.sha256(v).hexdigest() == k for k, v in blobs.items())
 
 
+def short_link_session(admin, t):
+    """A session whose link step ran (for the 300 KiB image): it waits for the device in
+    created, with links."""
+    sid = new_session(admin, t, 1)
+    s = wait_state(admin, sid, ("created",))
+    assert s["payload"]["short_link"], s
+    return s
+
+
+def test_restore_keeps_the_short_links(live, tmp_path):
+    """The archive carries <data dir>/link.key (listed in the manifest, mode 0600): a
+    restored server shows every session's short_link as before, and a link already given to
+    a device downloads from it."""
+    srv, admin, t = live
+    s = short_link_session(admin, t)
+    short = s["payload"]["short_link"]
+    image = admin.get("/" + short.split("/", 3)[3], token="").content
+    assert hashlib.sha256(image).hexdigest() == s["payload"]["sha256"]
+    archive = tmp_path / "b.tar"
+    r = dh("backup", "--data-dir", srv.data_dir, "--to", archive)
+    assert r.returncode == 0 and "the link key" in r.stdout, (r.stdout, r.stderr)
+    key = open(os.path.join(srv.data_dir, "link.key"), "rb").read()
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("link.key")
+        assert member.mode == 0o600 and tar.extractfile(member).read() == key
+        manifest = tar.extractfile("MANIFEST.sha256").read().decode()
+        info = json.loads(tar.extractfile("devicehub-backup.json").read())
+    assert f"{hashlib.sha256(key).hexdigest()}  link.key" in manifest.splitlines()
+    assert info["link_key"] is True
+
+    new_dir = tmp_path / "restored"
+    r = dh("restore", "--from", archive, "--data-dir", new_dir)
+    assert r.returncode == 0 and "the link key" in r.stdout, (r.stdout, r.stderr)
+    assert (new_dir / "link.key").read_bytes() == key
+    assert os.stat(new_dir / "link.key").st_mode & 0o777 == 0o600
+    restored = Server(data_dir=str(new_dir), admin_token=None).start()
+    try:
+        client = Client(restored, ADMIN_TOKEN)
+        again = client.get(f"/api/v1/firmware-update/{s['id']}/").json()
+        assert again["state"] == "created"
+        assert again["payload"]["short_link"] == short
+        listed = client.get("/api/v1/firmware-update/", params={"limit": 1000}).json()
+        assert [x["payload"]["short_link"] for x in listed["results"]
+                if x["id"] == s["id"]] == [short]
+        # the link a device holds: no token, resumable, the same bytes
+        path = "/" + short.split("/", 3)[3]
+        got = client.get(path, token="")
+        assert got.status_code == 200 and got.content == image
+        part = client.get(path, token="", headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == image[10:20]
+    finally:
+        restored.cleanup()
+
+
+def test_a_backup_without_a_link_key_still_restores(live, tmp_path):
+    """Archives of builds before the key was included: restored, with a note, and the
+    server makes a new key (sessions then show their short links as null)."""
+    srv, admin, t = live
+    s = short_link_session(admin, t)
+    archive = tmp_path / "b.tar"
+    assert dh("backup", "--data-dir", srv.data_dir, "--to", archive).returncode == 0
+    old = tmp_path / "old.tar"
+    with tarfile.open(archive) as src, tarfile.open(old, "w", format=tarfile.USTAR_FORMAT) as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "link.key":
+                continue
+            if m.name == "MANIFEST.sha256":
+                data = "".join(line for line in data.decode().splitlines(True)
+                               if not line.endswith("  link.key\n")).encode()
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    new_dir = tmp_path / "restored"
+    r = dh("restore", "--from", old, "--data-dir", new_dir)
+    assert r.returncode == 0 and "no link key" in r.stdout, (r.stdout, r.stderr)
+    assert entries(new_dir) == ["blobs", "devicehub.db"]
+    restored = Server(data_dir=str(new_dir), admin_token=None).start()
+    try:
+        again = Client(restored, ADMIN_TOKEN).get(f"/api/v1/firmware-update/{s['id']}/").json()
+        assert again["payload"]["short_link"] is None
+    finally:
+        restored.cleanup()
+
+
+def test_restore_refuses_a_link_key_of_the_wrong_size(archive, tmp_path):
+    bad = tmp_path / "badkey.tar"
+    with tarfile.open(archive) as src, tarfile.open(bad, "w", format=tarfile.USTAR_FORMAT) as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "link.key":
+                data = data[:16]
+                m.size = 16
+            dst.addfile(m, io.BytesIO(data))
+    target = tmp_path / "into"
+    r = dh("restore", "--from", bad, "--data-dir", target)
+    assert r.returncode == 1 and "link.key holds 16 bytes" in r.stderr, r.stderr
+    assert entries(target) == []
+
+
 def tamper(src, dst, member, offset):
     """Copies the archive src to dst with one byte of member's data flipped."""
     data = bytearray(src.read_bytes())
@@ -258,7 +357,7 @@ def test_restore_refuses_a_non_empty_or_locked_data_dir(live, archive, tmp_path)
     (stale / ".restore-tmp" / "devicehub.db").write_bytes(b"half")
     r = dh("restore", "--from", archive, "--data-dir", stale)
     assert r.returncode == 0, r.stderr
-    assert entries(stale) == ["blobs", "devicehub.db"]
+    assert entries(stale) == ["blobs", "devicehub.db", "link.key"]
     # a running server holds its data dir's lock: the restore must not even look inside
     r = dh("restore", "--from", archive, "--data-dir", live[0].data_dir)
     assert r.returncode == 1 and "in use by another devicehubd" in r.stderr, r.stderr
