@@ -3,9 +3,10 @@ over two servers; one is killed (kill -9) mid-pipeline and the other finishes ev
 a token revoked on A is refused on B within a second (and a session's change on A shows on
 B); an SSE client on B hears of a session created on A; an image uploaded to A downloads
 from B byte for byte, with Range and If-Range; a timeout is applied exactly once although
-both reapers see it."""
+both reapers see it; servers given one link.key show one short link."""
 import hashlib
 import os
+import shutil
 import signal
 import time
 
@@ -23,11 +24,22 @@ ARGS = ["--lease-ms", "1500", "--reaper-interval-ms", "100"]
 PROPAGATION_S = 1.0
 
 
+def second_server(a, extra_args, key=True):
+    """Another server on a's database; with key, given a's link.key before its first start
+    (README, "Running several servers"), else it makes one of its own."""
+    b = Server(extra_args=extra_args, database=a.database)
+    if key:
+        os.makedirs(b.data_dir)
+        shutil.copy2(os.path.join(a.data_dir, "link.key"), os.path.join(b.data_dir, "link.key"))
+    b.start()
+    b.db_name = None  # the database is a's: dropped once, by a's cleanup
+    return b
+
+
 @pytest.fixture
 def pair():
     a = Server(extra_args=ARGS + ["--workers", "4"]).start()
-    b = Server(extra_args=ARGS + ["--workers", "4"], database=a.database).start()
-    b.db_name = None  # the database is a's: dropped once, by a's cleanup
+    b = second_server(a, ARGS + ["--workers", "4"])
     yield a, b
     for s in (b, a):
         s.cleanup()
@@ -169,3 +181,43 @@ def test_a_timeout_is_applied_once_by_two_reapers(pair):
         assert [h["state"] for h in s["history"]].count("unconfirmed") == 1, s["history"]
     moved = sum(srv.read_log().count("to=unconfirmed") for srv in (a, b))
     assert moved == len(ids)
+
+
+def test_servers_with_one_link_key_show_one_short_link(pair):
+    """README, "Running several servers": each server needs the same link.key, copied into
+    a new server's data dir before its first start (the pair's B). Then every server shows
+    a session's short_link alike, whichever of them ran its link step, and a link issued by
+    one downloads from the other. A server with a key of its own cannot compute the links
+    of the others: it shows null."""
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    data = os.urandom(200 * 1024 + 7)
+    upload_fw(ca, cat, "2.0.0", data=data)
+    dp = procedure(ca, cat, steps=[{"plugin": "link"}])
+    links = {}
+    for i, (start_on, other) in enumerate(((ca, cb), (cb, ca), (ca, cb), (cb, ca))):
+        s = new_session(start_on, cat, dp, version=f"1.0.{i}")
+        assert start_on.post(FU + s["id"] + "/start").status_code == 200
+        mine = wait_state(start_on, s["id"], "created")["payload"]["short_link"]
+        assert mine and "/d/" in mine, mine
+        assert wait_state(other, s["id"], "created")["payload"]["short_link"] == mine
+        listed = other.get(FU, params={"limit": 1000}).json()["results"]
+        assert [x["payload"]["short_link"] for x in listed if x["id"] == s["id"]] == [mine]
+        # the device's link, sent to the other server: no token, Range, the same bytes
+        path = "/d/" + mine.rsplit("/d/", 1)[1]
+        got = other.get(path, token="")
+        assert got.status_code == 200 and got.content == data
+        part = other.get(path, token="", headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == data[100:200]
+        links[s["id"]] = mine
+    # a server started with a key of its own (after the links were issued, so that none
+    # of them was its): the links download, but it cannot show them
+    c = second_server(a, ARGS, key=False)
+    try:
+        cc = Client(c, ADMIN_TOKEN)
+        for sid, link in links.items():
+            assert cc.get(FU + sid).json()["payload"]["short_link"] is None
+            assert cc.get("/d/" + link.rsplit("/d/", 1)[1], token="").content == data
+    finally:
+        c.cleanup()
