@@ -172,6 +172,15 @@ enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row,
 /* Updates the given columns of row id; DH_E_NOT_FOUND if no such row. */
 enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id, json_t *cols,
 			     struct dh_error *err);
+/*
+ * A model now belongs to product_id (it was moved): the rows that record a model's product
+ * beside the model itself follow it, so that rights over the new product cover them and
+ * rights over the old one no longer do: the model's sessions, the grants over the model and
+ * the webhooks scoped to it. Devices and firmware have no product of their own (they join
+ * the model). Call inside the transaction that moves the model.
+ */
+enum dh_err dh_db_model_product_follow(struct dh_db *db, const char *model_id,
+				       const char *product_id, struct dh_error *err);
 /* Deletes row id; DH_E_REFERENCED when other rows still point at it (a device: while one of
  * its sessions is not finished; err->detail then says so). */
 enum dh_err dh_db_obj_delete(struct dh_db *db, const char *table, const char *id,
@@ -388,10 +397,11 @@ enum dh_err dh_db_device_psk(struct dh_db *db, const char *identity, char *key, 
 /* The delivered counters of a session, as the flusher reads and writes them. */
 struct dh_db_delivered {
 	enum dh_state state;
-	int64_t size;    /* the target image's size */
-	int64_t bytes;   /* delivered_bytes */
-	int64_t covered; /* delivered_covered */
-	char *ranges;    /* delivered_ranges (malloc'd; "" when none) */
+	int64_t size;              /* the target image's size */
+	int64_t bytes;             /* delivered_bytes */
+	int64_t covered;           /* delivered_covered */
+	char *ranges;              /* delivered_ranges (malloc'd; "" when none) */
+	char product[DH_UUID_LEN]; /* the session's product now (its model may have moved) */
 };
 
 /* Reads the delivered counters of session id into d (free d->ranges). DH_E_NOT_FOUND. */

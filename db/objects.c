@@ -157,6 +157,33 @@ enum dh_err dh_db_obj_insert(struct dh_db *db, const char *table, json_t *row, s
 	return rc;
 }
 
+enum dh_err dh_db_model_product_follow(struct dh_db *db, const char *model_id,
+				       const char *product_id, struct dh_error *err)
+{
+	/* sessions by their index on (model_id, create_time); the grants and webhooks of one
+	 * model are few */
+	static const char *const sql[] = {
+		"UPDATE sessions SET product_id = ?2 WHERE model_id = ?1 AND product_id <> ?2",
+		"UPDATE access_rights SET product_id = ?2 WHERE model_id = ?1"
+		" AND coalesce(product_id, '') <> ?2",
+		"UPDATE webhooks SET product_id = ?2 WHERE model_id = ?1"
+		" AND coalesce(product_id, '') <> ?2",
+	};
+
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		struct dh_stmt *st = dh_db_prep(db, sql[i]);
+		enum dh_err rc;
+		if (!st)
+			return dh_error_set(err, DH_E_DB, NULL);
+		dh_stmt_text(st, 1, model_id);
+		dh_stmt_text(st, 2, product_id);
+		rc = dh_stmt_run(st, err);
+		if (rc != DH_OK)
+			return rc;
+	}
+	return DH_OK;
+}
+
 enum dh_err dh_db_obj_update(struct dh_db *db, const char *table, const char *id, json_t *cols,
 			     struct dh_error *err)
 {

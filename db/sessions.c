@@ -945,11 +945,12 @@ enum dh_err dh_db_session_delivered_get(struct dh_db *db, const char *id, struct
 {
 	/* FOR UPDATE on a shared database: two processes' flushers add, never overwrite */
 	static const char lite[] = "SELECT s.state, f.size, s.delivered_bytes, s.delivered_covered,"
-				   " s.delivered_ranges FROM sessions s LEFT JOIN firmware f"
-				   " ON f.id = s.target_firmware_id WHERE s.id = ?1";
+				   " s.delivered_ranges, s.product_id FROM sessions s LEFT JOIN"
+				   " firmware f ON f.id = s.target_firmware_id WHERE s.id = ?1";
 	static const char pg[] = "SELECT s.state, f.size, s.delivered_bytes, s.delivered_covered,"
-				 " s.delivered_ranges FROM sessions s LEFT JOIN firmware f"
-				 " ON f.id = s.target_firmware_id WHERE s.id = ?1 FOR UPDATE OF s";
+				 " s.delivered_ranges, s.product_id FROM sessions s LEFT JOIN"
+				 " firmware f ON f.id = s.target_firmware_id WHERE s.id = ?1"
+				 " FOR UPDATE OF s";
 	struct dh_stmt *st = dh_db_prep(db, dh_db_sql(db, lite, pg));
 	enum dh_err rc = DH_E_NOT_FOUND;
 	char state[32];
@@ -967,6 +968,7 @@ enum dh_err dh_db_session_delivered_get(struct dh_db *db, const char *id, struct
 		d->bytes = dh_stmt_col_int(st, 2);
 		d->covered = dh_stmt_col_int(st, 3);
 		d->ranges = dh_stmt_col_strdup(st, 4);
+		dh_stmt_col_copy(st, 5, d->product, sizeof(d->product));
 		if (!d->ranges)
 			d->ranges = strdup("");
 		rc = d->ranges ? DH_OK : DH_E_NOMEM;

@@ -1,7 +1,10 @@
 /*
  * Models: a product's hardware variants; firmware and devices belong to a model. A model's
- * access-rights scope is its product and itself; moving a model to another product moves
- * the grants over the model along, so every write invalidates the authentication cache.
+ * access-rights scope is its product and itself. Moving a model to another product moves
+ * everything of the model along in the same transaction: its firmware and devices (they
+ * join the model), its sessions, the grants over it and its webhooks (they record the
+ * product: dh_db_model_product_follow), so that rights over the new product cover all of it
+ * and rights over the old one none. Every write invalidates the authentication cache.
  */
 #include "api/api.h"
 #include "api/objects.h"
@@ -17,6 +20,20 @@ static enum dh_err model_scope(struct dh_req *req, json_t *row, struct dh_scope 
 	s->product = ids[0];
 	s->model = ids[1];
 	return DH_OK;
+}
+
+/* after_write: inside the write's transaction, so a move is all or nothing */
+static enum dh_err model_written(struct dh_req *req, const char *id, json_t *row)
+{
+	const char *product = json_string_value(json_object_get(row, "product_id"));
+	enum dh_err rc;
+
+	if (row && product) {
+		rc = dh_db_model_product_follow(req->db, id, product, &req->err);
+		if (rc != DH_OK)
+			return rc;
+	}
+	return dh_api_obj_auth_changed(req, id, row);
 }
 
 static const struct dh_field model_fields[] = {
@@ -44,7 +61,7 @@ static const struct dh_resource models = {
 	.nfields = sizeof(model_fields) / sizeof(model_fields[0]),
 	.right = DH_ACT_MANAGE,
 	/* grants over a model are over its product: a move changes what principals hold */
-	.hooks = { .scope = model_scope, .after_write = dh_api_obj_auth_changed },
+	.hooks = { .scope = model_scope, .after_write = model_written },
 	.event_kind = "model",
 };
 

@@ -22,6 +22,7 @@ struct seen {
 	bool written;
 	enum dh_state state;
 	int64_t size, bytes, covered_before, covered;
+	char product[DH_UUID_LEN]; /* the row's: the link's may predate a move of the model */
 };
 
 json_t *dh_delivered_to_json(int64_t bytes, int64_t covered, int64_t size)
@@ -57,6 +58,7 @@ static enum dh_err write_one(struct dh_db *db, const struct dh_delivery_item *it
 	}
 	dh_coverage_format(&cov, text, DH_COVERAGE_TEXT_MAX);
 	sn->state = d.state;
+	memcpy(sn->product, d.product, sizeof(sn->product));
 	sn->size = d.size;
 	sn->covered_before = d.covered;
 	free(d.ranges);
@@ -100,7 +102,8 @@ static enum dh_err publish(struct dh_db *db, const struct dh_delivery_item *it,
 		return DH_OK;
 	ev = json_pack("{s:s, s:s, s:o}", "id", it->session, "state", dh_state_name(sn->state),
 		       "delivered", dh_delivered_to_json(sn->bytes, sn->covered, sn->size));
-	rc = ev ? dh_db_event_emit(db, DH_ACT_UPDATE, type, it->session, it->product, it->model,
+	rc = ev ? dh_db_event_emit(db, DH_ACT_UPDATE, type, it->session,
+				   *sn->product ? sn->product : it->product, it->model,
 				   *it->channel ? it->channel : NULL, ev)
 		: DH_E_NOMEM;
 	json_decref(ev);
