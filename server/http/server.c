@@ -945,22 +945,71 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
 }
 
 struct framing {
-	unsigned n_length, n_coding;
+	unsigned n_length, n_coding, n_host;
 	const char *length, *coding;
+	const char *bad; /* why a header line cannot be trusted, or NULL */
 };
 
+/* RFC 9110 5.6.2: a token, what a header name must be. */
+static bool is_token(const char *s, size_t n)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == 0 || !strchr(tchar, s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Does name start with the framing header framing and go on (case does not matter)? */
+static bool extends(const char *name, size_t n, const char *framing)
+{
+	size_t k = strlen(framing);
+
+	return n > k && strncasecmp(name, framing, k) == 0;
+}
+
 static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
-				      const char *value)
+				      size_t key_size, const char *value, size_t value_size)
 {
 	struct framing *f = cls;
 
 	(void)kind;
+	/*
+	 * libmicrohttpd 0.9.75 takes a line that starts with a space or tab (obsolete line
+	 * folding) as a continuation and appends it to the header's *name*, keeping the value
+	 * of the first line: "Content-Length: 0" + " 2" reaches us as "Content-Length2: 0",
+	 * while a proxy that joins folded lines reads "Content-Length: 02". A name that is no
+	 * token, or a framing header's name with more after it, is that mark; a value with a
+	 * control byte (a bare CR, which a proxy may take for the end of the line) is refused
+	 * as well (RFC 9112 2.2, 5.2).
+	 */
+	if (!is_token(key, key_size) || extends(key, key_size, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+	    extends(key, key_size, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		f->bad = "A header line is malformed: a name that is not a token, or a line that "
+			 "continues the one before it (obsolete line folding).";
+		return MHD_YES;
+	}
+	for (size_t i = 0; value && i < value_size; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			f->bad = "A header value contains a control character (a bare CR, for "
+				 "one).";
+			return MHD_YES;
+		}
+	}
 	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
 		f->n_length++;
 		f->length = value;
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
 		f->n_coding++;
 		f->coding = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+		f->n_host++;
 	}
 	return MHD_YES;
 }
@@ -969,8 +1018,9 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
  * How the body is delimited must be beyond doubt, or a request could be read one way here
  * and another way by a proxy in front (request smuggling), or wait forever for a body MHD
  * cannot delimit. Accepted: no body headers, one Content-Length that is a decimal number,
- * or one "Transfer-Encoding: chunked" (exactly what MHD decodes). Everything else is
- * answered at once, and the connection is closed after the answer.
+ * or one "Transfer-Encoding: chunked" (exactly what MHD decodes), among header lines that
+ * are read the same way by everyone (see framing_header) and one Host at most. Everything
+ * else is answered at once, and the connection is closed after the answer.
  */
 static enum dh_err check_framing(struct dh_req *req)
 {
@@ -978,8 +1028,12 @@ static enum dh_err check_framing(struct dh_req *req)
 	uint64_t n = 0;
 	enum dh_err rc = DH_OK;
 
-	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_header, &f);
-	if (f.n_coding > 1)
+	MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, framing_header, &f);
+	if (f.bad)
+		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST, "%s", f.bad);
+	else if (f.n_host > 1)
+		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST, "Host may be sent once.");
+	else if (f.n_coding > 1)
 		rc = dh_error_set(&req->err, DH_E_BAD_REQUEST,
 				  "Transfer-Encoding may be sent once.");
 	else if (f.n_coding == 1 && f.n_length > 0)
