@@ -380,10 +380,24 @@ static void stream_free(void *cls)
 enum dh_err dh_http_reply_stream(struct dh_req *req, unsigned status, const char *ctype,
 				 dh_stream_read_fn read, void *cls, void (*release)(void *))
 {
-	struct stream_cls *s = req->answer ? NULL : calloc(1, sizeof(*s));
+	struct stream_cls *s = NULL;
 	struct MHD_Response *r;
 	enum dh_err rc;
 
+	/*
+	 * A HEAD gets the headers alone. libmicrohttpd 0.9.75 still writes the last chunk
+	 * ("0\r\n\r\n") of a streamed answer to a HEAD, bytes that the client (or a proxy that
+	 * keeps the connection) then takes for the start of the next answer.
+	 */
+	if (req->method == DH_HEAD && !req->answer) {
+		if (release)
+			release(cls);
+		rc = dh_http_reply_empty(req, status);
+		if (rc == DH_OK && ctype)
+			dh_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+		return rc;
+	}
+	s = req->answer ? NULL : calloc(1, sizeof(*s));
 	if (!s) {
 		if (release)
 			release(cls);

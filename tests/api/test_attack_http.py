@@ -1,16 +1,18 @@
 """Second attack run, raw HTTP: header lines that a proxy in front and libmicrohttpd would read
 differently (obsolete line folding, bare CR, control bytes, Host twice) are one 400 and a
-closed connection, never a second request hidden in a body; every method a route does not take
-is a JSON 405 with Allow; odd request targets (absolute form, encoded slashes, dot segments)
+closed connection, never a second request hidden in a body; HEAD on every GET route gives the
+GET's status and headers without a body, also on the event stream; every other method is a
+JSON 405 with Allow; odd request targets (absolute form, encoded slashes, dot segments)
 reach nothing they should not; an error in a pipeline is answered, then the connection ends.
 """
 import subprocess
+import time
 import uuid
 
 import pytest
 
 from conftest import ADMIN_TOKEN, BIN, unique
-from rawhttp import assert_json_error, exchange, one_answer
+from rawhttp import assert_json_error, connect, exchange, one_answer, parse
 from sessutil import FAST_ARGS, FU, new_session, upload_fw, wait_state
 
 AUTH = ("Authorization: Token " + ADMIN_TOKEN + "\r\n").encode()
@@ -160,6 +162,51 @@ def routes(ids):
         assert "{" not in path, pattern
         paths.setdefault(path, set()).update(methods.split(", "))
     return [(sorted(m), p) for p, m in paths.items()]
+
+
+def head_then_get(port, head_request):
+    """Sends a HEAD and then a GET of /healthz on one connection; returns both answers. A
+    stray byte after the HEAD's headers would garble the second one."""
+    data, head, after, tail = b"", None, None, b""
+    deadline = time.monotonic() + 10
+    with connect(port) as s:
+        s.sendall(head_request + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        while after is None and time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, rest = parse(data, head_request=True)
+            if head is not None:
+                after, tail = parse(rest)
+    assert head is not None and after is not None and tail == b"", (head_request, data[:500])
+    return head, after
+
+
+def test_head_of_every_get_route_is_the_get_without_a_body(server, admin, ids):
+    seen = 0
+    for methods, path in routes(ids):
+        if "GET" not in methods:
+            continue
+        req = f"HEAD {path} HTTP/1.1\r\nHost: x\r\n".encode() + AUTH + b"\r\n"
+        head, after = head_then_get(server.port, req)
+        assert head.status == 200, (path, head)
+        assert after.status == 200 and after.body == b'{"status":"ok"}', (path, after)
+        if path != "/api/v1/events":
+            get = admin.get(path)
+            assert get.status_code == 200, (path, get.text)
+            assert head.header("content-length") == get.headers["Content-Length"], path
+            assert head.header("content-type") == get.headers["Content-Type"], path
+        seen += 1
+    assert seen >= 30
+
+
+def test_head_of_the_event_stream_takes_no_subscription(server, admin):
+    req = b"HEAD /api/v1/events HTTP/1.1\r\nHost: x\r\n" + AUTH + CLOSE + b"\r\n"
+    r = one_answer(server.port, req, head_request=True)
+    assert r.status == 200 and r.header("content-type").startswith("text/event-stream")
+    assert "devicehub_event_subscribers 0" in admin.get("/metrics").text
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PUT", "CONNECT", "get", "PROPFIND"])
