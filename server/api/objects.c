@@ -526,7 +526,8 @@ static enum dh_err emit_object(struct dh_db *db, struct write *w)
 	if (rc == DH_OK) {
 		data = json_pack("{s:s, s:s, s:o}", "kind", w->res->event_kind, "id", w->id,
 				 "object", dh_api_obj_to_json(w->req, w->res, row));
-		rc = data ? dh_db_event_emit(db, DH_ACT_UPDATE, types[w->op], NULL, s.product,
+		/* the event shows the object: only to those who may read it (res->right) */
+		rc = data ? dh_db_event_emit(db, w->res->right, types[w->op], NULL, s.product,
 					     s.model, s.channel, data)
 			  : DH_E_NOMEM;
 	}
