@@ -418,6 +418,16 @@ enum dh_err dh_api_obj_list(struct dh_req *req, const struct dh_resource *res)
 	bool empty = false;
 	size_t i;
 
+	/*
+	 * Objects outside products (channels, delivery methods and procedures, users) are read
+	 * one by one only with the right over everything (check_scope); a list shows the same
+	 * objects, so it needs the same right. Those with a list filter (tokens: one's own)
+	 * decide per row.
+	 */
+	if (!res->hooks.scope && !res->hooks.list_filter &&
+	    !dh_rights_allow(&req->who, res->right, NULL))
+		return dh_error_set(&req->err, DH_E_FORBIDDEN,
+				    "Your access rights do not cover %ss.", res->name);
 	rc = dh_api_page(req, &limit, &offset);
 	if (rc != DH_OK)
 		return rc;

@@ -108,6 +108,32 @@ def test_the_event_stream_shows_objects_only_to_those_who_may_read_them(server, 
         mgr.close()
 
 
+def test_lists_of_objects_outside_products_need_the_right_over_everything(server, admin, world):
+    """A product's manager got every delivery procedure (with the http steps' headers, where
+    credentials of other tenants live), method and channel in lists, while reading one of
+    them was 403."""
+    secret = "Bearer " + unique("tenant-b-secret")
+    admin.create("/api/v1/delivery-procedures/", {
+        "tid": unique("dp"), "name": "Leshan", "delivery_method": world["b"]["method"]["tid"],
+        "steps": [{"plugin": "link"}, {"plugin": "http", "params": {
+            "url": "https://leshan.example.com/x", "headers": {"Authorization": secret}}}]})
+    mgr = Client(server, world["manager"])
+    for kind in ("channels", "delivery-methods", "delivery-procedures"):
+        body = assert_error(mgr.get(f"/api/v1/{kind}/"), 403, "forbidden")
+        assert secret not in str(body)
+        one = world["a"][{"channels": "channel", "delivery-methods": "method",
+                          "delivery-procedures": "procedure"}[kind]]
+        assert_error(mgr.get(f"/api/v1/{kind}/{one['id']}"), 403, "forbidden")
+    # within its product it lists what it manages
+    assert mgr.get("/api/v1/models/").json()["count"] == 1
+    assert mgr.get("/api/v1/devices/").status_code == 200
+    # an unscoped manager and an admin list them all
+    _, top = make_user(admin, ["manage"])
+    for tok in (top, admin.token):
+        r = Client(server, tok).get("/api/v1/delivery-procedures/?limit=1000")
+        assert r.status_code == 200 and secret in r.text
+
+
 def test_a_scoped_manager_cannot_widen_anything(server, admin, world):
     a, b = world["a"], world["b"]
     mgr = Client(server, world["manager"])
