@@ -531,10 +531,17 @@ static enum dh_err backup_once(const char **vals, const char *partial, const cha
 	json_t *j = NULL;
 	enum dh_err rc;
 
+	/*
+	 * Files of our own, made afresh: what a killed backup left under these names goes, and
+	 * whatever appears there meanwhile (a symbolic link planted in a shared directory, to
+	 * have the archive written over another file) makes the backup fail instead.
+	 */
+	unlink(dbtmp);
+	unlink(partial);
 	rc = dh_db_snapshot_take(vals[2], data_dir, dbtmp, collect_blob, &blobs, info, err);
 	if (rc != DH_OK)
 		goto out;
-	t->fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	t->fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (t->fd < 0) {
 		rc = dh_error_set(err, DH_E_IO, "Cannot create %s: %s", partial, strerror(errno));
 		goto out;
@@ -809,6 +816,12 @@ static enum dh_err take_member(struct restore *r, const char *name, uint64_t siz
 			   strcmp(name, ARC_LINK_KEY) == 0 ? 0600
 			   : strcmp(name, ARC_DB) == 0     ? 0640
 							   : 0644);
+		if (out < 0 && errno == EEXIST) {
+			/* the staging dir was empty: an earlier member of the same name */
+			rc = dh_error_set(err, DH_E_INVALID,
+					  "Not a Device Hub backup: %s appears twice", name);
+			goto out;
+		}
 		if (out < 0) {
 			rc = dh_error_set(err, DH_E_IO, "Cannot create %s: %s", path,
 					  strerror(errno));
@@ -870,6 +883,11 @@ static enum dh_err unpack(struct restore *r, struct dh_error *err)
 			break;
 		if ((rc = header_check(&h, name, &size, err)) != DH_OK)
 			return rc;
+		/* each member once: a second copy would replace what the first one said */
+		if ((strcmp(name, ARC_INFO) == 0 && r->info) ||
+		    (strcmp(name, ARC_MANIFEST) == 0 && r->manifest))
+			return dh_error_set(err, DH_E_INVALID,
+					    "Not a Device Hub backup: %s appears twice", name);
 		if (strcmp(name, ARC_INFO) == 0) {
 			char *text = NULL;
 			if ((rc = take_member(r, name, size, NULL, &text, INFO_MAX, sha, err)) !=

@@ -134,8 +134,10 @@ enum dh_err dh_db_sqlite_snapshot_take(const char *path, const char *dest, dh_db
 	}
 	if ((rc = each_blob(src, path, fn, cls, &got.blobs, err)) != DH_OK)
 		goto out;
-	if (sqlite3_open_v2(dest, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
+	/* a new file of its own: never through a symbolic link someone put at dest */
+	if (sqlite3_open_v2(dest, &dst,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+			    NULL) != SQLITE_OK) {
 		rc = sql_fail(dst, "Cannot create", dest, err);
 		goto out;
 	}
