@@ -85,16 +85,23 @@ static bool put(struct text *t, const char *s, size_t n)
 	return true;
 }
 
-/* Appends s percent-encoded: RFC 3986 unreserved characters stay as they are. */
+/*
+ * Appends s percent-encoded: RFC 3986 unreserved characters stay as they are, but for the
+ * dots of a value made of dots only. A device_id of ".." would otherwise be a dot segment
+ * ("/clients/{device.id}/5" -> "/clients/../5"), which libcurl and the receiver resolve to
+ * another path of the receiver ("/5"): a device must not choose the path it is sent to.
+ */
 static bool put_encoded(struct text *t, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	bool only_dots = *s && strspn(s, ".") == strlen(s);
 
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		char e[3] = { '%', hex[c >> 4], hex[c & 15] };
 		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+			     (c >= '0' && c <= '9') || c == '-' || (c == '.' && !only_dots) ||
+			     c == '_' || c == '~';
 		if (!(plain ? put(t, s, 1) : put(t, e, 3)))
 			return false;
 	}

@@ -136,6 +136,34 @@ START_TEST(test_params_table)
 }
 END_TEST
 
+/* A value of dots only would be a dot segment of the URL's path (the receiver resolves
+ * "/c/../5" to "/5"): its dots are encoded; dots among other characters stay. */
+static const struct {
+	const char *device_id;
+	const char *out;
+} dots[] = {
+	{ "..", "/c/%2E%2E/5" },     { ".", "/c/%2E/5" },   { "...", "/c/%2E%2E%2E/5" },
+	{ "a..b", "/c/a..b/5" },     { "..a", "/c/..a/5" }, { "v1.2", "/c/v1.2/5" },
+	{ "../..", "/c/..%2F../5" },
+};
+
+START_TEST(test_dot_segments_are_encoded)
+{
+	struct dh_http_vars v = vars;
+	char *out = NULL, why[200] = "";
+
+	v.device_id = dots[_i].device_id;
+	ck_assert_msg(dh_http_step_expand("/c/{device.id}/5", &v, true, &out, why, sizeof(why)),
+		      "%s", why);
+	ck_assert_str_eq(out, dots[_i].out);
+	free(out);
+	/* outside a URL the value is sent as it is */
+	ck_assert(dh_http_step_expand("{device.id}", &v, false, &out, why, sizeof(why)));
+	ck_assert_str_eq(out, dots[_i].device_id);
+	free(out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("http_step");
@@ -144,6 +172,7 @@ int main(void)
 	int failed;
 
 	tcase_add_loop_test(tc, test_expand_table, 0, sizeof(cases) / sizeof(cases[0]));
+	tcase_add_loop_test(tc, test_dot_segments_are_encoded, 0, sizeof(dots) / sizeof(dots[0]));
 	tcase_add_test(tc, test_check_only_needs_no_values);
 	tcase_add_test(tc, test_expansion_is_bounded);
 	tcase_add_loop_test(tc, test_params_table, 0, sizeof(params) / sizeof(params[0]));
