@@ -80,9 +80,11 @@ static const struct opt opts[] = {
 	{ "head-timeout", "DEVICEHUB_HEAD_TIMEOUT", OPT_UINT, OFF(head_timeout), "30", 1, 3600,
 	  "seconds for a request head to arrive (also the keep-alive idle time); then 408" },
 	{ "rate-limit", "DEVICEHUB_RATE_LIMIT", OPT_UINT, OFF(rate_limit), "5000", 0, 1000000,
-	  "requests per second one token may make on average (429 beyond); 0: no limit" },
+	  "requests per second one user's tokens may make on average together (429 beyond); 0: no"
+	  " limit" },
 	{ "rate-burst", "DEVICEHUB_RATE_BURST", OPT_UINT, OFF(rate_burst), "10000", 1, 10000000,
-	  "size of a token's bucket: requests it may make at once before --rate-limit applies" },
+	  "size of a user's bucket: requests its tokens may make at once before --rate-limit"
+	  " applies" },
 	{ "auth-fail-limit", "DEVICEHUB_AUTH_FAIL_LIMIT", OPT_UINT, OFF(auth_fail_limit), "20", 0,
 	  100000, "failed authentications per minute per client address (429 beyond); 0: any" },
 	{ "min-body-rate", "DEVICEHUB_MIN_BODY_RATE", OPT_UINT, OFF(min_body_rate), "1024", 0,

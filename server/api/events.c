@@ -42,6 +42,12 @@
 #define DH_SSE_STOP_WAIT_MS 3000
 /* Read-callback rounds before parking; each round sees newer events or a due heartbeat. */
 #define DH_SSE_READ_ROUNDS 4
+/*
+ * One user's streams take at most this fraction of --max-events (and at least one), so that
+ * one device, or one leaked token and the tokens it mints for its user, cannot take every
+ * place from the dashboards: with the default 64, eight tabs per user.
+ */
+#define DH_SSE_USER_SHARE 8
 
 struct sub {
 	struct sub *prev, *next;
@@ -379,13 +385,23 @@ static void sub_discard(struct sub *s)
  * list is full or the server is stopping. */
 static enum dh_err sub_join(struct dh_req *req, struct sub *s)
 {
+	unsigned per_user = dh_cfg.max_events / DH_SSE_USER_SHARE, mine = 0;
 	enum dh_err rc = DH_OK;
 	unsigned count;
 
+	if (per_user == 0)
+		per_user = 1;
 	pthread_mutex_lock(&reg.lock);
 	count = reg.count;
+	for (const struct sub *o = reg.head; o; o = o->next)
+		mine += strcmp(o->who.user_id, s->who.user_id) == 0;
 	if (reg.is_stopping) {
 		rc = dh_error_set(&req->err, DH_E_UNAVAILABLE, "The server is shutting down.");
+	} else if (mine >= per_user && count < dh_cfg.max_events) {
+		rc = dh_error_set(&req->err, DH_E_RATE,
+				  "Your user has %u event streams open, the most one user may"
+				  " hold; close one or poll /api/v1/firmware-update/.",
+				  mine);
 	} else if (count >= dh_cfg.max_events) {
 		rc = dh_error_set(&req->err, DH_E_UNAVAILABLE,
 				  "All %u event subscriptions are taken; try again later or poll"

@@ -1099,7 +1099,7 @@ static unsigned retry_seconds(uint64_t ms)
  * --auth-fail-limit gets 429 for every request with credentials, before they are looked
  * at: a guesser learns nothing more until its bucket refills (a refused request costs no
  * failure). A request without credentials is 401 and counts as no failure. An
- * authenticated token beyond --rate-limit gets 429.
+ * authenticated token whose user's tokens together went beyond --rate-limit gets 429.
  */
 static enum dh_err authenticate(struct dh_req *req)
 {
@@ -1124,13 +1124,15 @@ static enum dh_err authenticate(struct dh_req *req)
 	}
 	if (rc != DH_OK)
 		return rc;
-	wait = dh_rate_take(token_rate, req->who.token_id, strlen(req->who.token_id), dh_mono_ms());
+	/* one bucket per user, not per token: any token can mint more tokens for its user, so a
+	 * bucket per token would bound nothing */
+	wait = dh_rate_take(token_rate, req->who.user_id, strlen(req->who.user_id), dh_mono_ms());
 	if (wait) {
 		atomic_fetch_add(&n_rate_token, 1);
 		req->retry_after = retry_seconds(wait);
 		return dh_error_set(
 			&req->err, DH_E_RATE,
-			"This token made more than %u requests a second; retry in %u s.",
+			"This token's user made more than %u requests a second; retry in %u s.",
 			dh_cfg.rate_limit, req->retry_after);
 	}
 	return DH_OK;

@@ -363,11 +363,14 @@ def test_subscriber_limit_503_then_free_again():
     srv = Server(extra_args=["--max-events", "2"]).start()
     subs = []
     try:
-        subs = [Sse(srv), Sse(srv)]
+        # one stream per user at this size (an eighth of --max-events, at least one)
+        admin = Client(srv, ADMIN_TOKEN)
+        toks = [make_user(admin, ["update"])[1] for _ in range(2)]
+        subs = [Sse(srv), Sse(srv, token=toks[0])]
         assert [x.status for x in subs] == [200, 200]
         metrics = Client(srv).get("/metrics").text
         assert "devicehub_event_subscribers 2\n" in metrics, metrics
-        extra = Sse(srv)
+        extra = Sse(srv, token=toks[1])
         assert extra.status == 503
         assert extra.headers.get("retry-after")
         body = extra.body_json()
@@ -377,7 +380,7 @@ def test_subscriber_limit_503_then_free_again():
         deadline = time.monotonic() + 5
         status = None
         while time.monotonic() < deadline:  # the server notices the hang-up of a parked client
-            again = Sse(srv)
+            again = Sse(srv, token=toks[1])
             status = again.status
             again.close()
             if status == 200:
