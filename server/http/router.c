@@ -108,6 +108,21 @@ bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, con
 	return any;
 }
 
+bool dh_route_path_is_secret(const struct dh_route *routes, size_t n, const char *path)
+{
+	if (!path)
+		return false;
+	while (path[0] == '/' && path[1] == '/')
+		path++;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = routes[i].pattern;
+		size_t k = strcspn(p, "{");
+		if ((routes[i].flags & DH_ROUTE_SECRET_PATH) && strncmp(path, p, k) == 0)
+			return true;
+	}
+	return false;
+}
+
 void dh_route_allow_string(unsigned methods, char *buf, size_t size)
 {
 	static const struct {

@@ -53,6 +53,15 @@ struct dh_route_match {
 bool dh_route_find(const struct dh_route *routes, size_t n, unsigned method, const char *path,
 		   struct dh_route_match *m);
 
+/*
+ * Does path (a C string, or NULL) lie under a route of routes[0..n) whose path holds a
+ * credential (DH_ROUTE_SECRET_PATH): does it start, after any run of leading slashes, with
+ * such a pattern's literal part before its first capture ("/d/")? True whatever the method,
+ * and also for a path no route takes ("/d/TOKEN/x"), so that a request answered before or
+ * without routing cannot log the credential either.
+ */
+bool dh_route_path_is_secret(const struct dh_route *routes, size_t n, const char *path);
+
 /* "GET, HEAD" etc. for an Allow header. */
 void dh_route_allow_string(unsigned methods, char *buf, size_t size);
 

@@ -683,12 +683,15 @@ void dh_http_count_status(unsigned status)
 		atomic_fetch_add(&n_2xx, 1);
 }
 
-/* The path as the log may show it: not one whose route says it holds a credential (a short
- * link's token, also when the method is refused), so that no log reader can use it. */
+/* The path as the log may show it: not one under a route whose path holds a credential (a
+ * short link's token), whatever answered it -- a refused method, a refused target or body
+ * framing before routing, a 404 -- so that no log reader can use it. */
 static const char *log_path(const struct dh_req *req)
 {
-	return (req->route_flags & DH_ROUTE_SECRET_PATH) ? "(a path that holds a credential)"
-							 : req->path;
+	return (req->route_flags & DH_ROUTE_SECRET_PATH) ||
+			       dh_route_path_is_secret(dh_routes, dh_routes_count, req->path)
+		       ? "(a path that holds a credential)"
+		       : req->path;
 }
 
 /* What every answer does once it is decided: counted for /metrics, and logged. */

@@ -256,3 +256,31 @@ def test_the_log_never_shows_a_short_link_token(linked):
         assert log.count("path=\"(a path that holds a credential)\"") == 2, log[-2000:]
     finally:
         s.cleanup()
+
+
+def test_the_log_never_shows_a_short_link_token_answered_before_routing():
+    """The requests answered before a route is chosen (a bad target, body framing or header
+    line, a path under /d/ that no route takes) do not log a short link's token either."""
+    import rawhttp
+    s = Server(extra_args=["--log-level", "debug"]).start()
+    tok = "AbCdEfGhIjKlMnOpQrStUvWx"
+    cases = [
+        (f"GET /d/{tok}?x=%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (f"GET /d/{tok}%01 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (f"GET /d/{tok} HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+         400),
+        (f"GET /d/{tok} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (f"GET /d/{tok} HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400),
+        (f"GET /d/{tok} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (f"GET /d/{tok}/x HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+        (f"GET //d/{tok} HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+    ]
+    try:
+        for raw, status in cases:
+            r = rawhttp.one_answer(s.port, raw.encode())
+            assert r.status == status, (raw, r)
+        log = s.read_log()
+        assert tok not in log, log[-3000:]
+        assert log.count("path=\"(a path that holds a credential)\"") == len(cases), log[-3000:]
+    finally:
+        s.cleanup()

@@ -177,6 +177,26 @@ START_TEST(test_real_table)
 }
 END_TEST
 
+/* Paths under a route that holds a credential are secret, whatever else they hold. */
+START_TEST(test_secret_paths)
+{
+	static const struct {
+		const char *path;
+		bool secret;
+	} t[] = {
+		{ "/d/tok", true },   { "/d/tok/", true },      { "/d/tok/x", true },
+		{ "//d/tok", true },  { "/d/", true },          { "/d", false },
+		{ "/dx/tok", false }, { "/api/v1/d/x", false }, { "/", false },
+		{ "", false },        { NULL, false },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		ck_assert_msg(dh_route_path_is_secret(dh_routes, dh_routes_count, t[i].path) ==
+				      t[i].secret,
+			      "%s", t[i].path ? t[i].path : "(null)");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("router");
@@ -187,6 +207,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_cases, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_allow);
 	tcase_add_test(tc, test_real_table);
+	tcase_add_test(tc, test_secret_paths);
 	tcase_add_test(tc, test_real_table_lists_literal_patterns_first);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
