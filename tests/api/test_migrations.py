@@ -8,9 +8,11 @@ import re
 import sqlite3
 import subprocess
 import tempfile
+import uuid
 from datetime import datetime, timezone
 
-from conftest import ADMIN_TOKEN, BIN, PG_DB_OF_DIR, ROOT, Client, Server, pg_cluster
+from conftest import (ADMIN_TOKEN, BIN, PG_DB_OF_DIR, ROOT, Client, Server, make_user,
+                      pg_cluster)
 
 
 def migration_files(engine="sqlite"):
@@ -139,5 +141,109 @@ def test_newer_database_than_binary_is_refused(engine):
                                capture_output=True, text=True, timeout=60, env=s.env)
             assert r.returncode == 2, (r.returncode, r.stderr)
             assert "newer than this build" in r.stderr, r.stderr
+        finally:
+            s.cleanup()
+
+
+# The session list of a caller with one product grant, as db/sessions.c builds it; the plan
+# check below asks which index the database picks for it.
+PRODUCT_LIST_COUNT_SQL = (
+    "SELECT count(*) FROM sessions s WHERE (((s.product_id = '{p}')) AND (NOT"
+    " coalesce(s.target_firmware_id, '') IN (SELECT id FROM firmware WHERE draft <> 0)"
+    " OR 1 = 0))")
+PRODUCT_LIST_PAGE_SQL = (
+    "SELECT s.id FROM sessions s WHERE (((s.product_id = '{p}')) AND (NOT"
+    " coalesce(s.target_firmware_id, '') IN (SELECT id FROM firmware WHERE draft <> 0)"
+    " OR 1 = 0)) ORDER BY s.create_time DESC, s.id DESC LIMIT 7 OFFSET 7")
+
+
+def plan(server, sql):
+    if server.engine == "pg":
+        # a table this small is read whole; forbidding that shows which index serves
+        return " ".join(r[0] for r in pg_cluster().psql(
+            "SET enable_seqscan = off; SET enable_sort = off; EXPLAIN " + sql, server.db_name))
+    return " ".join(r[-1] for r in server.db_rows("EXPLAIN QUERY PLAN " + sql))
+
+
+def test_upgrade_to_session_product_index_lists_alike(engine):
+    """A data dir from before 0007 (sessions of three products, times that tie, targets that
+    are drafts) gets sessions_product on start; the database uses it for a product-scoped
+    list, and the list answers as before: the caller's sessions only, newest first, ties by
+    id, drafts only with the draft right, every page in order."""
+    files = [f for f in migration_files(engine) if f[0] < 7]
+    with tempfile.TemporaryDirectory(prefix="dh-mig-") as d:
+        data_dir = os.path.join(d, "var")
+        os.makedirs(data_dir)
+        db_name = pg_cluster().create_db() if engine == "pg" else None
+        for _, _, path in files:
+            with open(path, encoding="utf-8") as f:
+                run_script(engine, data_dir, db_name, f.read())
+        now = "2026-01-01T00:00:00.000000+00:00"
+        sql = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+               " name TEXT NOT NULL, applied_time TEXT NOT NULL);"]
+        sql += [f"INSERT INTO schema_migrations VALUES ({v}, '{n}', '{now}');"
+                for v, n, _ in files]
+        products = [f"00000000-0000-4000-8000-0000000000a{i}" for i in range(3)]
+        models = [f"00000000-0000-4000-8000-0000000000b{i}" for i in range(3)]
+        for i, (p, m) in enumerate(zip(products, models)):
+            sql.append(f"INSERT INTO products (id, tid, name, create_time) VALUES ('{p}',"
+                       f" 'p{i}', 'P', '{now}');")
+            sql.append(f"INSERT INTO models (id, tid, product_id, name, create_time) VALUES"
+                       f" ('{m}', 'm{i}', '{p}', 'M', '{now}');")
+        dm, dp = "00000000-0000-4000-8000-0000000000c0", "00000000-0000-4000-8000-0000000000c1"
+        sql.append(f"INSERT INTO delivery_methods (id, tid, name, kind, create_time) VALUES"
+                   f" ('{dm}', 'dm', 'H', 'http', '{now}');")
+        sql.append(f"INSERT INTO delivery_procedures (id, tid, name, delivery_method_id,"
+                   f" create_time) VALUES ('{dp}', 'dp', 'P', '{dm}', '{now}');")
+        if engine == "pg":
+            sql.append(f"INSERT INTO blobs VALUES ('{'ab' * 32}', 1, '{now}');")
+        fw = {}
+        for draft in (0, 1):
+            fw[draft] = f"00000000-0000-4000-8000-0000000000d{draft}"
+            sql.append(f"INSERT INTO firmware (id, model_id, version, draft, size, sha256,"
+                       f" create_time) VALUES ('{fw[draft]}', '{models[0]}', '1.0.{draft}',"
+                       f" {draft}, 1, '{'ab' * 32}', '{now}');")
+        sessions = []  # (create_time, id, product index, target is a draft)
+        for i in range(60):
+            sid = str(uuid.UUID(int=(i * 7919) % 997 + 1, version=4))  # ids out of time order
+            t = f"2026-01-01T00:00:{i // 2:02d}.000000+00:00"  # every time twice
+            k, draft = i % 3, i % 5 == 0
+            sessions.append((t, sid, k, draft))
+            target = f"'{fw[1 if draft else 0]}'" if k == 0 else "NULL"
+            sql.append("INSERT INTO sessions (id, create_time, update_time, state,"
+                       " delivery_procedure_id, product_id, model_id, target_firmware_id,"
+                       " ready_timeout, processing_timeout, confirm_timeout, retention)"
+                       f" VALUES ('{sid}', '{t}', '{t}', 'ready', '{dp}', '{products[k]}',"
+                       f" '{models[k]}', {target}, 3600, 3600, 86400, 604800);")
+        run_script(engine, data_dir, db_name, "\n".join(sql))
+        if db_name:
+            PG_DB_OF_DIR[data_dir] = db_name
+        s = Server(data_dir=data_dir).start()
+        try:
+            assert [v for v, _, _ in applied(s)][-1] >= 7
+            for q in (PRODUCT_LIST_COUNT_SQL, PRODUCT_LIST_PAGE_SQL):
+                p = plan(s, q.format(p=products[0]))
+                assert "sessions_product" in p, p
+            admin = Client(s, ADMIN_TOKEN)
+            newest_first = sorted(sessions, reverse=True)
+            for actions, sees_drafts in ((["update"], False), (["update", "draft"], True)):
+                _, token = make_user(admin, actions, product=products[0])
+                c = Client(s, token)
+                want = [sid for _, sid, k, draft in newest_first
+                        if k == 0 and (sees_drafts or not draft)]
+                got, offset = [], 0
+                for _ in range(20):
+                    r = c.get("/api/v1/firmware-update/", params={"limit": 7, "offset": offset})
+                    assert r.status_code == 200, r.text
+                    body = r.json()
+                    assert body["count"] == len(want)
+                    got += [x["id"] for x in body["results"]]
+                    if body["next"] is None:
+                        break
+                    offset += 7
+                assert got == want, (actions, got, want)
+            # an unscoped list is unchanged too
+            r = admin.get("/api/v1/firmware-update/", params={"limit": 100}).json()
+            assert [x["id"] for x in r["results"]] == [sid for _, sid, _, _ in newest_first]
         finally:
             s.cleanup()
