@@ -419,8 +419,8 @@ def coap_case(hub, tmp):
     note(f"CoAP session delivered: {d}")
 
 
-# The shape of the server's sessions table (migrations/sqlite/0002_sessions.sql) without its
-# foreign keys: the same columns and indexes, so the raw rate writes comparable rows.
+# The shape of the server's sessions table (migrations/sqlite/0002_sessions.sql and 0007)
+# without its foreign keys: the same columns and indexes, so the raw rate writes comparable rows.
 RAW_SCHEMA = """
 CREATE TABLE sessions (id TEXT PRIMARY KEY, create_time TEXT NOT NULL,
     update_time TEXT NOT NULL, creator TEXT NOT NULL DEFAULT '', creator_id TEXT,
@@ -439,6 +439,7 @@ CREATE INDEX sessions_queue ON sessions(state, queue_us);
 CREATE INDEX sessions_model ON sessions(model_id, create_time);
 CREATE INDEX sessions_device ON sessions(device_ref);
 CREATE INDEX sessions_created ON sessions(create_time, id);
+CREATE INDEX sessions_product ON sessions(product_id, create_time, id, target_firmware_id);
 """
 RAW_INSERT = """INSERT INTO sessions (id, create_time, update_time, creator, creator_id, state,
     expire_us, delivery_procedure_id, product_id, model_id, channel_id, current_version,
