@@ -22,11 +22,14 @@ enum dh_err dh_api_authenticate(struct dh_req *req);
 enum dh_err dh_api_reauthenticate(struct dh_db *db, struct dh_principal *who, struct dh_error *err);
 
 /*
- * Does the first {id} of the request's path name an object? For the 404 that comes before a
- * 403 (API.md: existence is decided before rights). Paths of kinds this does not know answer
- * true, so that their callers still get 403.
+ * Does the first {id} of the request's path name an object the caller may see? For a caller
+ * that holds the route's right nowhere: the 404 that comes before a 403 (API.md: existence is
+ * decided before rights) is also the answer for an object beyond every grant of the caller,
+ * so that no token can tell what exists outside its scope (README, "Security model"). Each
+ * kind decides as its own handlers do (dh_api_<kind>_visible); paths of kinds this does not
+ * know answer true, so that their callers still get 403. Leaves req->err empty.
  */
-bool dh_api_route_id_exists(struct dh_req *req);
+bool dh_api_route_id_visible(struct dh_req *req);
 
 /* Frees the authentication cache (at shutdown). */
 void dh_api_auth_cache_clear(void);
@@ -35,13 +38,15 @@ void dh_api_auth_cache_clear(void);
 enum dh_err dh_api_healthz(struct dh_req *req);
 enum dh_err dh_api_metrics(struct dh_req *req);
 
-/* CRUD of configuration objects: list, create, get, patch, delete per resource. */
+/* CRUD of configuration objects: list, create, get, patch, delete per resource, and whether
+ * a uuid or tid names one the caller may see (for dh_api_route_id_visible). */
 #define DH_API_CRUD(name)                                                                          \
 	enum dh_err dh_api_##name##_list(struct dh_req *req);                                      \
 	enum dh_err dh_api_##name##_create(struct dh_req *req);                                    \
 	enum dh_err dh_api_##name##_get(struct dh_req *req);                                       \
 	enum dh_err dh_api_##name##_patch(struct dh_req *req);                                     \
-	enum dh_err dh_api_##name##_delete(struct dh_req *req)
+	enum dh_err dh_api_##name##_delete(struct dh_req *req);                                    \
+	bool dh_api_##name##_visible(struct dh_req *req, const char *key)
 
 DH_API_CRUD(products);
 DH_API_CRUD(models);
@@ -70,6 +75,8 @@ enum dh_err dh_api_firmware_get(struct dh_req *req);
 enum dh_err dh_api_firmware_patch(struct dh_req *req);
 enum dh_err dh_api_firmware_delete(struct dh_req *req);
 enum dh_err dh_api_firmware_image(struct dh_req *req);
+/* Does key name a firmware the caller may see (a draft only with a right to drafts)? */
+bool dh_api_firmware_visible(struct dh_req *req, const char *key);
 
 /*
  * downloads.c: answers GET or HEAD with the blob sha256 of size bytes: 200 with the whole
@@ -100,6 +107,9 @@ enum dh_err dh_api_sessions_get(struct dh_req *req);
 enum dh_err dh_api_sessions_start(struct dh_req *req);
 enum dh_err dh_api_sessions_confirm(struct dh_req *req);
 enum dh_err dh_api_sessions_image(struct dh_req *req);
+/* Does key name a session the caller may see (one that leads to a draft only with a right to
+ * drafts)? */
+bool dh_api_sessions_visible(struct dh_req *req, const char *key);
 
 /*
  * stats.c: GET /api/v1/firmware-update/stats, the counts of the sessions created in the

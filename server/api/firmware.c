@@ -240,6 +240,18 @@ enum dh_err dh_api_firmware_upload_chunk(struct dh_req *req, const char *data, s
 
 /* ---- scope and rights ---- */
 
+static enum dh_err fw_load(struct dh_req *req, const char *key, bool is_write, json_t **row);
+
+bool dh_api_firmware_visible(struct dh_req *req, const char *key)
+{
+	json_t *row = NULL;
+	bool seen = fw_load(req, key, false, &row) != DH_E_NOT_FOUND;
+
+	json_decref(row);
+	dh_error_release(&req->err);
+	return seen;
+}
+
 /*
  * May the caller do act on a firmware of (product, model) in channels? A grant over the
  * model (or wider) always does; channel-narrowed grants must cover every channel when

@@ -302,6 +302,26 @@ enum dh_err dh_api_obj_load(struct dh_req *req, const struct dh_resource *res, c
 	return rc;
 }
 
+bool dh_api_obj_visible(struct dh_req *req, const struct dh_resource *res, const char *key)
+{
+	struct dh_scope s = { 0 };
+	char ids[3][DH_UUID_LEN] = { { 0 } };
+	json_t *row = NULL;
+	bool seen = false;
+
+	if (!key || strlen(key) > 64 ||
+	    dh_db_obj_get(req->db, res->table, key, res->has_tid, &row) != DH_OK)
+		goto out;
+	if (res->hooks.scope &&
+	    (res->hooks.scope(req, row, &s, ids) != DH_OK || !dh_rights_sees(&req->who, &s)))
+		goto out;
+	seen = !res->hooks.access || res->hooks.access(req, row) != DH_E_NOT_FOUND;
+out:
+	json_decref(row);
+	dh_error_release(&req->err);
+	return seen;
+}
+
 /* Does grant g imply one of the actions of mask? */
 static bool implies_any(const struct dh_grant *g, unsigned mask)
 {
@@ -714,31 +734,29 @@ enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *
 	return DH_OK;
 }
 
-/* The table each /api/v1/<kind>/{id} names, and whether its rows have a tid. */
+/* Whether the caller sees the object a /api/v1/<kind>/{id} names, per kind. */
 static const struct {
 	const char *kind;
-	const char *table;
-	bool has_tid;
+	bool (*visible)(struct dh_req *req, const char *key);
 } id_kinds[] = {
-	{ "products", "products", true },
-	{ "models", "models", true },
-	{ "channels", "channels", true },
-	{ "delivery-methods", "delivery_methods", true },
-	{ "delivery-procedures", "delivery_procedures", true },
-	{ "devices", "devices", false },
-	{ "users", "users", true },
-	{ "tokens", "tokens", true },
-	{ "access-rights", "access_rights", true },
-	{ "firmware", "firmware", true },
-	{ "firmware-update", "sessions", false },
-	{ "webhooks", "webhooks", true },
+	{ "products", dh_api_products_visible },
+	{ "models", dh_api_models_visible },
+	{ "channels", dh_api_channels_visible },
+	{ "delivery-methods", dh_api_delivery_methods_visible },
+	{ "delivery-procedures", dh_api_delivery_procedures_visible },
+	{ "devices", dh_api_devices_visible },
+	{ "users", dh_api_users_visible },
+	{ "tokens", dh_api_tokens_visible },
+	{ "access-rights", dh_api_access_rights_visible },
+	{ "firmware", dh_api_firmware_visible },
+	{ "firmware-update", dh_api_sessions_visible },
+	{ "webhooks", dh_api_webhooks_visible },
 };
 
-bool dh_api_route_id_exists(struct dh_req *req)
+bool dh_api_route_id_visible(struct dh_req *req)
 {
 	static const char prefix[] = "/api/v1/";
 	const char *kind, *key = req->nargs ? req->args[0] : NULL;
-	char id[DH_UUID_LEN];
 	size_t n;
 
 	if (!req->route || !key || strncmp(req->route->pattern, prefix, sizeof(prefix) - 1) != 0)
@@ -749,9 +767,7 @@ bool dh_api_route_id_exists(struct dh_req *req)
 		return true; /* the id is not the segment after the kind */
 	for (size_t i = 0; i < sizeof(id_kinds) / sizeof(id_kinds[0]); i++) {
 		if (strlen(id_kinds[i].kind) == n && strncmp(id_kinds[i].kind, kind, n) == 0)
-			return strlen(key) <= 64 &&
-			       dh_db_obj_resolve(req->db, id_kinds[i].table, key,
-						 id_kinds[i].has_tid, id) == DH_OK;
+			return id_kinds[i].visible(req, key);
 	}
 	return true;
 }

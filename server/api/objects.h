@@ -137,7 +137,13 @@ enum dh_err dh_api_model_product(struct dh_req *req, const char *model_id,
  * the authentication cache once it is committed. */
 enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *row);
 
-/* Defines the five dh_api_<name>_* handlers of api.h over resource res. */
+/* Does key name an object of res that the caller may see: one in a scope some grant of the
+ * caller touches, and that the access hook does not hide (404)? An object outside products
+ * is seen by every caller. Leaves req->err empty. */
+bool dh_api_obj_visible(struct dh_req *req, const struct dh_resource *res, const char *key);
+
+/* Defines the five dh_api_<name>_* handlers of api.h over resource res, and
+ * dh_api_<name>_visible. */
 #define DH_CRUD_HANDLERS(name, res)                                                                \
 	enum dh_err dh_api_##name##_list(struct dh_req *req)                                       \
 	{                                                                                          \
@@ -158,6 +164,10 @@ enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *
 	enum dh_err dh_api_##name##_delete(struct dh_req *req)                                     \
 	{                                                                                          \
 		return dh_api_obj_delete(req, &res);                                               \
+	}                                                                                          \
+	bool dh_api_##name##_visible(struct dh_req *req, const char *key)                          \
+	{                                                                                          \
+		return dh_api_obj_visible(req, &res, key);                                         \
 	}
 
 #endif

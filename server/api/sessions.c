@@ -516,6 +516,18 @@ static enum dh_err load(struct dh_req *req, struct dh_session *s)
 	return load_as(req, s, NULL);
 }
 
+bool dh_api_sessions_visible(struct dh_req *req, const char *key)
+{
+	struct dh_session s = { 0 };
+	bool seen = false;
+
+	if (key && dh_uuid_valid(key) && dh_db_session_get(req->db, key, &s) == DH_OK)
+		seen = check_rights(req, &s, true) != DH_E_NOT_FOUND;
+	dh_db_session_release(&s);
+	dh_error_release(&req->err);
+	return seen;
+}
+
 enum dh_err dh_api_sessions_get(struct dh_req *req)
 {
 	static const char ctype[] = "application/json; charset=utf-8";

@@ -1188,8 +1188,9 @@ static enum dh_err begin(struct dh_req *req)
 		if (rc != DH_OK)
 			return rc;
 		if (!dh_rights_any(&req->who, req->route->right)) {
-			/* an id that names nothing is 404 for every caller (API.md) */
-			if (req->nargs && !dh_api_route_id_exists(req))
+			/* an id that names nothing is 404 for every caller (API.md), and so is
+			 * one beyond the caller's every grant (README, "Security model") */
+			if (req->nargs && !dh_api_route_id_visible(req))
 				return dh_error_set(&req->err, DH_E_NOT_FOUND, "No such object.");
 			return dh_error_set(&req->err, DH_E_FORBIDDEN,
 					    "This needs the '%s' right, which your token lacks.",

@@ -182,3 +182,53 @@ def test_tokens_stay_their_users(server, admin, world):
     # revocation is final, also for its owner
     assert dev.patch("/api/v1/tokens/" + mine["id"], json={"revoked": True}).status_code == 200
     assert_error(dev.patch("/api/v1/tokens/" + mine["id"], json={"revoked": False}), 409)
+
+
+def test_nothing_beyond_the_scope_can_be_told_from_what_does_not_exist(server, admin, world):
+    """A route whose right the caller holds nowhere answered 403 for an object that exists
+    and 404 for one that does not: a device token could tell which products, models,
+    webhooks and images of other tenants exist (tids are guessable). Beyond the caller's
+    scope both are the same 404; within it, what it may not do stays 403."""
+    a, b = world["a"], world["b"]
+    device = admin.create("/api/v1/devices/", {"device_id": unique("twin"),
+                                               "model": b["model"]["tid"]})
+    hook = admin.create("/api/v1/webhooks/", {"url": "https://example.com/b",
+                                              "product": b["product"]["tid"]})
+    _, uploader = make_user(admin, ["upload"], product=a["product"]["id"])
+    _, nobody = make_user(admin, [])
+    other_token = admin.get("/api/v1/tokens/?user=admin").json()["results"][0]
+    none_id = "00000000-0000-4000-8000-000000000000"
+    beyond = {  # caller: (method, path of an existing object beyond its scope, of none)
+        world["device"]: [
+            ("GET", "/api/v1/products/" + b["product"]["tid"], "/api/v1/products/no-such"),
+            ("DELETE", "/api/v1/models/" + b["model"]["tid"], "/api/v1/models/no-such"),
+            ("GET", "/api/v1/devices/" + device["id"], "/api/v1/devices/" + none_id),
+            ("GET", "/api/v1/webhooks/" + hook["id"], "/api/v1/webhooks/" + none_id),
+            ("GET", f"/api/v1/webhooks/{hook['id']}/deliveries",
+             f"/api/v1/webhooks/{none_id}/deliveries"),
+            ("PATCH", "/api/v1/firmware/" + b["fw"]["id"], "/api/v1/firmware/" + none_id),
+            ("DELETE", "/api/v1/firmware/" + a["draft"]["id"], "/api/v1/firmware/" + none_id),
+        ],
+        uploader: [
+            ("GET", FU + b["session"]["id"], FU + none_id),
+            ("POST", FU + b["session"]["id"] + "/start", FU + none_id + "/start"),
+        ],
+        nobody: [
+            ("GET", "/api/v1/products/" + a["product"]["tid"], "/api/v1/products/no-such"),
+            ("GET", "/api/v1/firmware/" + a["fw"]["id"], "/api/v1/firmware/" + none_id),
+            ("GET", FU + a["session"]["id"], FU + none_id),
+            ("GET", "/api/v1/tokens/" + other_token["id"], "/api/v1/tokens/" + none_id),
+        ],
+    }
+    for token, cases in beyond.items():
+        c = Client(server, token)
+        for method, path, missing in cases:
+            there = assert_error(c.request(method, path, json={}), 404, "not_found")
+            gone = assert_error(c.request(method, missing, json={}), 404, "not_found")
+            assert there["detail"] == gone["detail"], (path, there, gone)
+    # within its scope, what a caller may not do is still 403
+    dev = Client(server, world["device"])
+    for method, path in (("GET", "/api/v1/models/" + a["model"]["tid"]),
+                         ("PATCH", "/api/v1/firmware/" + a["fw"]["id"])):
+        assert_error(dev.request(method, path, json={}), 403, "forbidden")
+    assert_error(Client(server, uploader).get(FU + a["session"]["id"]), 403, "forbidden")

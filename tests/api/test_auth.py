@@ -171,7 +171,8 @@ def test_users_manage_only_own_tokens(admin, server):
 
 def test_an_id_that_names_nothing_is_404_for_every_caller(admin, server, world):
     """Existence is decided before rights: whatever the caller holds, an id that names
-    nothing is 404; an existing object the caller has no right over stays 403."""
+    nothing is 404, and so is an existing object beyond every grant of the caller; one it
+    sees but has no right over stays 403."""
     nothing = str(uuid.uuid4())
     _, device = make_user(admin, ["update"], model=world["m1"]["id"])
     _, bare = make_user(admin, [])
@@ -192,8 +193,10 @@ def test_an_id_that_names_nothing_is_404_for_every_caller(admin, server, world):
         assert_error(c.post(f"/api/v1/firmware-update/{nothing}/start"), 404, "not_found")
         assert_error(c.post(f"/api/v1/firmware-update/{nothing}/confirm",
                             json={"success": True}), 404, "not_found")
-    # existing ones: no right at all is 403
+    # existing ones: beyond every grant (no grant at all; a product, which a model's grant
+    # does not see) 404 as well; within a grant's scope 403
     c = Client(server, bare)
-    assert_error(c.get(PRODUCTS + world["p1"]["id"]), 403, "forbidden")
-    assert_error(c.delete(MODELS + world["m1"]["id"]), 403, "forbidden")
-    assert_error(Client(server, device).get(PRODUCTS + world["p1"]["tid"]), 403, "forbidden")
+    assert_error(c.get(PRODUCTS + world["p1"]["id"]), 404, "not_found")
+    assert_error(c.delete(MODELS + world["m1"]["id"]), 404, "not_found")
+    assert_error(Client(server, device).get(PRODUCTS + world["p1"]["tid"]), 404, "not_found")
+    assert_error(Client(server, device).get(MODELS + world["m1"]["tid"]), 403, "forbidden")

@@ -333,8 +333,9 @@ def test_rights(admin, server, catalog):
     assert_error(c.get(FW + fw["id"]), 404, "not_found")
     assert_error(c.get(FW + fw["id"] + "/image"), 404, "not_found")
     assert c.get(FW).json()["count"] == 0
-    # a user without any grant is refused before any object is looked at
-    assert_error(Client(server, nothing).get(FW + fw["id"]), 403, "forbidden")
+    # a user without any grant sees nothing: as if the image did not exist
+    assert_error(Client(server, nothing).get(FW + fw["id"]), 404, "not_found")
+    assert_error(Client(server, nothing).get(FW), 403, "forbidden")
     assert_error(Client(server, stranger).delete(FW + fw["id"]), 404, "not_found")
     assert_error(Client(server, None).get(FW), 401, "unauthorized")
     assert Client(server, up).get(FW, params={"model": m["id"]}).json()["count"] == 3
