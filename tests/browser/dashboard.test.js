@@ -233,13 +233,20 @@ describe('dashboard', () => {
     await page.goto(`${server.url}/#/sessions`);
     await page.waitForSelector('#sessions-table tbody tr[data-id]', { timeout: T });
     await page.selectOption('#f-state', 'fail');
-    await page.waitForFunction(() => [...document.querySelectorAll('#sessions-table tbody tr[data-id]')]
-      .every((tr) => tr.dataset.state === 'fail'), null, { timeout: T });
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#sessions-table tbody tr[data-id]')];
+      return rows.length > 0 && rows.every((tr) => tr.dataset.state === 'fail');
+    }, null, { timeout: T });
     assert.equal(await page.locator('#sessions-table tbody tr[data-id]').count(), 1);
     await page.selectOption('#f-state', '');
     await page.fill('#f-device', 'dev-a');
-    await page.waitForFunction(() => document.querySelectorAll('#sessions-table tbody tr[data-id]').length === 1, null, { timeout: T });
+    // the fail filter already left one row (dev-b's): wait for the one row to be dev-a's
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#sessions-table tbody tr[data-id]')];
+      return rows.length === 1 && rows[0].cells[1].textContent === 'dev-a';
+    }, null, { timeout: T });
     assert.match(await page.textContent('#sessions-table tbody'), /dev-a/);
+    assert.doesNotMatch(await page.textContent('#sessions-table tbody'), /dev-b/);
   });
 
   test('an operator starts and confirms a session from its page', async () => {

@@ -110,9 +110,12 @@ describe('overview', () => {
   });
 
   test('seven days, and a narrow screen', async () => {
+    // the 24-hour view already shows 7 sessions: wait for the window's start to move back
+    const day = await page.textContent('#overview-window');
     await page.selectOption('#overview-hours', '168');
-    await page.waitForFunction(() => document.querySelectorAll('#chart-hours rect.seg').length > 0
-      && document.querySelector('#overview-window').textContent.startsWith('7 sessions'), null, { timeout: T });
+    await page.waitForFunction((was) => document.querySelectorAll('#chart-hours rect.seg').length > 0
+      && document.querySelector('#overview-window').textContent !== was
+      && document.querySelector('#overview-window').textContent.startsWith('7 sessions'), day, { timeout: T });
     await page.setViewportSize({ width: 400, height: 800 });
     // redrawn for the narrow box: the chart is drawn at about its shown size, text readable
     await page.waitForFunction(() => {
