@@ -135,11 +135,17 @@ export function render(main) {
 
   let last = null;
 
+  // The window changed while an earlier answer was on its way: only the newest reload draws.
+  let reloads = 0;
   async function reload() {
+    const mine = ++reloads;
     try {
-      [last] = await Promise.all([api.get(`firmware-update/stats${api.qs({ hours })}`), catalog.load('models')]);
+      const [stats] = await Promise.all([api.get(`firmware-update/stats${api.qs({ hours })}`), catalog.load('models')]);
+      if (mine !== reloads) return;
+      last = stats;
       err.hidden = true;
     } catch (e) {
+      if (mine !== reloads) return;
       err.textContent = e.detail;
       err.hidden = false;
       return;

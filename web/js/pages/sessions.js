@@ -101,15 +101,20 @@ function renderList(main) {
     return twins && twins.results.length === 1 ? twins.results[0].id : twins && !twins.count ? d : '';
   }
 
+  // A filter changed while an earlier answer was on its way: only the newest reload draws.
+  let reloads = 0;
   async function reload() {
+    const mine = ++reloads;
     try {
       const device = await deviceParam();
       const page = await api.get(`firmware-update/${api.qs({ ...filters, device, limit: LIST_LIMIT })}`);
+      if (mine !== reloads) return;
       rows.clear();
       for (const s of page.results) rows.set(s.id, s);
       status.hidden = true;
       draw();
     } catch (e) {
+      if (mine !== reloads) return;
       status.textContent = e.detail;
       status.hidden = false;
     }
