@@ -105,16 +105,31 @@ size_t dh_utf8_cut(const char *s, size_t max)
 	return i;
 }
 
-size_t dh_text_clean(char *out, size_t size, const char *in, size_t len)
+/* Bytes of the control character (as dh_text_escape counts them) at in[0..k), or 0. */
+static size_t control_char(const unsigned char *in, size_t k, unsigned flags)
+{
+	if (!(flags & DH_TEXT_CONTROLS))
+		return 0;
+	if (k == 1 && (in[0] < 0x20 || in[0] == 0x7f))
+		return (flags & DH_TEXT_KEEP_LINES) && (in[0] == '\n' || in[0] == '\t') ? 0 : 1;
+	if (k == 2 && in[0] == 0xc2 && in[1] < 0xa0)
+		return 2;
+	if (k == 3 && in[0] == 0xe2 && in[1] == 0x80 && (in[2] == 0xa8 || in[2] == 0xa9))
+		return 3;
+	return 0;
+}
+
+size_t dh_text_escape(char *out, size_t size, const char *in, size_t len, unsigned flags)
 {
 	static const char hx[] = "0123456789abcdef";
-	size_t i = 0, o = 0, k;
+	size_t i = 0, o = 0, k, e;
 
 	if (size == 0)
 		return 0;
 	while (i < len) {
 		k = in[i] ? dh_utf8_char(in + i, len - i) : 0;
-		if (k > 0) {
+		e = k ? control_char((const unsigned char *)in + i, k, flags) : 1;
+		if (e == 0) {
 			if (o + k >= size)
 				break;
 			for (size_t j = 0; j < k; j++)
@@ -122,16 +137,24 @@ size_t dh_text_clean(char *out, size_t size, const char *in, size_t len)
 			i += k;
 			continue;
 		}
-		if (o + 4 >= size)
+		/* a control character is escaped whole or not at all */
+		if (o + 4 * e >= size)
 			break;
-		out[o++] = '\\';
-		out[o++] = 'x';
-		out[o++] = hx[(uint8_t)in[i] >> 4];
-		out[o++] = hx[(uint8_t)in[i] & 15];
-		i++;
+		for (size_t j = 0; j < e; j++) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hx[(uint8_t)in[i + j] >> 4];
+			out[o++] = hx[(uint8_t)in[i + j] & 15];
+		}
+		i += e;
 	}
 	out[o] = 0;
 	return o;
+}
+
+size_t dh_text_clean(char *out, size_t size, const char *in, size_t len)
+{
+	return dh_text_escape(out, size, in, len, 0);
 }
 
 size_t dh_text_vformat(char *out, size_t size, const char *fmt, va_list ap)

@@ -47,6 +47,21 @@ size_t dh_utf8_cut(const char *s, size_t max);
  */
 size_t dh_text_clean(char *out, size_t size, const char *in, size_t len);
 
+/* Flags of dh_text_escape. */
+#define DH_TEXT_CONTROLS   1u /* escape control characters too (see dh_text_escape) */
+#define DH_TEXT_KEEP_LINES 2u /* with DH_TEXT_CONTROLS: but keep '\n' and '\t' as they are */
+
+/*
+ * dh_text_clean, and with DH_TEXT_CONTROLS every byte of a control character becomes \xNN
+ * too: C0 (U+0000..U+001F), DEL, C1 (U+0080..U+009F) and the line and paragraph separators
+ * U+2028/U+2029, the set the logger escapes. For text from a device or a program that is
+ * printed on a terminal or shown to a reader: nothing in it can move a cursor, recolour what
+ * follows or end a line where the reader does not expect one. DH_TEXT_KEEP_LINES keeps
+ * line feeds and tabs (multi-line output). A character or escape that does not fit is left
+ * out whole, as in dh_text_clean, and nothing is split. Returns the bytes written.
+ */
+size_t dh_text_escape(char *out, size_t size, const char *in, size_t len, unsigned flags);
+
 /*
  * printf-style formatting into out (size > 0 bytes), then dh_text_clean: the result is
  * always well-formed UTF-8, cut on a character boundary when too long. Returns its length.

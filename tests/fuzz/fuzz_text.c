@@ -1,7 +1,8 @@
 /*
  * Fuzz target for the text rules every outside string meets (core/text.c), the logger's
  * escaping (log.c) and the RFC 3339 parser (core/util.c). Properties: cleaned and logged
- * text is always UTF-8 and never holds a line break; cleaning well-formed text without NUL
+ * text is always UTF-8 and never holds a line break; escaped text holds no control byte (but
+ * the line feeds and tabs it was told to keep); cleaning well-formed text without NUL
  * changes nothing; a cut never ends inside a character of well-formed text; a time that
  * parses formats to one that parses to the same instant.
  */
@@ -36,7 +37,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (valid && !has_nul && (n != size || memcmp(out, in, size) != 0))
 		abort();
+	n = dh_text_escape(out, 4 * size + 1, in, size, DH_TEXT_CONTROLS | DH_TEXT_KEEP_LINES);
+	if (!dh_utf8_valid(out, n) || strlen(out) != n)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)out[i];
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ||
+		    (c == 0xc2 && (unsigned char)out[i + 1] < 0xa0))
+			abort();
+	}
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		n = dh_text_escape(line, sizes[i], in, size, DH_TEXT_CONTROLS);
+		if (n >= sizes[i] || !dh_utf8_valid(line, n) || memchr(line, '\n', n))
+			abort();
 		n = dh_text_clean(line, sizes[i], in, size);
 		if (n >= sizes[i] || !dh_utf8_valid(line, n))
 			abort();

@@ -150,6 +150,49 @@ START_TEST(test_text_clean)
 }
 END_TEST
 
+/* ---- dh_text_escape: controls too ---- */
+
+#define CTL  DH_TEXT_CONTROLS
+#define KEEP (DH_TEXT_CONTROLS | DH_TEXT_KEEP_LINES)
+
+static const struct {
+	const char *in;
+	size_t len, size;
+	unsigned flags;
+	const char *want;
+} escapes[] = {
+	{ "plain", 5, 64, CTL, "plain" },
+	{ "a\x1b[31mred", 9, 64, CTL, "a\\x1b[31mred" },
+	{ "a\x1b[31mred", 9, 64, 0, "a\x1b[31mred" }, /* without the flag: as dh_text_clean */
+	{ "bel\x07 del\x7f", 9, 64, CTL, "bel\\x07 del\\x7f" },
+	{ "l1\nl2\tt\r", 8, 64, CTL, "l1\\x0al2\\x09t\\x0d" },
+	{ "l1\nl2\tt\r", 8, 64, KEEP, "l1\nl2\tt\\x0d" },
+	{ "nel\xc2\x85 nbsp\xc2\xa0", 12, 64, CTL, "nel\\xc2\\x85 nbsp\xc2\xa0" },
+	{ "ls\xe2\x80\xa8 ps\xe2\x80\xa9 \xe2\x80\xa6", 15, 64, KEEP,
+	  "ls\\xe2\\x80\\xa8 ps\\xe2\\x80\\xa9 \xe2\x80\xa6" },
+	{ "caf\xc3\xa9\xff\0", 7, 64, CTL, "caf\xc3\xa9\\xff\\x00" },
+	{ "ab\xc2\x85", 4, 10, CTL, "ab" }, /* a C1 control is escaped whole or left out */
+	{ "ab\xc2\x85", 4, 11, CTL, "ab\\xc2\\x85" },
+	{ "ab\x1b", 3, 6, CTL, "ab" },
+	{ "ab\x1b", 3, 7, CTL, "ab\\x1b" },
+};
+
+START_TEST(test_text_escape)
+{
+	char out[64];
+	size_t n = dh_text_escape(out, escapes[_i].size, escapes[_i].in, escapes[_i].len,
+				  escapes[_i].flags);
+
+	ck_assert_str_eq(out, escapes[_i].want);
+	ck_assert_uint_eq(n, strlen(escapes[_i].want));
+	ck_assert(dh_utf8_valid(out, n));
+	for (size_t i = 0; i < n && (escapes[_i].flags & DH_TEXT_CONTROLS); i++)
+		ck_assert(((unsigned char)out[i] >= 0x20 && out[i] != 0x7f) ||
+			  ((escapes[_i].flags & DH_TEXT_KEEP_LINES) &&
+			   (out[i] == '\n' || out[i] == '\t')));
+}
+END_TEST
+
 START_TEST(test_text_format_cuts_on_a_boundary)
 {
 	char out[8], big[DH_ERR_DETAIL_MAX];
@@ -264,6 +307,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_utf8_cut, 0, sizeof(cuts) / sizeof(cuts[0]));
 	tcase_add_loop_test(tc, test_utf8_trim_partial, 0, sizeof(trims) / sizeof(trims[0]));
 	tcase_add_loop_test(tc, test_text_clean, 0, sizeof(cleans) / sizeof(cleans[0]));
+	tcase_add_loop_test(tc, test_text_escape, 0, sizeof(escapes) / sizeof(escapes[0]));
 	tcase_add_test(tc, test_text_format_cuts_on_a_boundary);
 	tcase_add_test(tc, test_error_set_is_always_encodable);
 	tcase_add_test(tc, test_error_field_names_any_bytes);
