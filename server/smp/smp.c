@@ -6,8 +6,11 @@
  */
 #include "smp/smp.h"
 
+#include "core/text.h"
+
 #include <nettle/sha2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const status_names[DH_SMP_E__COUNT] = {
@@ -393,17 +396,40 @@ static size_t cbor_head(const uint8_t *p, size_t n, uint64_t *val)
 	return 1 + len;
 }
 
+/* Makes the text string whose head is at p[0] and whose size is n a byte string: its head,
+ * and for an indefinite one each chunk's head. The sizes are unchanged. */
+static void text_to_bytes(uint8_t *p, size_t n)
+{
+	size_t at, h;
+	uint64_t v = 0;
+
+	at = cbor_head(p, n, &v);
+	p[0] = (uint8_t)(2u << 5 | (p[0] & 31u));
+	if ((p[0] & 31u) != 31)
+		return;
+	while (at < n && p[at] != 0xff) {
+		h = cbor_head(p + at, n - at, &v); /* walked by cbor_check: well-formed */
+		p[at] = (uint8_t)(2u << 5 | (p[at] & 31u));
+		at += h + (size_t)v;
+	}
+}
+
 /*
  * Walks one CBOR item without allocating and returns its size, or 0 when it is malformed,
  * cut, or nested too deep. It also refuses a definite container whose count exceeds the bytes
  * left (each element takes at least one byte), which keeps cbor_load from allocating room
  * for billions of elements announced by a few hostile bytes.
+ *
+ * A text string that is not well-formed UTF-8 is made a byte string in place (libcbor would
+ * refuse the whole body for it): a device's shell output cut at a byte count, or any text a
+ * device does not check, still reads as bytes (dh_smp_cbor_text), and the printer escapes it.
  */
-static size_t cbor_check(const uint8_t *p, size_t n, int depth)
+static size_t cbor_check(uint8_t *p, size_t n, int depth)
 {
 	uint8_t major, ai;
 	uint64_t v = 0, i;
 	size_t h, used, sub;
+	bool is_text = true;
 
 	if (depth > CBOR_DEPTH_MAX || n == 0)
 		return 0;
@@ -419,21 +445,30 @@ static size_t cbor_check(const uint8_t *p, size_t n, int depth)
 		return ai == 31 ? 0 : used;
 	case 2:
 	case 3:
-		if (ai != 31)
-			return v <= n - used ? used + (size_t)v : 0;
+		if (ai != 31) {
+			if (v > n - used)
+				return 0;
+			if (major == 3 && !dh_utf8_valid((const char *)p + used, (size_t)v))
+				text_to_bytes(p, used + (size_t)v);
+			return used + (size_t)v;
+		}
 		/* Indefinite string: definite chunks of the same major type, then a break. */
 		for (;;) {
 			if (used >= n)
 				return 0;
 			if (p[used] == 0xff)
-				return used + 1;
+				break;
 			if ((p[used] >> 5) != major || (p[used] & 31u) == 31)
 				return 0;
 			sub = cbor_check(p + used, n - used, depth + 1);
 			if (sub == 0)
 				return 0;
+			is_text = is_text && (p[used] >> 5) == major; /* a chunk became bytes */
 			used += sub;
 		}
+		if (major == 3 && !is_text)
+			text_to_bytes(p, used + 1);
+		return used + 1;
 	case 4:
 	case 5:
 		if (ai != 31) {
@@ -475,6 +510,8 @@ enum dh_smp_status dh_smp_frame_decode(const uint8_t *frame, size_t n, struct dh
 {
 	struct cbor_load_result res;
 	cbor_item_t *it = NULL;
+	uint8_t *body = NULL;
+	enum dh_smp_status st = DH_SMP_OK;
 
 	*root = NULL;
 	if (!dh_smp_hdr_decode(frame, n, h))
@@ -488,40 +525,55 @@ enum dh_smp_status dh_smp_frame_decode(const uint8_t *frame, size_t n, struct dh
 		*root = it;
 		return DH_SMP_OK;
 	}
-	if (cbor_check(frame + DH_SMP_HDR_LEN, h->len, 0) != h->len)
-		return DH_SMP_E_PROTO;
-	it = cbor_load(frame + DH_SMP_HDR_LEN, h->len, &res);
-	if (!it)
-		return res.error.code == CBOR_ERR_MEMERROR ? DH_SMP_E_NOMEM : DH_SMP_E_PROTO;
+	/* a copy: the check may turn text strings into byte strings */
+	body = malloc(h->len);
+	if (!body)
+		return DH_SMP_E_NOMEM;
+	memcpy(body, frame + DH_SMP_HDR_LEN, h->len);
+	if (cbor_check(body, h->len, 0) != h->len) {
+		st = DH_SMP_E_PROTO;
+		goto out;
+	}
+	it = cbor_load(body, h->len, &res);
+	if (!it) {
+		st = res.error.code == CBOR_ERR_MEMERROR ? DH_SMP_E_NOMEM : DH_SMP_E_PROTO;
+		goto out;
+	}
 	if (res.read != h->len || !cbor_isa_map(it)) {
 		cbor_decref(&it);
-		return DH_SMP_E_PROTO;
+		st = DH_SMP_E_PROTO;
+		goto out;
 	}
 	*root = it;
-	return DH_SMP_OK;
+out:
+	free(body);
+	return st;
 }
 
-bool dh_smp_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *full_len)
+bool dh_smp_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *len, size_t *full_len)
 {
 	size_t used = 0, total = 0, i, nchunks;
 	cbor_item_t **chunks;
+	bool text;
 
-	if (cap == 0 || !cbor_isa_string(it))
+	/* byte strings too: text that was not UTF-8 arrives as one (cbor_check) */
+	if (cap == 0 || !(cbor_isa_string(it) || cbor_isa_bytestring(it)))
 		return false;
-	if (cbor_string_is_definite(it)) {
+	text = cbor_isa_string(it);
+	if (text ? cbor_string_is_definite(it) : cbor_bytestring_is_definite(it)) {
 		nchunks = 1;
 		chunks = NULL;
 	} else {
-		nchunks = cbor_string_chunk_count(it);
-		chunks = cbor_string_chunks_handle(it);
+		nchunks = text ? cbor_string_chunk_count(it) : cbor_bytestring_chunk_count(it);
+		chunks = text ? cbor_string_chunks_handle(it) : cbor_bytestring_chunks_handle(it);
 	}
 	for (i = 0; i < nchunks; i++) {
 		const cbor_item_t *c = chunks ? chunks[i] : it;
-		size_t clen = cbor_string_length(c);
-		const unsigned char *p = cbor_string_handle(c);
+		size_t clen = text ? cbor_string_length(c) : cbor_bytestring_length(c);
+		const unsigned char *p = text ? cbor_string_handle(c) : cbor_bytestring_handle(c);
 		size_t take;
 
-		if (!cbor_string_is_definite(c))
+		if (!(text ? cbor_string_is_definite(c) : cbor_bytestring_is_definite(c)))
 			return false;
 		total += clen;
 		take = clen < cap - 1 - used ? clen : cap - 1 - used;
@@ -529,7 +581,13 @@ bool dh_smp_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *full
 			memcpy(out + used, p, take);
 		used += take;
 	}
+	/* a device's text cut at cap is cut between characters (what it is made of is the
+	 * printer's business: core/text.h) */
+	if (total > used)
+		used = dh_utf8_trim_partial(out, used);
 	out[used] = '\0';
+	if (len)
+		*len = used;
 	if (full_len)
 		*full_len = total;
 	return true;
@@ -605,7 +663,8 @@ enum dh_smp_status dh_smp_map_decode(const cbor_item_t *map, const struct dh_smp
 	for (i = 0; i < npairs; i++) {
 		const cbor_item_t *v = pairs[i].value;
 
-		if (!dh_smp_cbor_text(pairs[i].key, key, sizeof(key), &klen) || klen > KEY_MAX)
+		if (!dh_smp_cbor_text(pairs[i].key, key, sizeof(key), NULL, &klen) ||
+		    klen > KEY_MAX)
 			continue;
 		for (j = 0; j < nfields; j++) {
 			const struct dh_smp_field *f = &fields[j];
@@ -632,7 +691,7 @@ enum dh_smp_status dh_smp_map_decode(const cbor_item_t *map, const struct dh_smp
 				*(bool *)dst = cbor_get_bool(v);
 				break;
 			case DH_SMP_F_TEXT:
-				if (!dh_smp_cbor_text(v, dst, f->cap, NULL))
+				if (!dh_smp_cbor_text(v, dst, f->cap, NULL, NULL))
 					return DH_SMP_E_PROTO;
 				break;
 			case DH_SMP_F_BYTES:
@@ -713,10 +772,11 @@ enum dh_smp_status dh_smp_dec_echo(const cbor_item_t *root, char *out, size_t ca
 	char key[4];
 
 	for (i = 0; i < n; i++) {
-		if (dh_smp_cbor_text(pairs[i].key, key, sizeof(key), NULL) && strcmp(key, "r") == 0)
+		if (dh_smp_cbor_text(pairs[i].key, key, sizeof(key), NULL, NULL) &&
+		    strcmp(key, "r") == 0)
 			r = pairs[i].value;
 	}
-	if (!r || !dh_smp_cbor_text(r, out, cap, NULL))
+	if (!r || !dh_smp_cbor_text(r, out, cap, NULL, NULL))
 		return DH_SMP_E_PROTO;
 	return DH_SMP_OK;
 }
@@ -859,9 +919,8 @@ enum dh_smp_status dh_smp_dec_shell(const cbor_item_t *root, struct dh_smp_shell
 	st = dh_smp_map_decode(root, f, NELEM(f), &sf, &present);
 	if (st != DH_SMP_OK)
 		return st;
-	if (!(present & 1u) || !dh_smp_cbor_text(sf.o, r->o, sizeof(r->o), &full))
+	if (!(present & 1u) || !dh_smp_cbor_text(sf.o, r->o, sizeof(r->o), &r->o_len, &full))
 		return DH_SMP_E_PROTO;
-	r->o_len = full < sizeof(r->o) ? full : sizeof(r->o) - 1;
 	r->o_truncated = full > r->o_len;
 	if (present & 2u)
 		r->ret = sf.ret;

@@ -185,7 +185,9 @@ enum dh_smp_status dh_smp_enc_reset(uint8_t ver, uint8_t seq, bool force, uint8_
 /*
  * Decodes a response frame: header, exact length (n == 8 + len), and a CBOR body that is one
  * map consuming exactly len bytes. On success *root owns the map (cbor_decref it). A zero
- * length body is accepted as an empty map.
+ * length body is accepted as an empty map. A text string that is not well-formed UTF-8 (a
+ * device's output cut inside a character, or text it never checked) is loaded as a byte
+ * string rather than failing the frame; dh_smp_cbor_text reads either.
  */
 enum dh_smp_status dh_smp_frame_decode(const uint8_t *frame, size_t n, struct dh_smp_hdr *h,
 				       cbor_item_t **root);
@@ -224,8 +226,13 @@ struct dh_smp_field {
 enum dh_smp_status dh_smp_map_decode(const cbor_item_t *map, const struct dh_smp_field *fields,
 				     size_t nfields, void *out, uint32_t *present);
 
-/* Copies a definite or chunked CBOR text string into out (NUL-terminated, cut). */
-bool dh_smp_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *full_len);
+/*
+ * Copies a definite or chunked CBOR text string into out (NUL-terminated), as it is: a device
+ * may send any bytes (a byte string is taken as text too: dh_smp_frame_decode turns text that
+ * is not UTF-8 into one). Text longer than cap - 1 bytes is cut there, and a character the cut
+ * would split is left out. *len (if given) gets the bytes copied, *full_len those sent.
+ */
+bool dh_smp_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *len, size_t *full_len);
 
 /* Response decoders. Each takes the root of a successful (non-error) body. */
 struct dh_smp_params {

@@ -181,7 +181,7 @@ static void *peer_main(void *arg)
 			char text[128];
 
 			if (cbor_map_size(root) == 1 &&
-			    dh_smp_cbor_text(pairs[0].value, text, sizeof(text), NULL))
+			    dh_smp_cbor_text(pairs[0].value, text, sizeof(text), NULL, NULL))
 				dh_smp_body_put_text(&b, "r", text);
 		} else if (h.group == DH_SMP_GROUP_OS && h.id == DH_SMP_OS_PARAMS &&
 			   !p->no_params) {

@@ -494,6 +494,45 @@ START_TEST(dec_shell_vectors)
 }
 END_TEST
 
+/* Text a device did not check: libcbor refuses text strings that are not UTF-8, so the frame
+ * decoder loads them as byte strings and the field readers take either. */
+START_TEST(dec_text_that_is_not_utf8)
+{
+	/* {"r": "a\xff\x1b"} */
+	static const uint8_t def[] = { 0x0b, 0,    0,   7,    0,   0,    1,   0,
+				       0xa1, 0x61, 'r', 0x63, 'a', 0xff, 0x1b };
+	/* {"r": (_ "b\xc3", "\xa9c")}: a character split across chunks, each chunk invalid */
+	static const uint8_t split[] = { 0x0b, 0,    0,    11,  0,    0,    1,    0,   0xa1, 0x61,
+					 'r',  0x7f, 0x62, 'b', 0xc3, 0x62, 0xa9, 'c', 0xff };
+	/* {"\xff": 1, "r": "x"}: a key that is not UTF-8 is skipped, not fatal */
+	static const uint8_t key[] = { 0x0b, 0,    0,    8,    0,    0,   1,    0,
+				       0xa2, 0x61, 0xff, 0x01, 0x61, 'r', 0x61, 'x' };
+	static const struct {
+		const uint8_t *f;
+		size_t n, cap;
+		const char *want;
+	} t[] = {
+		{ def, sizeof(def), 32, "a\xff\x1b" },
+		{ split, sizeof(split), 32,
+		  "b\xc3\xa9"
+		  "c" },
+		{ split, sizeof(split), 4, "b\xc3\xa9" },
+		{ split, sizeof(split), 3, "b" }, /* cut */
+		{ key, sizeof(key), 32, "x" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct dh_smp_hdr h;
+		char text[32];
+		cbor_item_t *root = decode_ok(t[i].f, t[i].n, &h);
+
+		ck_assert_int_eq(dh_smp_dec_echo(root, text, t[i].cap), DH_SMP_OK);
+		ck_assert_msg(strcmp(text, t[i].want) == 0, "case %zu", i);
+		cbor_decref(&root);
+	}
+}
+END_TEST
+
 START_TEST(dec_legacy_forms)
 {
 	/* Legacy success {"rc": 0, "off": 5}, legacy shell {"o": "x", "rc": -2}. */
@@ -648,6 +687,7 @@ static Suite *smp_codec_suite(void)
 	tcase_add_test(tc, dec_error_vectors);
 	tcase_add_test(tc, err_name_tables);
 	tcase_add_test(tc, dec_shell_vectors);
+	tcase_add_test(tc, dec_text_that_is_not_utf8);
 	tcase_add_test(tc, dec_legacy_forms);
 	tcase_add_test(tc, dec_bad_frames);
 	tcase_add_test(tc, hdr_roundtrip);

@@ -265,7 +265,7 @@ static void *fake_dev_main(void *arg)
 
 				if (cbor_map_size(root) == 1 &&
 				    dh_smp_cbor_text(pairs[0].value, (char *)echo, sizeof(echo),
-						     NULL))
+						     NULL, NULL))
 					dh_smp_body_put_text(&b, "r", (const char *)echo);
 			} else if (h.group == DH_SMP_GROUP_OS && h.id == DH_SMP_OS_PARAMS) {
 				dh_smp_body_put_uint(&b, "buf_size", 384);
