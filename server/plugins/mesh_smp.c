@@ -762,8 +762,9 @@ static enum dh_step_result mesh_run(struct dh_step_ctx *ctx)
 	res = dh_mesh_smp_execute(ctx->params, ctx->image_path, &w.cancel, publish_ctx, ctx, &err);
 	if (res != DH_DFD_OK) {
 		snprintf(ctx->error_code, sizeof(ctx->error_code), "%s", err.code);
-		snprintf(ctx->error, sizeof(ctx->error), "%.*s", (int)(sizeof(ctx->error) - 1),
-			 err.detail);
+		/* the driver's detail is well-formed and escaped; a cut keeps it so */
+		snprintf(ctx->error, sizeof(ctx->error), "%.*s",
+			 DH_TEXT_CUT(err.detail, sizeof(ctx->error) - 1));
 	}
 out:
 	if (watching) {

@@ -7,6 +7,7 @@
  */
 #include "smp/dfd.h"
 
+#include "core/text.h"
 #include "smp/shell.h"
 
 #include <stdarg.h>
@@ -133,16 +134,26 @@ static void raw_answer(const struct run *r, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+/*
+ * The detail quotes the distributor's answers and SMP error texts: any bytes. It is made
+ * well-formed UTF-8 with control characters escaped (core/text.h), so that it can go into
+ * JSON, a log or a terminal as it is, and cut between characters.
+ */
 static enum dh_dfd_result fail(struct run *r, enum dh_dfd_result res, const char *fmt, ...)
 {
+	char stage[sizeof(r->err->detail)];
 	va_list ap;
+	int n;
 
 	if (r->err) {
 		r->err->result = res;
 		snprintf(r->err->code, sizeof(r->err->code), "%s", dh_dfd_code(res));
 		va_start(ap, fmt);
-		vsnprintf(r->err->detail, sizeof(r->err->detail), fmt, ap);
+		n = vsnprintf(stage, sizeof(stage), fmt, ap);
 		va_end(ap);
+		n = n < 0 ? 0 : n < (int)sizeof(stage) ? n : (int)sizeof(stage) - 1;
+		dh_text_escape(r->err->detail, sizeof(r->err->detail), stage,
+			       dh_utf8_trim_partial(stage, (size_t)n), DH_TEXT_CONTROLS);
 	}
 	return res;
 }

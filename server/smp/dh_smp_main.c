@@ -3,7 +3,10 @@
  * library against real distributors and the simulator. Parses the options, opens the UDP or
  * serial transport, runs one command, prints its result as JSON on stdout and progress on
  * stderr. Exit codes: 0 success, 1 failure, 2 usage error. Owns nothing beyond one run.
+ * Every text that came from the device (or from a file name or the command line) is printed
+ * through text_json or errorf: well-formed UTF-8, control characters escaped.
  */
+#include "core/text.h"
 #include "smp/client.h"
 #include "smp/dfd.h"
 #include "smp/transport.h"
@@ -11,6 +14,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +24,17 @@
 
 #define EXIT_USAGE 2
 
+/* Longest line written on stderr: a sentence that quotes a device's answer (the driver's
+ * detail is 640 bytes) with room for its escapes. */
+#define ERR_LINE_MAX 2048
+
 static const char usage_text[] =
 	"usage: dh-smp (--udp HOST[:PORT] | --serial DEV[:BAUD]) [OPTIONS] COMMAND [ARGS]\n"
 	"\n"
 	"Talks SMP (mcumgr) to a device or mesh distributor and prints JSON on stdout.\n"
+	"Text from the device is shown as it came, but each byte that is not UTF-8 and each\n"
+	"byte of a control character is written \\xNN (shell output keeps its line feeds and\n"
+	"tabs; its CRLF line ends become line feeds).\n"
 	"\n"
 	"transport:\n"
 	"  --udp HOST[:PORT]      UDP, default port 1337; IPv6 as [::1]:1337\n"
@@ -67,6 +79,54 @@ static int usage_error(const char *what)
 	fprintf(stderr, "dh-smp: %s\n%.*s\nTry 'dh-smp --help' for more.\n", what,
 		(int)strcspn(usage_text, "\n"), usage_text);
 	return EXIT_USAGE;
+}
+
+/*
+ * Text from outside as a JSON string: well-formed UTF-8, each control character escaped as
+ * \xNN (core/text.h). multiline keeps line feeds and tabs, and drops the carriage return of
+ * each CRLF (the shell's line end). NULL when out of memory.
+ */
+static json_t *text_json(const char *s, size_t n, bool multiline)
+{
+	char *in = NULL, *out = NULL;
+	size_t m = 0, len;
+	json_t *j = NULL;
+
+	if (n > (SIZE_MAX - 1) / 4)
+		return NULL;
+	in = malloc(n + 1);
+	out = malloc(4 * n + 1);
+	if (!in || !out)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (multiline && s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+			continue;
+		in[m++] = s[i];
+	}
+	len = dh_text_escape(out, 4 * n + 1, in, m,
+			     DH_TEXT_CONTROLS | (multiline ? DH_TEXT_KEEP_LINES : 0));
+	j = json_stringn(out, len);
+out:
+	free(in);
+	free(out);
+	return j;
+}
+
+/* One line "dh-smp: ..." on stderr, escaped as text_json does (a terminal shows it). */
+static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errorf(const char *fmt, ...)
+{
+	char stage[ERR_LINE_MAX], line[ERR_LINE_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(stage, sizeof(stage), fmt, ap);
+	va_end(ap);
+	n = n < 0 ? 0 : n < (int)sizeof(stage) ? n : (int)sizeof(stage) - 1;
+	dh_text_escape(line, sizeof(line), stage, dh_utf8_trim_partial(stage, (size_t)n),
+		       DH_TEXT_CONTROLS);
+	fprintf(stderr, "dh-smp: %s\n", line);
 }
 
 static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -175,10 +235,9 @@ static int fail(struct dh_smp_client *c, const char *cmd, enum dh_smp_status st)
 
 	if (st == DH_SMP_E_REMOTE && c)
 		dh_smp_err_name(&c->err, name, sizeof(name));
-	fprintf(stderr, "dh-smp: %s failed: %s%s%s\n", cmd, dh_smp_strerror(st),
-		name[0] ? ": " : "", name);
-	j = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "command", cmd, "error", dh_smp_strerror(st),
-		      "detail", name);
+	errorf("%s failed: %s%s%s", cmd, dh_smp_strerror(st), name[0] ? ": " : "", name);
+	j = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "command", cmd, "error", dh_smp_strerror(st),
+		      "detail", text_json(name, strlen(name), false));
 	if (j && st == DH_SMP_E_REMOTE && c) {
 		json_object_set_new(j, "rc", json_integer(c->err.rc));
 		if (c->err.kind == DH_SMP_ERR_GROUP)
@@ -225,8 +284,8 @@ static int cmd_echo(struct dh_smp_client *c, int argc, char **argv)
 	st = dh_smp_echo(c, argv[0], out, sizeof(out));
 	if (st != DH_SMP_OK)
 		return fail(c, "echo", st);
-	return print_json(
-		json_pack("{s:b, s:s, s:b}", "ok", 1, "r", out, "smp_v1_peer", c->peer_v1));
+	return print_json(json_pack("{s:b, s:o, s:b}", "ok", 1, "r",
+				    text_json(out, strlen(out), false), "smp_v1_peer", c->peer_v1));
 }
 
 static int cmd_params(struct dh_smp_client *c)
@@ -257,11 +316,12 @@ static int cmd_image_list(struct dh_smp_client *c)
 
 		hex(s->hash, s->hash_len, h);
 		json_array_append_new(
-			arr, json_pack("{s:i, s:i, s:s, s:s, s:b, s:b, s:b, s:b, s:b}", "image",
-				       (int)s->image, "slot", (int)s->slot, "version", s->version,
-				       "hash", h, "bootable", s->bootable, "pending", s->pending,
-				       "confirmed", s->confirmed, "active", s->active, "permanent",
-				       s->permanent));
+			arr,
+			json_pack("{s:i, s:i, s:o, s:s, s:b, s:b, s:b, s:b, s:b}", "image",
+				  (int)s->image, "slot", (int)s->slot, "version",
+				  text_json(s->version, strlen(s->version), false), "hash", h,
+				  "bootable", s->bootable, "pending", s->pending, "confirmed",
+				  s->confirmed, "active", s->active, "permanent", s->permanent));
 	}
 	j = json_pack("{s:b, s:o}", "ok", 1, "images", arr);
 	return print_json(j);
@@ -294,9 +354,10 @@ static int cmd_upload(struct dh_smp_client *c, int argc, char **argv)
 		return usage_error("upload needs a FILE");
 	st = dh_smp_read_file(path, &data, &len, err, sizeof(err));
 	if (st != DH_SMP_OK) {
-		fprintf(stderr, "dh-smp: %s\n", err);
-		print_json(json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "command", "upload", "error",
-				     dh_smp_strerror(st), "detail", err));
+		errorf("%s", err);
+		print_json(json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "command", "upload", "error",
+				     dh_smp_strerror(st), "detail",
+				     text_json(err, strlen(err), false)));
 		return 1;
 	}
 	dh_smp_sha256(data, len, sha);
@@ -343,8 +404,9 @@ static int cmd_shell(struct dh_smp_client *c, int argc, char **argv)
 		free(r);
 		return fail(c, "shell", st);
 	}
-	rc = print_json(json_pack("{s:b, s:s%, s:I, s:b}", "ok", 1, "o", r->o, r->o_len, "ret",
-				  (json_int_t)r->ret, "truncated", r->o_truncated));
+	rc = print_json(json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "o",
+				  text_json(r->o, r->o_len, true), "ret", (json_int_t)r->ret,
+				  "truncated", r->o_truncated));
 	free(r);
 	return rc;
 }
@@ -474,13 +536,16 @@ static int cmd_mesh(struct dh_dfd_params *p, int argc, char **argv)
 				       r->phase, "status", r->status, "progress", r->progress,
 				       "blob_status", r->blob_status, "img_idx", r->img_idx));
 	}
-	j = json_pack("{s:b, s:s, s:s, s:{s:i, s:i, s:i, s:o, s:i, s:s}}", "ok", res == DH_DFD_OK,
+	/* the driver's detail is escaped already; the fwid may be --fwid as given */
+	j = json_pack("{s:b, s:s, s:o, s:{s:i, s:i, s:i, s:o, s:i, s:o}}", "ok", res == DH_DFD_OK,
 		      "code", res == DH_DFD_OK ? "ok" : err.code, "detail",
-		      res == DH_DFD_OK ? "" : err.detail, "mesh", "phase", rep.phase, "status",
-		      rep.status, "progress", rep.progress, "receivers", arr, "slot_idx",
-		      rep.slot_idx, "fwid", rep.fwid);
+		      text_json(res == DH_DFD_OK ? "" : err.detail,
+				res == DH_DFD_OK ? 0 : strlen(err.detail), false),
+		      "mesh", "phase", rep.phase, "status", rep.status, "progress", rep.progress,
+		      "receivers", arr, "slot_idx", rep.slot_idx, "fwid",
+		      text_json(rep.fwid, strlen(rep.fwid), false));
 	if (res != DH_DFD_OK)
-		fprintf(stderr, "dh-smp: mesh-distribute failed: %s: %s\n", err.code, err.detail);
+		errorf("mesh-distribute failed: %s: %s", err.code, err.detail);
 	print_json(j);
 	return res == DH_DFD_OK ? 0 : 1;
 }
@@ -574,9 +639,10 @@ int main(int argc, char **argv)
 	t = udp ? dh_smp_udp_open(host, port, err, sizeof(err))
 		: dh_smp_serial_open(dev, baud, err, sizeof(err));
 	if (!t) {
-		fprintf(stderr, "dh-smp: %s\n", err);
-		print_json(json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "command", cmd, "error",
-				     "transport error", "detail", err));
+		errorf("%s", err);
+		print_json(json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "command", cmd, "error",
+				     "transport error", "detail",
+				     text_json(err, strlen(err), false)));
 		return 1;
 	}
 	c = malloc(sizeof(*c));

@@ -271,6 +271,30 @@ def test_distributor_unreachable(admin, catalog, mesh_method, tmp_path):
     assert time.monotonic() - t0 < 15.0
 
 
+def test_bad_text_in_an_answer_is_escaped_in_the_session(admin, catalog, mesh_method, sims,
+                                                         tmp_path):
+    """A distributor's answers may hold bytes that are not UTF-8 and control characters
+    (dfd_sim.py --bad-text): the session's error quotes them escaped, as UTF-8 JSON."""
+    img = make_image(tmp_path, "1.5.1", 8 * 1024)
+    upload_firmware(admin, catalog, img, "1.5.1")
+    sim = sims("--bad-text", "shell", "--slot-cnt", "0")  # no free slot: `slot add` fails
+    sid = start_session(admin, catalog, mesh_method, sim_params(sim))
+    s, _ = follow(admin, sid)
+    assert s["state"] == "fail", s
+    assert s["error"]["code"] == "slot_missing", s["error"]
+    detail = s["error"]["detail"]
+    assert detail.startswith("Step 1 (mesh_smp) failed: slot: `mesh models dfu slot add "), detail
+    # the driver's one-line quote makes C0 controls spaces; the rest is escaped as \xNN
+    assert "<err> log: \\xff\\xfe [2J  café \\xc3( \\xed\\xa0\\x80 \\x7f\\xc2\\x9b|" in detail, detail
+    assert not [c for c in detail if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f], detail
+    # the answer as sent is UTF-8 (strict decode) and holds no raw control character
+    body = admin.get(SESSIONS + sid).content.decode("utf-8")
+    assert not [c for c in body if (ord(c) < 0x20 and c not in "\n\t") or
+                0x7f <= ord(c) <= 0x9f], body
+    # the payload holds numbers and names of the driver's own only
+    assert s["payload"]["mesh"]["stage"] == "slot", s["payload"]
+
+
 @pytest.mark.parametrize("fault", [("--reboot-after-bytes", "20000"), ("--drop", "0.05")],
                          ids=["reboot-mid-upload", "lossy"])
 def test_interrupted_upload_still_distributes(admin, catalog, mesh_method, sims, tmp_path,

@@ -104,6 +104,13 @@ FAIL_DEFAULTS = {"transfer": (3, TP_UNKNOWN, 9), "verify": (3, TP_VERIFY_FAIL, 0
 
 BOOT_BANNER = b"*** Booting Zephyr OS build v4.1.0 ***\r\nuart:~$ "
 
+# What --bad-text puts into answers, as a device that never checks its text can send: bytes
+# that are not UTF-8 (a lone FF FE, a lead byte before ASCII, an encoded surrogate), control
+# characters (ESC [2J clears a terminal, BEL, DEL, the C1 CSI U+009B) and, among them, a
+# well-formed "café". Short enough to fit an image version (48 bytes) after "1.0.0".
+BAD_TEXT = b"\xff\xfe\x1b[2J\x07 caf\xc3\xa9 \xc3( \xed\xa0\x80 \x7f\xc2\x9b|"
+BAD_TEXT_PLACES = ("echo", "shell", "version", "rsn")
+
 
 # ---------------------------------------------------------------------------
 # Options: one table drives the constructor, configure() and the command line
@@ -181,6 +188,11 @@ OPTIONS = [
     Option("erase_delay", 0.0, float, "seconds the first chunk of a new upload takes "
            "(simulated slot erase; the server is busy meanwhile)"),
     Option("mute", False, bool, "the distributor stops answering (requests ignored)"),
+    Option("bad_text", "", str, "comma-separated answers that carry text that is not UTF-8 "
+           "and control characters (BAD_TEXT): echo (after the echoed text), shell (a log line "
+           "before the output; the capture is then cut at a byte count, inside a character "
+           "or not), version (after each image version), rsn (an SMP error's reason); 'all' "
+           "for every one"),
     Option("lose_command", "", str, "the first shell request whose command line starts "
            "with this text is lost on the way in: not run, no answer"),
     Option("reset_delay", 0.05, float, "seconds between the reset answer and the reboot"),
@@ -207,6 +219,9 @@ class SimConfig:
             value = opt.kind(value) if opt.kind is not bool else bool(value)
             if opt.choices and value not in opt.choices:
                 raise ValueError("%s must be one of %s" % (name, ", ".join(opt.choices)))
+            if name == "bad_text" and value not in ("", "all") and \
+                    not set(value.split(",")) <= set(BAD_TEXT_PLACES):
+                raise ValueError("bad_text is 'all' or a list of %s" % ", ".join(BAD_TEXT_PLACES))
             setattr(self, name, value)
 
     def as_dict(self):
@@ -230,15 +245,31 @@ def unpack_header(data):
             "group": group, "seq": seq, "id": cid}
 
 
+class RawText(bytes):
+    """Bytes sent as a CBOR text string as they are, UTF-8 or not (cbor2 would refuse)."""
+
+
+def cbor_head(major, n):
+    """The head of a CBOR item of a major type with argument n (RFC 8949 3.1)."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, fmt in ((24, ">B"), (25, ">H"), (26, ">I"), (27, ">Q")):
+        if n < 1 << (8 * struct.calcsize(fmt)):
+            return bytes([major << 5 | extra]) + struct.pack(fmt, n)
+    raise ValueError("CBOR argument too large")
+
+
 def encode_cbor(obj, definite=False):
     """CBOR-encode obj; maps and arrays indefinite (bf..ff, 9f..ff) unless definite."""
-    if definite:
-        return cbor2.dumps(obj)
+    if isinstance(obj, RawText):
+        return cbor_head(3, len(obj)) + bytes(obj)
     if isinstance(obj, dict):
-        inner = b"".join(cbor2.dumps(k) + encode_cbor(v) for k, v in obj.items())
-        return b"\xbf" + inner + b"\xff"
+        inner = b"".join(encode_cbor(k, definite) + encode_cbor(v, definite)
+                         for k, v in obj.items())
+        return (cbor_head(5, len(obj)) + inner) if definite else b"\xbf" + inner + b"\xff"
     if isinstance(obj, (list, tuple)):
-        return b"\x9f" + b"".join(encode_cbor(v) for v in obj) + b"\xff"
+        inner = b"".join(encode_cbor(v, definite) for v in obj)
+        return (cbor_head(4, len(obj)) + inner) if definite else b"\x9f" + inner + b"\xff"
     return cbor2.dumps(obj)
 
 
@@ -1223,6 +1254,8 @@ class DistributorSim:
             out = self._dispatch(hdr, body, ver)
         except SmpError as e:
             out = {"rc": e.rc}
+            if self._bad("rsn"):
+                out["rsn"] = RawText(b"rc %d: " % e.rc + BAD_TEXT)
         except GroupError as e:
             out = self._group_error(e, ver)
         return self._response(hdr, rver, out)
@@ -1268,6 +1301,8 @@ class DistributorSim:
         text = self._map(req).get("d")
         if not isinstance(text, str):
             raise SmpError(MGMT_EINVAL)
+        if self._bad("echo"):
+            return {"r": RawText(text.encode() + BAD_TEXT)}
         return {"r": text}
 
     def h_reset(self, req, ver):
@@ -1302,7 +1337,11 @@ class DistributorSim:
         return images
 
     def h_state_read(self, req, ver):
-        return {"images": self.image_list(), "splitStatus": 0}
+        images = self.image_list()
+        if self._bad("version"):
+            images = [dict(im, version=RawText(im["version"].encode() + BAD_TEXT))
+                      for im in images]
+        return {"images": images, "splitStatus": 0}
 
     def h_state_write(self, req, ver):
         req = self._map(req)
@@ -1433,9 +1472,16 @@ class DistributorSim:
                 ERRNO["ENOEXEC"]
         else:
             lines, ret = self.shell.run(args)
-        text = self._noise() + "".join(l + "\r\n" for l in lines)
-        text = text.encode()[:max(0, self.cfg.capture_size - 1)].decode("utf-8", "replace")
+        data = (self._noise() + "".join(l + "\r\n" for l in lines)).encode()
+        if self._bad("shell"):
+            data = b"<err> log: " + BAD_TEXT + b"\r\n" + data
+        data = data[:max(0, self.cfg.capture_size - 1)]
+        # the capture buffer is cut at a byte count; a device sends that as it is
+        text = RawText(data) if self._bad("shell") else data.decode("utf-8", "replace")
         return {"o": text, "rc" if self.cfg.legacy_rc else "ret": ret}
+
+    def _bad(self, place):
+        return self.cfg.bad_text == "all" or place in self.cfg.bad_text.split(",")
 
     def _noise(self):
         with self._fault_lock:

@@ -330,3 +330,89 @@ def test_interrupt_cancels_a_hanging_upload(sims, tmp_path):
     assert json.loads(out) == {"ok": False, "command": "upload", "error": "cancelled",
                                "detail": ""}
     assert "dh-smp: upload failed: cancelled" in err and "Sanitizer" not in err
+
+
+# --- text from the device that is not UTF-8 --------------------------------------------------
+
+# BAD_TEXT of tests/sim/dfd_sim.py as dh-smp must show it: every byte that is not UTF-8 and
+# every byte of a control character as \xNN, the well-formed rest (café) as it is.
+BAD_ESCAPED = "\\xff\\xfe\\x1b[2J\\x07 café \\xc3( \\xed\\xa0\\x80 \\x7f\\xc2\\x9b|"
+
+
+def run_bytes(*args, timeout=30):
+    """dh-smp with args: exit code, stdout and stderr as the bytes it wrote."""
+    proc = subprocess.run([BIN] + [str(a) for a in args], capture_output=True,
+                          timeout=timeout)
+    assert b"Sanitizer" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def readable(data):
+    """data as text, asserting it is well-formed UTF-8 with no control character but the
+    line feed: what a terminal shows of it is what it holds."""
+    text = data.decode("utf-8")  # strict
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f
+           or c in "\u2028\u2029"]
+    assert not bad, (bad, text)
+    return text
+
+
+def test_device_text_that_is_not_utf8_is_escaped(sims):
+    sim = sims("--bad-text", "all")
+    rc, out, err = run_bytes("--udp", sim.udp, "echo", "hi ü")
+    assert rc == 0, (out, err)
+    assert json.loads(readable(out))["r"] == "hi ü" + BAD_ESCAPED
+    rc, out, err = run_bytes("--udp", sim.udp, "shell", "mesh", "models", "dfd", "get")
+    assert rc == 0, (out, err)
+    body = json.loads(readable(out))
+    # the shell's CRLF line ends are line feeds; the log line is escaped, the answer intact
+    assert body["o"] == "<err> log: " + BAD_ESCAPED + '\n{ "status": 0, "phase": 0 }\n', body
+    rc, out, err = run_bytes("--udp", sim.udp, "image-list")
+    assert rc == 0, (out, err)
+    assert json.loads(readable(out))["images"][0]["version"] == "1.0.0" + BAD_ESCAPED
+
+
+def test_smp_error_reason_that_is_not_utf8_is_escaped(sims):
+    # a datagram longer than the device reads is answered rc 9, here with a reason
+    sim = sims("--bad-text", "rsn", "--udp-rx-size", "64")
+    rc, out, err = run_bytes("--udp", sim.udp, "echo", "x" * 100)
+    assert rc == 1, (out, err)
+    body = json.loads(readable(out))
+    assert body["error"] == "device error" and body["rc"] == 9, body
+    assert body["detail"] == "MGMT_ERR_ECORRUPT (9): rc 9: " + BAD_ESCAPED, body
+    line = readable(err)
+    assert line.startswith("dh-smp: echo failed: ") and line.endswith(BAD_ESCAPED + "\n"), line
+
+
+def test_device_text_is_cut_between_characters(smp, sim):
+    # the echo answer is cut at 511 bytes (DH_SMP_TEXT_MAX), inside the 256th "é"
+    res = smp("--udp", sim.udp, "echo", "é" * 300)
+    assert res.rc == 0, res
+    assert res.json["r"] == "é" * 255
+
+
+def test_mesh_distribute_quotes_a_bad_answer_escaped(sims, tmp_path):
+    # no free slot record: the driver fails quoting the distributor's answer, log line and all
+    sim = sims("--speed", "4000000", "--bad-text", "shell", "--slot-cnt", "0")
+    make_image(tmp_path / "fw.img", "1.2.3", 16 * 1024, seed=10)
+    rc, out, err = run_bytes("--udp", sim.udp, "mesh-distribute", tmp_path / "fw.img",
+                             "--receivers", "2", "--poll-ms", "20")
+    assert rc == 1, (out, err)
+    body = json.loads(readable(out))
+    assert body["code"] == "slot_missing", body
+    detail = body["detail"]
+    assert detail.startswith("slot: `mesh models dfu slot add "), detail
+    # C0 controls of an answer are spaces in the driver's one-line quote; the rest escaped
+    assert "\\xff\\xfe [2J  café \\xc3( \\xed\\xa0\\x80 \\x7f\\xc2\\x9b|" in detail, detail
+    assert "Failed to reserve slot." in detail, detail
+    assert readable(err).splitlines()[-1] == "dh-smp: mesh-distribute failed: slot_missing: " \
+        + detail
+
+
+def test_mesh_distribute_sees_past_a_bad_log_line(smp, sims, tmp_path):
+    sim = sims("--speed", "4000000", "--bad-text", "shell")
+    make_image(tmp_path / "fw.img", "1.2.3", 16 * 1024, seed=11)
+    res = smp("--udp", sim.udp, "mesh-distribute", tmp_path / "fw.img",
+              "--receivers", "2,3", "--poll-ms", "20")
+    assert res.rc == 0, res
+    assert res.json["mesh"]["phase"] == 4, res
