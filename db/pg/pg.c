@@ -9,6 +9,7 @@
 
 #include "log.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -70,6 +71,134 @@ static void on_notice(void *cls, const char *message)
 	dh_debug("db.notice", "engine=postgresql detail=\"%.200s\"", message);
 }
 
+/* What is wrong with a connection string libpq refused, in our own words. libpq's own
+ * sentence quotes the offending part, which may be (part of) the password, so it is only
+ * matched here, never shown. */
+static const struct {
+	const char *libpq; /* a phrase of libpq's message */
+	const char *ours;
+} parse_problems[] = {
+	{ "forbidden value %00", "a %-escape encodes a zero byte" },
+	{ "percent-encoded", "a % is not followed by two hexadecimal digits" },
+	{ "IPv6", "an IPv6 host address in [ ] is not closed, or is followed by junk" },
+	{ "invalid URI query parameter", "a parameter after ? is not a libpq connection option" },
+	{ "key/value separator", "a parameter after ? is not written key=value" },
+	{ "invalid connection option", "a key is not a libpq connection option" },
+	{ "missing \"=\"", "a key is not followed by =" },
+	{ "unterminated quoted string", "a quoted value has no closing quote" },
+	{ "out of memory", "out of memory" },
+};
+
+static const char *parse_problem(const char *why)
+{
+	size_t i;
+
+	for (i = 0; why && i < sizeof(parse_problems) / sizeof(parse_problems[0]); i++)
+		if (strstr(why, parse_problems[i].libpq))
+			return parse_problems[i].ours;
+	return why ? "it is neither a postgresql:// URI nor key=value pairs that libpq accepts"
+		   : "out of memory";
+}
+
+static const char *opt_value(const PQconninfoOption *opts, const char *key)
+{
+	for (; opts && opts->keyword; opts++)
+		if (strcmp(opts->keyword, key) == 0)
+			return opts->val;
+	return NULL;
+}
+
+/* May a user or host name be shown? Only plain names: a string libpq split in the wrong
+ * place (an unescaped '@' or '/' in a password) must not carry a piece of it out. */
+static bool is_plain_name(const char *s)
+{
+	if (!s || !*s || strlen(s) > 255)
+		return false;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char)*s) || strchr("._-:/[],", *s)))
+			return false;
+	return true;
+}
+
+/* The raw password of a URI ("postgresql://user:PASSWORD@"), still %-escaped, as a span of
+ * target; none when there is no '@' before the path. */
+static void uri_password(const char *target, const char **p, size_t *n)
+{
+	const char *a, *end, *colon, *at;
+
+	*p = NULL;
+	*n = 0;
+	a = strstr(target, "://");
+	if (!a)
+		return;
+	a += 3;
+	end = a + strcspn(a, "/?");
+	at = memchr(a, '@', (size_t)(end - a));
+	if (!at)
+		return;
+	colon = memchr(a, ':', (size_t)(at - a));
+	if (colon && at > colon + 1) {
+		*p = colon + 1;
+		*n = (size_t)(at - colon - 1);
+	}
+}
+
+static bool contains_span(const char *hay, const char *p, size_t n)
+{
+	const char *h;
+
+	if (!p || !n)
+		return false;
+	for (h = hay; (h = strchr(h, *p)) != NULL; h++)
+		if (strncmp(h, p, n) == 0)
+			return true;
+	return false;
+}
+
+/* libpq's reason for a failed connection, fit to print: its first line with every quoted
+ * value replaced by "..." unless it is an option name or the user or host shown beside it
+ * (libpq quotes e.g. a bad port, which for "postgresql://u:pw/db" is the password), and
+ * withheld whole if it still contains the password. */
+static void connect_reason(const char *msg, const PQconninfoOption *opts, const char *target,
+			   const char *user, const char *host, char *out, size_t size)
+{
+	const char *pw = opt_value(opts, "password"), *raw;
+	size_t len = 0, rawn, n;
+	const char *q, *e;
+
+	uri_password(target, &raw, &rawn);
+	while (*msg && *msg != '\n' && len + 4 < size) {
+		if (*msg != '"' || !(e = strchr(msg + 1, '"')) ||
+		    memchr(msg, '\n', (size_t)(e - msg))) {
+			out[len++] = *msg++;
+			continue;
+		}
+		q = msg + 1;
+		n = (size_t)(e - q);
+		/* the user, the host, or a socket file in the host's directory */
+		bool keep = (user && strlen(user) == n && strncmp(q, user, n) == 0) ||
+			    (host && strlen(host) <= n && strncmp(q, host, strlen(host)) == 0 &&
+			     (strlen(host) == n || (*host == '/' && q[strlen(host)] == '/')));
+		for (const PQconninfoOption *o = opts; !keep && o && o->keyword; o++)
+			keep = strlen(o->keyword) == n && strncmp(q, o->keyword, n) == 0;
+		if (!keep) {
+			q = "...";
+			n = 3;
+		}
+		if (len + n + 2 >= size)
+			break;
+		out[len++] = '"';
+		memcpy(out + len, q, n);
+		len += n;
+		out[len++] = '"';
+		msg = e + 1;
+	}
+	out[len] = 0;
+	if ((pw && *pw && strstr(out, pw)) || contains_span(out, raw, rawn))
+		snprintf(out, size,
+			 "libpq's message is not shown because it contains the password");
+}
+
 PGconn *dh_pg_connect(const char *target, struct dh_error *err)
 {
 	static const char *const keys[] = { "connect_timeout", "application_name", "dbname", NULL };
@@ -78,24 +207,36 @@ PGconn *dh_pg_connect(const char *target, struct dh_error *err)
 	char *why = NULL;
 	PGconn *c;
 
-	/* a malformed string is its own error, before any connection attempt */
+	/* a malformed string is its own error, before any connection attempt; neither the
+	 * string nor libpq's sentence about it is shown: both may hold the password */
 	opts = PQconninfoParse(target, &why);
 	if (!opts) {
-		dh_error_set(err, DH_E_INVALID, "The PostgreSQL connection string is not valid: %s",
-			     why ? why : "out of memory");
+		dh_error_set(
+			err, DH_E_INVALID,
+			"The PostgreSQL connection string is not valid: %s (the string is not shown: it may hold a password).",
+			parse_problem(why));
 		PQfreemem(why);
 		return NULL;
 	}
-	PQconninfoFree(opts);
 	c = PQconnectdbParams(keys, vals, 1);
 	if (!c || PQstatus(c) != CONNECTION_OK) {
+		const char *user = opt_value(opts, "user"), *host = opt_value(opts, "host");
 		char msg[PG_ERR_MAX];
-		snprintf(msg, sizeof(msg), "%s", c ? PQerrorMessage(c) : "out of memory");
-		msg[strcspn(msg, "\n")] = 0;
-		dh_error_set(err, DH_E_UNAVAILABLE, "Cannot connect to PostgreSQL: %s", msg);
+
+		if (!is_plain_name(user))
+			user = NULL;
+		if (!is_plain_name(host))
+			host = NULL;
+		connect_reason(c ? PQerrorMessage(c) : "out of memory", opts, target, user, host,
+			       msg, sizeof(msg));
+		dh_error_set(err, DH_E_UNAVAILABLE, "Cannot connect to PostgreSQL%s%s%s%s: %s",
+			     user ? " as user " : "", user ? user : "", host ? " at " : "",
+			     host ? host : "", msg);
 		PQfinish(c);
+		PQconninfoFree(opts);
 		return NULL;
 	}
+	PQconninfoFree(opts);
 	PQsetNoticeProcessor(c, on_notice, NULL);
 	return c;
 }
