@@ -88,6 +88,7 @@ struct dh_guard_conn {
 	_Atomic uint64_t body_bytes; /* added by the request's thread without the lock */
 	uint64_t body_mark;          /* body_bytes at the start of the current window */
 	uint8_t key[DH_CLIENT_KEY_LEN];
+	void *user; /* the caller's pointer: only the connection's own thread uses it */
 };
 
 struct list {
@@ -768,6 +769,17 @@ const uint8_t *dh_guard_client_key(const struct dh_guard_conn *c)
 	static const uint8_t none[DH_CLIENT_KEY_LEN];
 
 	return c ? c->key : none;
+}
+
+void dh_guard_set_user(struct dh_guard_conn *c, void *p)
+{
+	if (c)
+		c->user = p;
+}
+
+void *dh_guard_user(const struct dh_guard_conn *c)
+{
+	return c ? c->user : NULL;
 }
 
 void dh_guard_stats_get(struct dh_guard_stats *out)

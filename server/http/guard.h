@@ -150,6 +150,15 @@ bool dh_guard_close_lingering(struct dh_guard_conn *c);
 /* The client key of a connection (for per-address rate limits). */
 const uint8_t *dh_guard_client_key(const struct dh_guard_conn *c);
 
+/*
+ * One pointer the caller keeps with a connection, which the guard only stores (NULL until
+ * set): http/server.c keeps the request it is reading there, so that a request the library
+ * drops without ending it is freed when the connection closes. Only the connection's own
+ * thread may use it. NULL records are ignored (dh_guard_user returns NULL).
+ */
+void dh_guard_set_user(struct dh_guard_conn *c, void *p);
+void *dh_guard_user(const struct dh_guard_conn *c);
+
 void dh_guard_stats_get(struct dh_guard_stats *out);
 
 #endif

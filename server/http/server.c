@@ -911,6 +911,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 	(void)cls;
 	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+		/* a request MHD closed without ending it (it does so after a second error in one
+		 * request, e.g. when its memory ran out): it no longer holds it */
+		req_free(dh_guard_user(*socket_context));
 		/* MHD closes the socket right after this (and takes it out of its epoll set, if
 		 * it has one, before): a lingering close keeps a duplicate */
 		dh_guard_close_lingering(*socket_context);
@@ -954,6 +957,10 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
 	(void)cls;
 	if (req) {
 		req->guard = guard_of(conn);
+		/* the connection's request until on_completed: MHD does not always end a request
+		 * it gives up on (on_connection frees it then), and never holds two at once */
+		req_free(dh_guard_user(req->guard));
+		dh_guard_set_user(req->guard, req);
 		req->raw_target = uri;
 		req->raw_target_len = strlen(uri);
 		req->target_problem = target_problem(uri);
@@ -1367,6 +1374,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	/* kept alive: the next request's head has its own deadline */
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		dh_guard_request_done(guard_of(conn));
+	if (req && dh_guard_user(req->guard) == req)
+		dh_guard_set_user(req->guard, NULL);
 	req_free(req);
 	*con_cls = NULL;
 }
