@@ -126,6 +126,51 @@ def test_revocation_and_changes_on_a_take_effect_on_b_within_a_second(pair):
     print(f"\npropagation A->B seconds: {['%.3f' % t for t in times]}")
 
 
+def test_a_grant_removed_on_a_is_enforced_on_b_within_a_second(pair):
+    a, b = pair
+    ca = Client(a, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    s = new_session(ca, cat, procedure(ca, cat))
+    times = []
+    for _ in range(3):
+        u, secret = make_user(ca, ["update"], product=cat["product"]["id"])
+        grant = ca.get("/api/v1/access-rights/", params={"user": u["id"]}).json()["results"][0]
+        user_on_b = Client(b, secret)
+        for _ in range(3):  # B has the user's rights cached now
+            assert user_on_b.get(FU + s["id"]).status_code == 200
+        assert ca.delete(f"/api/v1/access-rights/{grant['id']}").status_code == 204
+        # beyond every grant of the user: 404, as for a session that does not exist
+        times.append(wait_until(lambda: user_on_b.get(FU + s["id"]).status_code == 404,
+                                PROPAGATION_S))
+        # and a grant given back on A lets B answer again
+        ca.create("/api/v1/access-rights/", {"user": u["id"], "action": "update",
+                                             "product": cat["product"]["id"]})
+        times.append(wait_until(lambda: user_on_b.get(FU + s["id"]).status_code == 200,
+                                PROPAGATION_S))
+    print(f"\nrights propagation A->B seconds: {['%.3f' % t for t in times]}")
+
+
+def test_a_step_longer_than_the_lease_is_not_taken_over(pair, tmp_path):
+    """The worker running a step renews its lease: the other server's reaper, which sees
+    the session's claim every 100 ms, never takes it over although the step lasts three
+    times --lease-ms."""
+    a, b = pair
+    ca, cb = Client(a, ADMIN_TOKEN), Client(b, ADMIN_TOKEN)
+    cat = catalog_of(ca)
+    upload_fw(ca, cat, "2.0.0")
+    runs = tmp_path / "runs"
+    dp = procedure(ca, cat, confirm=False, steps=[{"plugin": "exec", "params": {
+        "program": "/bin/sh", "args": ["-c", f"echo run >> {runs}; sleep 4.5"]}}])
+    s = new_session(ca, cat, dp)
+    assert ca.post(FU + s["id"] + "/start").status_code == 200
+    done = wait_state(cb, s["id"], "success", timeout=30)
+    assert done["attempts"] == 1, done
+    assert runs.read_text() == "run\n"
+    for srv in (a, b):
+        assert "session.recovered" not in srv.read_log()
+
+
 def test_sse_on_b_hears_a_session_created_on_a(pair):
     a, b = pair
     ca = Client(a, ADMIN_TOKEN)
