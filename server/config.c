@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include "core/text.h"
+#include "core/url.h"
 #include "core/util.h"
 #include "dh_paths.h"
 #include "http/tls.h"
@@ -61,12 +63,16 @@ static const struct opt opts[] = {
 	  DH_TLS_PRIORITIES_DEFAULT, 0, 0,
 	  "GnuTLS priority string of the TLS versions and ciphers offered" },
 	{ "allowed-hosts", "DEVICEHUB_ALLOWED_HOSTS", OPT_STR, OFF(allowed_hosts), "", 0, 0,
-	  "Host header values (host or host:port, comma-separated) that links may be built from"
-	  " when --public-url is unset; default: none, links use the address the client"
-	  " connected to" },
+	  "Host header values that links may be built from when --public-url is unset:"
+	  " comma-separated HOST or HOST:PORT (HOST a DNS name, an IPv4 address or an [IPv6]"
+	  " address, PORT 1..65535), e.g. hub.example,hub.example:8443; default: none, links use"
+	  " the address the client connected to" },
 	{ "public-url", "DEVICEHUB_PUBLIC_URL", OPT_STR, OFF(public_url), "", 0, 0,
-	  "base URL of the links the server hands out (downloads, short links, list pages);"
-	  " default: the address the client connected to (see --allowed-hosts)" },
+	  "base URL of the links the server hands out (downloads, short links, list pages):"
+	  " http:// or https://, HOST[:PORT], then optionally a /PATH prefix (a reverse proxy's);"
+	  " no user@, query or fragment, at most 256 bytes of ASCII, e.g."
+	  " https://hub.example:8443; default: the address the client connected to (see"
+	  " --allowed-hosts)" },
 	{ "max-body", "DEVICEHUB_MAX_BODY", OPT_U64, OFF(max_body), "1048576", 64, UINT64_MAX,
 	  "largest JSON request body in bytes (413 beyond)" },
 	{ "max-upload", "DEVICEHUB_MAX_UPLOAD", OPT_U64, OFF(max_upload), "1073741824", 1024,
@@ -123,8 +129,9 @@ static const struct opt opts[] = {
 	{ "coap-listen", "DEVICEHUB_COAP_LISTEN", OPT_STR, OFF(coap_listen), "", 0, 0,
 	  "address the CoAP server listens on (IPv4 or IPv6 literal); empty: as --listen" },
 	{ "coap-public-url", "DEVICEHUB_COAP_PUBLIC_URL", OPT_STR, OFF(coap_public_url), "", 0, 0,
-	  "base of coap_link, e.g. coap://hub.example:5683; empty: the host of --public-url"
-	  " (or of the request) and the CoAP port" },
+	  "base of coap_link: coap:// or coaps://, then HOST[:PORT] and nothing else (the link"
+	  " adds /d/<token>), at most 256 bytes, e.g. coap://hub.example:5683; empty: the host"
+	  " of --public-url (or of the request) and the CoAP port" },
 	{ "webhook-timeout", "DEVICEHUB_WEBHOOK_TIMEOUT", OPT_UINT, OFF(webhook_timeout), "10", 1,
 	  600, "seconds a webhook receiver has to answer one attempt (connect included)" },
 	{ "webhook-max-age", "DEVICEHUB_WEBHOOK_MAX_AGE", OPT_U64, OFF(webhook_max_age), "86400", 1,
@@ -145,6 +152,12 @@ static const struct opt opts[] = {
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* Where each option's value came from: "default", "flag" or its environment variable. */
+static const char *value_from[NOPTS];
+
+/* Bytes of a bad value a start-up message quotes: enough to recognise it. */
+#define VALUE_QUOTE_MAX 80
 
 static int set_opt(const struct opt *o, const char *val, const char *from)
 {
@@ -259,26 +272,47 @@ static bool udp_port(const char *name, const char *text, bool *on, unsigned *por
 	return true;
 }
 
-/* --allowed-hosts: empty, or comma-separated non-empty host[:port] values (spaces around
- * commas allowed). */
-static bool allowed_hosts_valid(const char *list)
+/*
+ * One line on stderr for a bad value of the option named flag: the flag (and the environment
+ * variable when the value came from there), the value escaped and cut (it may hold any
+ * bytes: core/text.h), and why. Returns 2, the exit status.
+ */
+static int bad_value(const char *flag, const char *value, const char *why)
 {
-	const char *p = list;
+	char shown[4 * VALUE_QUOTE_MAX + 1];
+	size_t cut = dh_utf8_cut(value, VALUE_QUOTE_MAX);
+	const char *from = "flag";
 
-	while (*p) {
-		size_t n;
-		while (*p == ' ')
-			p++;
-		n = strspn(p, DH_HOST_CHARS);
-		if (n == 0)
-			return false;
-		p += n;
-		while (*p == ' ')
-			p++;
-		if (*p && *p++ != ',')
-			return false;
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (strcmp(opts[i].flag, flag) == 0)
+			from = value_from[i];
 	}
-	return true;
+	dh_text_escape(shown, sizeof(shown), value, cut, DH_TEXT_CONTROLS);
+	if (strncmp(from, "DEVICEHUB_", 10) == 0)
+		fprintf(stderr, "devicehubd: %s (--%s) '%s%s': %s\n", from, flag, shown,
+			value[cut] ? "..." : "", why);
+	else
+		fprintf(stderr, "devicehubd: --%s '%s%s': %s\n", flag, shown,
+			value[cut] ? "..." : "", why);
+	return 2;
+}
+
+/* --public-url, --coap-public-url and --allowed-hosts, when set: 0 or 2 after a message. */
+static int check_urls(void)
+{
+	static const char *const http[] = { "http", "https", NULL };
+	static const char *const coap[] = { "coap", "coaps", NULL };
+	char why[DH_URL_WHY_MAX];
+
+	if (*dh_cfg.public_url &&
+	    !dh_url_base_check(dh_cfg.public_url, http, true, why, sizeof(why)))
+		return bad_value("public-url", dh_cfg.public_url, why);
+	if (*dh_cfg.coap_public_url &&
+	    !dh_url_base_check(dh_cfg.coap_public_url, coap, false, why, sizeof(why)))
+		return bad_value("coap-public-url", dh_cfg.coap_public_url, why);
+	if (*dh_cfg.allowed_hosts && !dh_url_hosts_check(dh_cfg.allowed_hosts, why, sizeof(why)))
+		return bad_value("allowed-hosts", dh_cfg.allowed_hosts, why);
+	return 0;
 }
 
 int dh_config_parse(int argc, char **argv)
@@ -290,8 +324,11 @@ int dh_config_parse(int argc, char **argv)
 		const char *env = getenv(opts[i].env);
 		if ((rc = set_opt(&opts[i], opts[i].def, "default")) != 0)
 			return rc;
+		value_from[i] = "default";
 		if (env && *env && (rc = set_opt(&opts[i], env, opts[i].env)) != 0)
 			return rc;
+		if (env && *env)
+			value_from[i] = opts[i].env;
 	}
 	for (int a = 1; a < argc; a++) {
 		const char *arg = argv[a], *val = NULL, *eq;
@@ -338,6 +375,7 @@ int dh_config_parse(int argc, char **argv)
 		}
 		if ((rc = set_opt(o, val, "flag")) != 0)
 			return rc;
+		value_from[o - opts] = "flag";
 	}
 	if (inet_pton(strchr(dh_cfg.listen, ':') ? AF_INET6 : AF_INET, dh_cfg.listen, addr) != 1) {
 		fprintf(stderr, "devicehubd: --listen '%s' is not an IPv4 or IPv6 address\n",
@@ -358,28 +396,8 @@ int dh_config_parse(int argc, char **argv)
 			dh_cfg.coap_listen);
 		return 2;
 	}
-	if (*dh_cfg.coap_public_url && strncmp(dh_cfg.coap_public_url, "coap://", 7) != 0 &&
-	    strncmp(dh_cfg.coap_public_url, "coaps://", 8) != 0) {
-		fprintf(stderr,
-			"devicehubd: --coap-public-url '%s' must start with coap:// or"
-			" coaps://\n",
-			dh_cfg.coap_public_url);
-		return 2;
-	}
-	if (*dh_cfg.public_url && strncmp(dh_cfg.public_url, "http://", 7) != 0 &&
-	    strncmp(dh_cfg.public_url, "https://", 8) != 0) {
-		fprintf(stderr,
-			"devicehubd: --public-url '%s' must start with http:// or https://\n",
-			dh_cfg.public_url);
-		return 2;
-	}
-	if (!allowed_hosts_valid(dh_cfg.allowed_hosts)) {
-		fprintf(stderr,
-			"devicehubd: --allowed-hosts '%s' must be a comma-separated list of host or"
-			" host:port values\n",
-			dh_cfg.allowed_hosts);
-		return 2;
-	}
+	if ((rc = check_urls()) != 0)
+		return rc;
 	if (!!*dh_cfg.tls_cert != !!*dh_cfg.tls_key) {
 		fprintf(stderr, "devicehubd: --tls-cert and --tls-key go together\n");
 		return 2;
