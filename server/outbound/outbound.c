@@ -127,6 +127,7 @@ enum dh_err dh_outbound_init(struct dh_outbound *o, const struct dh_outbound_req
 	o->allow_private = dh_cfg.webhook_allow_private;
 	o->answer_max = r->answer_max;
 	o->answer_max_fails = r->answer_max_fails;
+	o->connect_timeout_ms = r->connect_timeout_ms;
 	o->timeout_ms = r->timeout_ms;
 	o->h = curl_easy_init();
 	if (!o->h) {
@@ -189,6 +190,14 @@ long dh_outbound_status(const struct dh_outbound *o)
 	return status;
 }
 
+/* Was the connection made? (libcurl's connect time stays 0 until it is) */
+static bool connected(const struct dh_outbound *o)
+{
+	curl_off_t us = 0;
+
+	return o->h && curl_easy_getinfo(o->h, CURLINFO_CONNECT_TIME_T, &us) == CURLE_OK && us > 0;
+}
+
 void dh_outbound_describe(const struct dh_outbound *o, CURLcode rc, char *why, size_t cap)
 {
 	const char *detail = o->errbuf[0] ? o->errbuf : curl_easy_strerror(rc);
@@ -205,6 +214,14 @@ void dh_outbound_describe(const struct dh_outbound *o, CURLcode rc, char *why, s
 		snprintf(why, cap, "HTTP %ld", dh_outbound_status(o));
 		return;
 	case CURLE_OPERATION_TIMEDOUT:
+		/* a receiver that never accepts ends at the connect timeout, not the total one */
+		if (!connected(o)) {
+			long ms = o->connect_timeout_ms && o->connect_timeout_ms < o->timeout_ms
+					  ? o->connect_timeout_ms
+					  : o->timeout_ms;
+			snprintf(why, cap, "cannot connect within %ld ms", ms);
+			return;
+		}
 		snprintf(why, cap, "no answer within %ld ms", o->timeout_ms);
 		return;
 	case CURLE_WRITE_ERROR:

@@ -46,6 +46,7 @@ struct dh_outbound {
 	bool allow_private; /* --webhook-allow-private when the handle was made */
 	char refused[96];   /* the address the guard refused ("" if none) */
 	long timeout_ms;    /* for the sentence of a timeout */
+	long connect_timeout_ms;
 	char errbuf[CURL_ERROR_SIZE];
 	void *user; /* free for the caller */
 };
@@ -67,8 +68,8 @@ long dh_outbound_status(const struct dh_outbound *o);
 
 /*
  * One sentence for a transfer that ended with rc (CURLE_OK included: then it names the
- * status), e.g. "refused to connect to 127.0.0.1, a loopback address", "no answer within
- * 10 s", "HTTP 500".
+ * status), e.g. "refused to connect to 127.0.0.1, a loopback address", "cannot connect
+ * within 5000 ms", "no answer within 10000 ms", "HTTP 500".
  */
 void dh_outbound_describe(const struct dh_outbound *o, CURLcode rc, char *why, size_t cap);
 

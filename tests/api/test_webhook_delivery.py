@@ -321,6 +321,39 @@ def test_rolled_back_change_sends_nothing(admin, rx):
     assert len(deliveries(admin, w)) == 2
 
 
+def test_connect_timeout_for_a_receiver_that_never_accepts(rx):
+    """A listening socket whose backlog is full drops new connections' SYNs: the connect
+    hangs. --webhook-connect-timeout 1 ends each attempt after about a second, although
+    --webhook-timeout allows 30, and says so."""
+    lsn = socket.socket()
+    filler = socket.socket()
+    s = None
+    try:
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(0)
+        filler.connect(lsn.getsockname())  # the one connection the backlog takes
+        port = lsn.getsockname()[1]
+        s = Server(extra_args=FAST + ["--webhook-connect-timeout", "1", "--webhook-timeout",
+                                      "30", "--webhook-max-attempts", "2"]).start()
+        a = Client(s, ADMIN_TOKEN)
+        w = a.create(WH, {"url": f"http://127.0.0.1:{port}/never", "events": [
+            "object.created"]})
+        t0 = time.monotonic()
+        a.create("/api/v1/products/", {"tid": unique("p"), "name": "N"})
+        log = wait_log(a, w, lambda got: got and got[0]["status"] == "failed", timeout=20)
+        took = time.monotonic() - t0
+        assert log[0]["attempts"] == 2 and log[0]["last_status_code"] is None, log
+        assert log[0]["last_error"] == "cannot connect within 1000 ms", log
+        # two attempts of about one second each, far below one --webhook-timeout
+        assert took < 15, took
+        assert 'devicehub_webhook_attempts_total{result="timeout"} 2' in a.get("/metrics").text
+    finally:
+        filler.close()
+        lsn.close()
+        if s:
+            s.cleanup()
+
+
 def test_kill9_with_50_undelivered_then_all_arrive(tmp_path):
     with socket.socket() as sock:  # the receiver's port, closed until after the crash
         sock.bind(("127.0.0.1", 0))
