@@ -321,6 +321,57 @@ def test_rolled_back_change_sends_nothing(admin, rx):
     assert len(deliveries(admin, w)) == 2
 
 
+def wait_overlap(rx, path, want, timeout=20.0):
+    """The most requests to path (None: any) the receiver held at once (arrival to answer),
+    once want of them have been answered."""
+    reqs = rx.wait(lambda q: sum(1 for r in q if r.answered) >= want, path=path,
+                   timeout=timeout)
+    edges = sorted([(r.time, 1) for r in reqs] + [(r.answered, -1) for r in reqs
+                                                    if r.answered])
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def test_webhook_concurrency_bounds_all_endpoints_together(rx):
+    """--webhook-concurrency 3: four endpoints with three events each, every answer taking
+    0.6 s: at most three requests are ever open at the receiver, and three are."""
+    s = Server(extra_args=FAST + ["--webhook-concurrency", "3"]).start()
+    try:
+        a = Client(s, ADMIN_TOKEN)
+        paths = [f"/c{i}" for i in range(4)]
+        for p in paths:
+            rx.script(p, [(200, b"{}", 0.6)] * 3)
+            a.create(WH, {"url": rx.url(p), "events": ["object.created"]})
+        for _ in range(3):
+            a.create("/api/v1/products/", {"tid": unique("p"), "name": "C"})
+        assert wait_overlap(rx, None, 12, timeout=30) == 3
+        # each endpoint kept its default of one at a time
+        for p in paths:
+            assert wait_overlap(rx, p, 3) == 1, p
+    finally:
+        s.cleanup()
+
+
+def test_webhook_endpoint_concurrency_above_one(rx):
+    """--webhook-endpoint-concurrency 3: one endpoint gets up to three requests at once,
+    never more."""
+    s = Server(extra_args=FAST + ["--webhook-endpoint-concurrency", "3"]).start()
+    try:
+        a = Client(s, ADMIN_TOKEN)
+        rx.script("/par", [(200, b"{}", 0.6)] * 7)
+        w = a.create(WH, {"url": rx.url("/par"), "events": ["object.created"]})
+        for _ in range(7):
+            a.create("/api/v1/products/", {"tid": unique("p"), "name": "E"})
+        assert wait_overlap(rx, "/par", 7, timeout=30) == 3
+        wait_log(a, w, lambda got: len(got) == 7 and all(d["status"] == "delivered"
+                                                         for d in got))
+    finally:
+        s.cleanup()
+
+
 def test_connect_timeout_for_a_receiver_that_never_accepts(rx):
     """A listening socket whose backlog is full drops new connections' SYNs: the connect
     hangs. --webhook-connect-timeout 1 ends each attempt after about a second, although
