@@ -321,6 +321,53 @@ def test_rolled_back_change_sends_nothing(admin, rx):
     assert len(deliveries(admin, w)) == 2
 
 
+# A deferred foreign key that no row satisfies, set off by a trigger on the outbox: the
+# transaction writes its delivery row, goes on, and fails at COMMIT, after everything.
+POISON_SQLITE = [
+    "CREATE TABLE test_never (id TEXT PRIMARY KEY)",
+    "CREATE TABLE test_poison (ref TEXT REFERENCES test_never(id)"
+    " DEFERRABLE INITIALLY DEFERRED)",
+    "CREATE TRIGGER test_poison_outbox AFTER INSERT ON webhook_deliveries"
+    " WHEN NEW.body LIKE '%poison-at-commit%'"
+    " BEGIN INSERT INTO test_poison VALUES ('nothing'); END",
+]
+POISON_PG = [
+    "CREATE TABLE test_never (id text PRIMARY KEY)",
+    "CREATE TABLE test_poison (ref text REFERENCES test_never(id)"
+    " DEFERRABLE INITIALLY DEFERRED)",
+    "CREATE FUNCTION test_poison_fn() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN INSERT INTO test_poison VALUES ('nothing'); RETURN NULL; END $$",
+    "CREATE TRIGGER test_poison_outbox AFTER INSERT ON webhook_deliveries FOR EACH ROW"
+    " WHEN (NEW.body LIKE '%poison-at-commit%') EXECUTE FUNCTION test_poison_fn()",
+]
+
+
+def test_change_rolled_back_after_its_outbox_row_sends_nothing(admin, server, rx):
+    """The outbox row is written and the transaction fails afterwards, at COMMIT: the
+    change and its delivery go together, and nothing is sent."""
+    w = hook(admin, rx, "/rbc", events=["object.created"])
+    for sql in POISON_PG if server.engine == "pg" else POISON_SQLITE:
+        server.db_exec(sql)
+    try:
+        tid = unique("poison")
+        r = admin.post("/api/v1/products/", json={"tid": tid, "name": "poison-at-commit"})
+        assert r.status_code >= 400 and "code" in r.json(), (r.status_code, r.text)
+        assert admin.get("/api/v1/products/" + tid).status_code == 404
+        assert server.db_rows("SELECT count(*) FROM webhook_deliveries"
+                              " WHERE body LIKE '%poison-at-commit%'") == [["0"]]
+        admin.create("/api/v1/products/", {"tid": unique("p"), "name": "marker"})
+        reqs = rx.wait(lambda q: len(q) >= 1, path="/rbc")
+        time.sleep(0.5)  # a late delivery of the poisoned change would arrive by now
+        reqs = rx.received("/rbc")
+        assert [q.json()["data"]["object"]["name"] for q in reqs] == ["marker"]
+        assert len(deliveries(admin, w)) == 1
+    finally:
+        for sql in ("DROP TRIGGER test_poison_outbox" + (" ON webhook_deliveries"
+                                                         if server.engine == "pg" else ""),
+                    "DROP TABLE test_poison", "DROP TABLE test_never"):
+            server.db_exec(sql)
+
+
 def wait_overlap(rx, path, want, timeout=20.0):
     """The most requests to path (None: any) the receiver held at once (arrival to answer),
     once want of them have been answered."""
