@@ -496,7 +496,7 @@ def with_cpu(pids, fn):
     return r
 
 
-def cpu_row(case, dh_runs, ref_runs):
+def cpu_req_row(case, dh_runs, ref_runs):
     """Server CPU per request of both sides (for information): median of per-round ratios."""
     ratios = [d["cpu_us"] / r["cpu_us"] for d, r in zip(dh_runs, ref_runs) if r["cpu_us"]]
     rows.append((case, "CPU us/req", statistics.median(d["cpu_us"] for d in dh_runs),
@@ -730,14 +730,14 @@ end
                   0.9, "rps")
         ratio_row(f"whole 1 MiB image, c{conns}", "MiB/s", res["devicehubd"], res["nginx"],
                   0.9, "mibps")
-        cpu_row(f"whole 1 MiB image, c{conns}", res["devicehubd"], res["nginx"])
+        cpu_req_row(f"whole 1 MiB image, c{conns}", res["devicehubd"], res["nginx"])
     res = alternate("range 4 KiB c64", [
         ("devicehubd", lambda: with_cpu([hub.proc.pid], lambda: wrk(link, 64, ranged))),
         ("nginx", lambda: with_cpu(ngx_pids, lambda: wrk(ngx + "/image.bin", 64, ranged)))])
     ratio_row("4 KiB Range + auth, c64", "req/s", res["devicehubd"], res["nginx"], 0.8, "rps")
     ratio_row("4 KiB Range + auth, c64", "MiB/s", res["devicehubd"], res["nginx"], 0.8,
               "mibps")
-    cpu_row("4 KiB Range + auth, c64", res["devicehubd"], res["nginx"])
+    cpu_req_row("4 KiB Range + auth, c64", res["devicehubd"], res["nginx"])
     if ONLY == "downloads":
         print_rows()
         return
