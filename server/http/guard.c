@@ -37,9 +37,9 @@
 /* After a 408, the client has this long to read it before the socket is shut down for
  * reading too (a slow-loris client would otherwise keep it open until it stops sending). */
 #define DH_GUARD_LINGER_MS 2000
-/* tcpi_last_data_recv counts in jiffies (up to 10 ms): on a kept-alive connection, data
- * received within this margin of the start of the head phase is taken as belonging to the
- * previous request. */
+/* tcpi_last_data_recv and tcpi_last_data_sent count in jiffies (up to 10 ms): on a
+ * kept-alive connection, data received (sent) within this margin of the start of the head
+ * phase (window) is taken as belonging to the previous request (answer). */
 #define DH_GUARD_RECV_SLACK_MS 20
 /* Smallest per-address table; it is sized to twice the connections it can hold. */
 #define DH_GUARD_MIN_SLOTS 64
@@ -275,6 +275,33 @@ static bool data_arrived(const struct dh_guard_conn *c, int64_t now)
 }
 
 /*
+ * Whether the previous answer was still on its way to the client in this head window: the
+ * kernel sent data on the connection after the window began. The server writes an answer
+ * into the socket at once (the kernel grows the send buffer to megabytes), so a device on a
+ * slow link may still be reading a 1 MiB image long after the server's last write, which
+ * began the head phase; its idle time must not run out before it had the answer. Bytes of
+ * a new request do not change that: a client that has just read the last byte sends its
+ * next head at once, and that head must not be taken for a late one because the deadline
+ * came a moment before the event loop read it. A client that stops reading makes the kernel
+ * send no more data (zero-window probes carry none), so it is cut one window later. Asked
+ * at the deadline only, like data_arrived.
+ */
+static bool still_delivering(const struct dh_guard_conn *c, int64_t now)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int64_t window = now - (c->deadline_ms - (int64_t)lim.head_timeout_ms);
+
+	if (c->requests == 0 || c->over_cap)
+		return false;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_last_data_sent) + sizeof(ti.tcpi_last_data_sent))
+		return false;
+	return (int64_t)ti.tcpi_last_data_sent + DH_GUARD_RECV_SLACK_MS < window;
+}
+
+/*
  * Cuts a connection whose head is late. The lock is held across these non-blocking calls on
  * purpose: while it is held the caller cannot close the descriptor (dh_guard_close takes the
  * lock first), so it cannot have been reused for another connection.
@@ -328,10 +355,15 @@ static void *guard_main(void *arg)
 		struct timespec ts;
 		struct dh_guard_conn *c;
 
-		for (int i = L_HEAD; i <= L_OVER; i++) {
-			while ((c = lists[i].first) && c->deadline_ms <= now)
+		while ((c = lists[L_HEAD].first) && c->deadline_ms <= now) {
+			/* the window starts again (appended last, so the list stays sorted) */
+			if (still_delivering(c, now))
+				list_append(c, L_HEAD, now + lim.head_timeout_ms);
+			else
 				cut(c, now);
 		}
+		while ((c = lists[L_OVER].first) && c->deadline_ms <= now)
+			cut(c, now);
 		while ((c = lists[L_BODY].first) && c->deadline_ms <= now) {
 			uint64_t got = atomic_load_explicit(&c->body_bytes, memory_order_relaxed);
 			uint64_t need = (uint64_t)lim.min_body_rate * lim.head_timeout_ms / 1000;

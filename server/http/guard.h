@@ -10,7 +10,9 @@
  *   at most per_address connections are open at once; beyond, a new connection is closed
  *   as soon as it is accepted (dh_guard_address_allowed).
  * - Head deadline: a request head must be complete within head_timeout_ms, counted from
- *   the accept, or from the end of the previous answer on a kept-alive connection. A
+ *   the accept, or from the end of the previous answer on a kept-alive connection; when
+ *   the kernel was still sending that answer during the window (a device on a slow link
+ *   reading an image written into a grown send buffer at once), the window starts again. A
  *   connection that misses it is cut by the guard's thread: over plain HTTP, when bytes of
  *   a request did arrive, it first gets a JSON 408 and a moment to read it; otherwise (idle
  *   keep-alive, TLS) it is closed. A client sending one header line every few seconds can

@@ -3,6 +3,7 @@
 hold --max-connections-per-address connections, and beyond --max-connections a new
 connection gets a fast 503 with Retry-After instead of a hang. /metrics counts all of it,
 and the open-files limit is raised and fitted at start-up."""
+import os
 import resource
 import socket
 import ssl
@@ -13,8 +14,9 @@ import time
 import pytest
 import requests
 
-from conftest import ADMIN_TOKEN, BIN, Server, self_signed_cert, unique
+from conftest import ADMIN_TOKEN, BIN, Client, Server, self_signed_cert, unique
 from rawhttp import assert_json_error, parse, read_answers
+from test_firmware import upload
 
 HEAD_TIMEOUT = 2   # seconds, given to the servers below
 MIN_BODY_RATE = 1000
@@ -138,6 +140,53 @@ def test_normal_requests_pass_and_keep_alive_works(slow_server):
             r = session.get(slow_server.url + "/healthz", timeout=10)
             assert r.status_code == 200
             time.sleep(HEAD_TIMEOUT / 4)
+
+
+
+def read_exactly(s, n, rate, limit):
+    """Reads n bytes at about rate bytes/s (a device on a slow link); the bytes."""
+    got, t0 = b"", time.monotonic()
+    while len(got) < n and time.monotonic() - t0 < limit:
+        ahead = len(got) / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+        d = s.recv(min(4096, n - len(got)))
+        if not d:
+            break
+        got += d
+    return got
+
+
+def test_keep_alive_slow_reader_of_a_large_answer_is_not_cut(slow_server):
+    # The server writes a 1 MiB answer into the socket at once (the kernel's send buffer
+    # grows to hold it) and its head deadline starts; a device on a slow link is still
+    # reading it long after. Its next request on the same connection must be served: the
+    # idle time counts from when the answer reached the client, not from when it was written.
+    admin = Client(slow_server, ADMIN_TOKEN)
+    p = admin.create("/api/v1/products/", {"tid": unique("prod"), "name": "P"})
+    m = admin.create("/api/v1/models/", {"tid": unique("model"), "name": "M",
+                                         "product": p["tid"]})
+    data = os.urandom(1 << 20)
+    r = upload(admin, data, model=m["tid"], version="1.0.0")
+    assert r.status_code == 201, r.text
+    req = (f"GET /api/v1/firmware/{r.json()['id']}/image HTTP/1.1\r\nHost: t\r\n"
+           f"Authorization: Token {ADMIN_TOKEN}\r\n\r\n").encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", slow_server.port))
+    with s:
+        for i in range(2):
+            s.sendall(req)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                d = s.recv(1)
+                assert d, f"closed before answer {i + 1}"
+                head += d
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            # 1 MiB at 256 KiB/s: 4 s, twice the head deadline
+            body = read_exactly(s, len(data), 256 * 1024, 30)
+            assert body == data, (i, len(body))
 
 
 # ---- the body rate ----
