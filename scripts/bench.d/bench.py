@@ -630,7 +630,7 @@ def fleet_cases(hub, tmp, image, link):
     if not os.path.exists(FLEET_CLIENT):
         raise RuntimeError(f"{FLEET_CLIENT} missing: build build-bench with meson")
     cases = fleet.parse_cases(FLEET)
-    most = max(n for n, _ in cases)
+    most = max([n for n, _ in cases] + [FLEET_IDLE])  # nginx must hold the idle case too
     path = "/" + link.split("://", 1)[1].split("/", 1)[1]
     ngx_proc = []
 
