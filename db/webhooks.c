@@ -530,7 +530,8 @@ static enum dh_err event_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	dh_time_format(dh_now_us(), now);
 	ev = json_pack("{s:s, s:s, s:O}", "type", a->type, "time", now, "data",
 		       a->data ? a->data : json_null());
-	/* serialised once: every attempt and redelivery sends these very bytes */
+	/* serialised once: every attempt and redelivery sends these bytes, but for a session's
+	 * links, stored as prefixes, whose token the sender adds (pipeline/session.h) */
 	body = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 	json_decref(ev);
 	if (!body)

@@ -16,6 +16,7 @@
 #include "core/util.h"
 #include "dh_db.h"
 #include "log.h"
+#include "pipeline/session.h"
 
 #include <inttypes.h>
 #include <poll.h>
@@ -112,13 +113,24 @@ static bool buf_printf(struct sub *s, const char *fmt, ...)
 	return buf_append(s, small, (size_t)n);
 }
 
-/* One event in SSE framing: id, event name, one data line (compact JSON has no newline). */
+/*
+ * One event in SSE framing: id, event name, one data line (compact JSON has no newline).
+ * The ring holds events as stored, a session's links as their prefixes: the token goes in
+ * now, for this reader, while the link still serves (pipeline/session.h).
+ */
 static bool format_event(struct sub *s, const struct dh_event *ev)
 {
-	const char *data = ev->data ? ev->data : "{}";
+	char token[DH_LINK_TOKEN_LEN], *shown = NULL;
+	const char *data;
+	bool ok;
 
-	return buf_printf(s, "id: %" PRIu64 "\nevent: %s\ndata: ", ev->seq, ev->type) &&
-	       buf_append(s, data, strlen(data)) && buf_append(s, "\n\n", 2);
+	if (dh_session_event_text(dh_db_thread(), ev->type, ev->data, &shown, token) != DH_OK)
+		return false;
+	data = shown ? shown : ev->data ? ev->data : "{}";
+	ok = buf_printf(s, "id: %" PRIu64 "\nevent: %s\ndata: ", ev->seq, ev->type) &&
+	     buf_append(s, data, strlen(data)) && buf_append(s, "\n\n", 2);
+	free(shown);
+	return ok;
 }
 
 /* Is a check of the subscriber's token due: users, tokens or rights changed since the last

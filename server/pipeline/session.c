@@ -76,16 +76,30 @@ static enum dh_err emit(struct dh_db *db, const char *type, const struct dh_sess
 	return rc;
 }
 
+/*
+ * Events keep the payload as stored, links as their prefixes: the outbox, the events table
+ * and the bus hold no token. The reader's copy gets it when it is sent
+ * (dh_session_event_view), from the id and the run the event names.
+ */
 enum dh_err dh_session_emit_created(struct dh_db *db, const struct dh_session *s)
 {
-	return emit(db, "session.created", s, dh_session_to_json(s));
+	json_t *data = dh_session_to_json(s);
+
+	if (data && json_object_set_new(data, "payload",
+					json_is_object(s->payload) ? json_deep_copy(s->payload)
+								   : json_object()) != 0) {
+		json_decref(data);
+		data = NULL;
+	}
+	return emit(db, "session.created", s, data);
 }
 
 enum dh_err dh_session_emit_progress(struct dh_db *db, const struct dh_session *s, json_t *payload)
 {
 	return emit(db, "session.progress", s,
-		    json_pack("{s:s, s:s, s:o}", "id", s->id, "state", dh_state_name(s->state),
-			      "payload", dh_session_payload_view(s, payload, false)));
+		    json_pack("{s:s, s:s, s:I, s:o}", "id", s->id, "state", dh_state_name(s->state),
+			      "attempts", (json_int_t)s->attempts, "payload",
+			      json_is_object(payload) ? json_deep_copy(payload) : json_object()));
 }
 
 enum dh_err dh_session_emit_state(struct dh_db *db, const struct dh_session *s)
@@ -240,12 +254,13 @@ out:
 	return rc;
 }
 
-json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify)
+/* payload (borrowed) as shown: short_link and coap_link, when they are prefixes ending in
+ * DH_LINK_PREFIX_END, completed with token, or null without one (new reference). */
+static json_t *links_complete(json_t *payload, const char *token)
 {
 	static const char *const keys[] = { "short_link", "coap_link" };
 	const size_t end_len = strlen(DH_LINK_PREFIX_END);
-	char token[DH_LINK_TOKEN_LEN], url[DH_BASE_URL_MAX + DH_LINK_TOKEN_LEN + 8];
-	bool have_token = false, checked = false;
+	char url[DH_BASE_URL_MAX + DH_LINK_TOKEN_LEN + 8];
 	json_t *out;
 
 	if (!json_is_object(payload))
@@ -257,17 +272,7 @@ json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, boo
 		int k = -1;
 		if (n < end_len || strcmp(v + n - end_len, DH_LINK_PREFIX_END) != 0)
 			continue;
-		if (!checked) {
-			checked = true;
-			have_token = dh_link_token(s->id, s->attempts, token);
-			if (have_token && verify) {
-				uint8_t h[DH_LINK_HASH_LEN], stored[DH_LINK_HASH_LEN];
-				dh_link_hash(token, strlen(token), h);
-				have_token = dh_link_hash_parse(s->link_hash, stored) &&
-					     dh_ct_equal(h, stored, sizeof(h));
-			}
-		}
-		if (have_token)
+		if (token)
 			k = snprintf(url, sizeof(url), "%s%s", v, token);
 		if (k > 0 && (size_t)k < sizeof(url))
 			json_object_set_new(out, keys[i], json_string(url));
@@ -275,6 +280,157 @@ json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, boo
 			json_object_set_new(out, keys[i], json_null());
 	}
 	return out;
+}
+
+/* Does payload hold a link prefix that a view completes? */
+static bool has_link_prefix(json_t *payload)
+{
+	static const char *const keys[] = { "short_link", "coap_link" };
+	const size_t end_len = strlen(DH_LINK_PREFIX_END);
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = json_string_value(json_object_get(payload, keys[i]));
+		size_t n = v ? strlen(v) : 0;
+		if (n >= end_len && strcmp(v + n - end_len, DH_LINK_PREFIX_END) == 0)
+			return true;
+	}
+	return false;
+}
+
+json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify)
+{
+	char token[DH_LINK_TOKEN_LEN];
+	bool have_token = has_link_prefix(payload) && dh_link_token(s->id, s->attempts, token);
+
+	if (have_token && verify) {
+		uint8_t h[DH_LINK_HASH_LEN], stored[DH_LINK_HASH_LEN];
+		/* shown while it serves downloads, and only under the key that issued it */
+		dh_link_hash(token, strlen(token), h);
+		have_token = link_valid(s) && dh_link_hash_parse(s->link_hash, stored) &&
+			     dh_ct_equal(h, stored, sizeof(h));
+	}
+	return links_complete(payload, have_token ? token : NULL);
+}
+
+/*
+ * Does the link under hash h, of session id, serve downloads now? The link table answers
+ * for the links of this process's database; a database other processes share (their links
+ * join the table only when presented), or a table not loaded yet, is asked too. The table
+ * is not changed: a download of the link puts it there.
+ */
+static bool link_serves(struct dh_db *db, const char *id, const uint8_t h[DH_LINK_HASH_LEN])
+{
+	struct dh_session s = { 0 };
+	struct dh_link l;
+	char hex[DH_SHA256_HEX], image_time[DH_TIME_LEN];
+	bool serves;
+
+	if (dh_links_find(h, &l))
+		return strcmp(l.session, id) == 0;
+	if (!db || (dh_links_ready() && !dh_db_is_shared()))
+		return false;
+	dh_hex(h, DH_LINK_HASH_LEN, hex);
+	serves = dh_db_session_by_link(db, hex, &s, image_time) == DH_OK && link_valid(&s) &&
+		 *s.target_sha256 && strcmp(s.id, id) == 0;
+	dh_db_session_release(&s);
+	return serves;
+}
+
+/* Is type an event whose data carries a session's payload (and its run, "attempts")? */
+static bool carries_payload(const char *type)
+{
+	return type &&
+	       (strcmp(type, "session.created") == 0 || strcmp(type, "session.progress") == 0);
+}
+
+enum dh_err dh_session_event_view(struct dh_db *db, const char *type, json_t *data, json_t **out,
+				  char token[DH_LINK_TOKEN_LEN])
+{
+	json_t *payload = json_object_get(data, "payload"), *run, *shown;
+	const char *id = json_string_value(json_object_get(data, "id"));
+	char t[DH_LINK_TOKEN_LEN];
+	bool have_token = false;
+
+	*out = NULL;
+	token[0] = 0;
+	if (!carries_payload(type) || !json_is_object(data) || !has_link_prefix(payload))
+		return DH_OK;
+	run = json_object_get(data, "attempts");
+	if (id && json_is_integer(run) && json_integer_value(run) >= 0 &&
+	    json_integer_value(run) <= INT_MAX &&
+	    dh_link_token(id, (int)json_integer_value(run), t)) {
+		uint8_t h[DH_LINK_HASH_LEN];
+		dh_link_hash(t, strlen(t), h);
+		have_token = link_serves(db, id, h);
+	}
+	shown = links_complete(payload, have_token ? t : NULL);
+	*out = shown ? json_copy(data) : NULL;
+	if (!*out || json_object_set_new(*out, "payload", shown) != 0) {
+		if (!*out)
+			json_decref(shown);
+		json_decref(*out);
+		*out = NULL;
+		return DH_E_NOMEM;
+	}
+	if (have_token)
+		memcpy(token, t, DH_LINK_TOKEN_LEN);
+	return DH_OK;
+}
+
+/* Could text, an event's JSON, hold a link prefix? A cheap test before parsing: such a
+ * string ends in DH_LINK_PREFIX_END, which JSON writes as is, followed by its quote. */
+static bool may_hold_link(const char *text)
+{
+	return text && strstr(text, DH_LINK_PREFIX_END "\"") != NULL;
+}
+
+enum dh_err dh_session_event_text(struct dh_db *db, const char *type, const char *text, char **out,
+				  char token[DH_LINK_TOKEN_LEN])
+{
+	json_t *data = NULL, *shown = NULL;
+	enum dh_err rc = DH_OK;
+
+	*out = NULL;
+	token[0] = 0;
+	if (!carries_payload(type) || !may_hold_link(text))
+		return DH_OK;
+	data = json_loads(text, JSON_DECODE_ANY, NULL);
+	if (data)
+		rc = dh_session_event_view(db, type, data, &shown, token);
+	if (shown) {
+		*out = json_dumps(shown, JSON_COMPACT);
+		if (!*out)
+			rc = DH_E_NOMEM;
+	}
+	json_decref(shown);
+	json_decref(data);
+	return rc;
+}
+
+enum dh_err dh_session_webhook_body(struct dh_db *db, const char *body, char **out,
+				    char token[DH_LINK_TOKEN_LEN])
+{
+	json_t *ev = NULL, *shown = NULL;
+	enum dh_err rc = DH_OK;
+
+	*out = NULL;
+	token[0] = 0;
+	if (!may_hold_link(body))
+		return DH_OK;
+	ev = json_loads(body, 0, NULL);
+	if (ev)
+		rc = dh_session_event_view(db, json_string_value(json_object_get(ev, "type")),
+					   json_object_get(ev, "data"), &shown, token);
+	if (shown) {
+		/* the envelope's members keep their order: only data's links change (set_new
+		 * takes shown, also when it fails) */
+		if (json_object_set_new(ev, "data", shown) == 0)
+			*out = json_dumps(ev, JSON_COMPACT);
+		if (!*out)
+			rc = DH_E_NOMEM;
+	}
+	json_decref(ev);
+	return rc;
 }
 
 struct load_ctx {

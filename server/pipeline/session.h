@@ -63,11 +63,36 @@ enum dh_err dh_session_link_issue(struct dh_db *db, const char *id, char *kind, 
 /*
  * The payload as shown (new reference, NULL on allocation failure): payload (borrowed)
  * with short_link and coap_link, when they are prefixes ending in DH_LINK_PREFIX_END,
- * completed with the token of s's run. With verify, only when s's stored link hash is that
- * token's (otherwise they show as null: the link key changed since); without (the worker
+ * completed with the token of s's run. With verify, only while the link serves downloads
+ * (s processing or created) and s's stored link hash is that token's; otherwise they show
+ * as null (the session moved on, or the link key changed since). Without verify (the worker
  * that just issued the link, whose copy of s predates the hash) unconditionally.
  */
 json_t *dh_session_payload_view(const struct dh_session *s, json_t *payload, bool verify);
+
+/*
+ * Stored events hold no link token (dh_session_emit_*): these add it when an event goes out
+ * to a reader allowed to see it (the event stream, a webhook's request).
+ *
+ * dh_session_event_view: the data (borrowed) of an event of type as that reader gets it.
+ * For "session.created" and "session.progress" whose payload holds link prefixes, *out
+ * gets a new reference with them completed by the token of the run the event names (data's
+ * id and attempts) while that link serves downloads now (the run is the session's current
+ * one, and it is processing or created), null otherwise: exactly what a session GET shows.
+ * token gets the token shown ("" when none), so that a caller can keep it out of what it
+ * stores (a receiver's answer). *out is NULL when data is shown as stored. db (may be NULL)
+ * is asked when the link table cannot answer alone (a shared database). DH_E_NOMEM.
+ *
+ * dh_session_event_text does the same for data as JSON text (the event bus's), and
+ * dh_session_webhook_body for a webhook request's body {"type", "time", "data"}: *out is a
+ * new string (free()), or NULL when text is sent as stored.
+ */
+enum dh_err dh_session_event_view(struct dh_db *db, const char *type, json_t *data, json_t **out,
+				  char token[DH_LINK_TOKEN_LEN]);
+enum dh_err dh_session_event_text(struct dh_db *db, const char *type, const char *text, char **out,
+				  char token[DH_LINK_TOKEN_LEN]);
+enum dh_err dh_session_webhook_body(struct dh_db *db, const char *body, char **out,
+				    char token[DH_LINK_TOKEN_LEN]);
 
 /*
  * Finds the link whose token hashes to hash in the database (a link another process issued)
@@ -84,9 +109,10 @@ void dh_session_link_recheck(struct dh_db *db, const char *id);
 enum dh_err dh_session_links_load(struct dh_db *db);
 
 /*
- * Emit "session.created" (the session object), "session.progress" ({id, state, payload})
- * and "session.state" through dh_db_event_emit: published once db's running transaction
- * commits, at once outside one.
+ * Emit "session.created" (the session object), "session.progress" ({id, state, attempts,
+ * payload}) and "session.state" through dh_db_event_emit: published once db's running
+ * transaction commits, at once outside one. The payload goes in as stored, links as their
+ * prefixes (see dh_session_event_view).
  */
 enum dh_err dh_session_emit_created(struct dh_db *db, const struct dh_session *s);
 enum dh_err dh_session_emit_progress(struct dh_db *db, const struct dh_session *s, json_t *payload);

@@ -13,6 +13,7 @@
 #include "dh_db.h"
 #include "log.h"
 #include "outbound/outbound.h"
+#include "pipeline/session.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -38,7 +39,8 @@
 struct flight {
 	struct flight *next;
 	struct dh_outbound o;
-	struct dh_outbox_row row;
+	struct dh_outbox_row row;      /* body: as sent */
+	char token[DH_LINK_TOKEN_LEN]; /* the link token the body carries, "" when none */
 	int64_t started_ms;
 	CURLcode rc; /* how the transfer ended, once it did */
 };
@@ -236,7 +238,7 @@ static void start(struct dh_db *db, struct dh_outbox_row *row, int64_t now_us)
 	struct flight *f = calloc(1, sizeof(*f));
 	struct dh_outbound_req r = { 0 };
 	char id_line[64], ts_line[64], sig_line[SIG_LINE_MAX], sigs[SIG_LINE_MAX - 32];
-	char why[DH_OUTBOUND_WHY_MAX];
+	char why[DH_OUTBOUND_WHY_MAX], *shown = NULL;
 	const char *headers[5] = { "Content-Type: application/json", id_line, ts_line, sig_line,
 				   NULL };
 	int64_t ts = now_us / 1000000;
@@ -248,6 +250,16 @@ static void start(struct dh_db *db, struct dh_outbox_row *row, int64_t now_us)
 	f->row = *row;
 	memset(row, 0, sizeof(*row));
 	f->started_ms = dh_mono_ms();
+	/* the outbox holds a session's links as prefixes: the token goes into the body sent
+	 * (and signed) now, while the link serves; a later attempt sends null */
+	if (dh_session_webhook_body(db, f->row.body, &shown, f->token) != DH_OK) {
+		fail_start(db, f, "out of memory");
+		return;
+	}
+	if (shown) {
+		free(f->row.body);
+		f->row.body = shown;
+	}
 	snprintf(id_line, sizeof(id_line), "webhook-id: %s", f->row.id);
 	snprintf(ts_line, sizeof(ts_line), "webhook-timestamp: %" PRId64, ts);
 	if (!signatures(&f->row, ts, now_us, sigs, sizeof(sigs))) {

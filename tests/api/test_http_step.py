@@ -4,6 +4,7 @@ each step's name; an unexpected status and a timeout fail the session naming the
 are checked when the procedure is saved; private destinations are refused at save time and at
 connect time without --webhook-allow-private."""
 import ipaddress
+import re
 import socket
 import time
 
@@ -74,11 +75,13 @@ def test_lwm2m_recipe_writes_package_uri_and_executes_update(admin, catalog, rx)
     assert w.headers["authorization"] == "Bearer lwm2m-secret"
     assert w.headers["x-session"] == s["id"]
     assert w.headers["content-type"] == "application/json"
-    assert w.json() == {"id": 1, "kind": "singleResource", "type": "string",
-                        "value": s["payload"]["short_link"],
-                        "link": s["payload"]["download_link"], "size": fw["size"],
-                        "note": "{literal} v2.0.0"}
-    assert "/d/" in s["payload"]["short_link"]
+    body = w.json()
+    assert re.fullmatch(re.escape(admin.server.url) + r"/d/[A-Za-z0-9_-]{22}", body["value"])
+    assert body == {"id": 1, "kind": "singleResource", "type": "string",
+                    "value": body["value"], "link": s["payload"]["download_link"],
+                    "size": fw["size"], "note": "{literal} v2.0.0"}
+    # the session is done: its short link no longer serves, and shows as null
+    assert s["payload"]["short_link"] is None
     assert execute[0].method == "POST" and execute[0].body == b""
     assert execute[0].time >= w.time
     assert s["payload"]["write_uri"] == {"status": "CHANGED", "success": True}

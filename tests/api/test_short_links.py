@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import ADMIN_TOKEN, Client, Server, unique
+from conftest import ADMIN_TOKEN, BIN, Client, Server, unique
 from sessutil import FAST_ARGS, FU, new_session, procedure, upload_fw, wait_state
 
 PUBLIC = "http://device-hub.example:8080"
@@ -284,3 +284,104 @@ def test_the_log_never_shows_a_short_link_token_answered_before_routing():
         assert log.count("path=\"(a path that holds a credential)\"") == len(cases), log[-3000:]
     finally:
         s.cleanup()
+
+
+def stored_text(srv):
+    """Every row of every table of srv's database, as text (the engine's own rendering)."""
+    if srv.engine == "pg":
+        tables = [r[0] for r in srv.db_rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            " AND table_type = 'BASE TABLE'")]
+        return "\n".join(repr(srv.db_rows(f'SELECT t::text FROM "{t}" t')) for t in tables)
+    tables = [r[0] for r in srv.db_rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return "\n".join(repr(srv.db_rows(f'SELECT * FROM "{t}"')) for t in tables)
+
+
+def test_events_store_no_token_and_readers_get_the_live_link(tmp_path):
+    """A short link is a credential: the events table (PostgreSQL), the webhook outbox and its
+    delivery log, and a backup hold its prefix only. The token is added when an event goes
+    out: the event stream and a webhook get the working link while it serves, signed over
+    the body sent; once the session is done, a redelivery and a replay of the stream show
+    null, as the session does."""
+    from test_events import Sse, is_for
+    from test_webhook_delivery import FAST, verify
+    from receiver import Receiver
+    from sessutil import wait_for
+    from test_delivered import make_catalog
+    srv = Server(extra_args=FAST).start()
+    rx = Receiver().start()
+    sse = None
+    try:
+        admin, anon = Client(srv, ADMIN_TOKEN), Client(srv, None)
+        cat = make_catalog(admin)
+        w = admin.create("/api/v1/webhooks/", {"url": rx.url("/hook"),
+                                               "events": ["session.progress"]})
+        data = os.urandom(4000)
+        upload_fw(admin, cat, "2.0.0", data=data)
+        dp = procedure(admin, cat, steps=[{"plugin": "link"}], confirm=True)
+        s = new_session(admin, cat, dp, device_id=unique("dev"))
+        sse = Sse(srv, query="?last_event_id=0")
+        admin.post(FU + s["id"] + "/start")
+        s = wait_state(admin, s["id"], "created")
+        short = s["payload"]["short_link"]
+        token = short.rsplit("/d/", 1)[1]
+        assert len(token) == 22 and short.startswith(srv.url + "/d/")
+
+        def with_link(req):
+            return "short_link" in req.json()["data"]["payload"]
+
+        # the readers: the whole link, working, while the session is created
+        sent = rx.wait(lambda q: any(with_link(r) for r in q))
+        first = [r for r in sent if with_link(r)][0]
+        assert verify(w["secret"], first)
+        ev = first.json()["data"]
+        assert ev["id"] == s["id"] and ev["attempts"] == 1
+        assert ev["payload"]["short_link"] == short
+        got = anon.get(srv.url + urlsplit(ev["payload"]["short_link"]).path)
+        assert got.status_code == 200 and got.content == data
+        live = sse.next_event(lambda e: is_for(s["id"])(e) and e["event"] == "session.progress"
+                              and "short_link" in e["data"]["payload"])
+        assert live and live["data"]["payload"]["short_link"] == short
+        sse.close()
+        sse = None
+
+        # nothing stored holds the token: every table (events, outbox and its log, sessions)
+        text = stored_text(srv)
+        assert srv.url + "/d/" in text  # the prefix is there
+        assert token not in text
+        if srv.engine == "sqlite":
+            for root, _, files in os.walk(srv.data_dir):
+                for f in files:
+                    with open(os.path.join(root, f), "rb") as fh:
+                        assert token.encode() not in fh.read(), f
+            archive = tmp_path / "b.tar"
+            r = subprocess.run([BIN, "backup", "--data-dir", srv.data_dir, "--to",
+                                str(archive)], capture_output=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            backup = archive.read_bytes()
+            assert b"/d/" in backup and token.encode() not in backup
+
+        # done: the session shows null, a redelivery sends null, signed over what it sends
+        assert admin.post(FU + s["id"] + "/confirm", json={"success": True}).status_code == 200
+        done = wait_for(admin, s["id"], lambda x: x["state"] == "success")
+        assert done["payload"]["short_link"] is None
+        assert anon.get(srv.url + "/d/" + token).status_code == 404
+        n = len(rx.received())
+        r = admin.post(f"/api/v1/webhooks/{w['id']}/deliveries/"
+                       f"{first.headers['webhook-id']}/redeliver")
+        assert r.status_code == 200, r.text
+        again = rx.wait(lambda q: len(q) > n)[n]
+        assert again.headers["webhook-id"] == first.headers["webhook-id"]
+        assert verify(w["secret"], again)
+        assert again.json()["data"]["payload"]["short_link"] is None
+        assert token not in stored_text(srv)
+        # a reader who replays the stream now gets null too
+        sse = Sse(srv, query="?last_event_id=0")
+        old = sse.next_event(lambda e: is_for(s["id"])(e) and e["event"] == "session.progress"
+                             and "short_link" in e["data"]["payload"])
+        assert old and old["data"]["payload"]["short_link"] is None
+    finally:
+        if sse:
+            sse.close()
+        rx.stop()
+        srv.cleanup()
