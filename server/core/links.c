@@ -76,6 +76,32 @@ bool dh_link_token(const char *session, int attempts, char out[DH_LINK_TOKEN_LEN
 	return true;
 }
 
+size_t dh_link_token_mask(char *text, size_t len, const char *token)
+{
+	size_t n = token ? strlen(token) : 0, hits = 0, i = 0;
+
+	if (!text || n == 0)
+		return 0;
+	while (i + n <= len) {
+		if (memcmp(text + i, token, n) == 0) {
+			memset(text + i, '*', n);
+			hits++;
+			i += n;
+		} else {
+			i++;
+		}
+	}
+	/* a token cut by a bound on the text */
+	for (size_t k = n - 1; k >= DH_LINK_MASK_MIN; k--) {
+		if (k <= len && memcmp(text + len - k, token, k) == 0) {
+			memset(text + len - k, '*', k);
+			hits++;
+			break;
+		}
+	}
+	return hits;
+}
+
 void dh_link_hash(const char *token, size_t len, uint8_t out[DH_LINK_HASH_LEN])
 {
 	struct sha256_ctx ctx;

@@ -66,6 +66,21 @@ void dh_link_key_set(const uint8_t key[DH_LINK_KEY_LEN]);
  */
 bool dh_link_token(const char *session, int attempts, char out[DH_LINK_TOKEN_LEN]);
 
+/*
+ * The shortest end of a token that dh_link_token_mask still hides when text ends in it (an
+ * answer cut short): a shorter one leaves at least 110 of the token's 128 bits unknown, more
+ * than the 96 API.md asks a link for.
+ */
+#define DH_LINK_MASK_MIN 4
+
+/*
+ * Overwrites with '*' every occurrence of token (NUL-terminated; nothing when empty) in the
+ * len bytes of text, and a beginning of it of DH_LINK_MASK_MIN characters or more that ends
+ * text: what an outside service answers may echo a link it was sent, and is stored. Returns
+ * how many it hid.
+ */
+size_t dh_link_token_mask(char *text, size_t len, const char *token);
+
 /* The hash under which a presented token (any bytes, len of them) is looked up. */
 void dh_link_hash(const char *token, size_t len, uint8_t out[DH_LINK_HASH_LEN]);
 /* The hash as 64 lower-case hex digits (the database's form) and back; parse is false

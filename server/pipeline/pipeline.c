@@ -121,15 +121,70 @@ static enum dh_err merge_tx(struct dh_db *db, void *cls, struct dh_error *err)
 	return rc;
 }
 
+/* The short-link token of s's run ("" without a link key): steps see it in the payload. */
+static void run_token(const struct dh_session *s, char token[DH_LINK_TOKEN_LEN])
+{
+	if (!dh_link_token(s->id, s->attempts, token))
+		token[0] = 0;
+}
+
+/*
+ * Hides token in every string of v (changed in place; keys stay as they are). A step that
+ * sent the link out (the http step) may store what came back, and a service that echoes
+ * the link would otherwise put a credential into the stored payload. False on allocation
+ * failure.
+ */
+static bool mask_json(json_t *v, const char *token)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+
+	if (json_is_string(v)) {
+		size_t n = json_string_length(v);
+		char *t = malloc(n + 1);
+		bool ok = t != NULL;
+		if (ok) {
+			memcpy(t, json_string_value(v), n + 1);
+			if (dh_link_token_mask(t, n, token))
+				ok = json_string_setn_nocheck(v, t, n) == 0;
+		}
+		free(t);
+		return ok;
+	}
+	json_array_foreach(v, i, x)
+	{
+		if (!mask_json(x, token))
+			return false;
+	}
+	json_object_foreach(v, k, x)
+	{
+		if (!mask_json(x, token))
+			return false;
+	}
+	return true;
+}
+
 static int ctx_merge(struct dh_step_ctx *ctx, json_t *obj)
 {
 	struct run *r = ctx->priv;
-	json_t *payload = NULL;
-	struct merge m = { r, obj, &payload };
+	json_t *payload = NULL, *safe = NULL;
+	struct merge m = { r, NULL, &payload };
+	char token[DH_LINK_TOKEN_LEN];
+	enum dh_err rc;
 
 	if (!json_is_object(obj))
 		return -1;
-	if (dh_db_tx_run(r->db, merge_tx, &m, NULL) != DH_OK) {
+	run_token(r->s, token);
+	safe = json_deep_copy(obj);
+	if (!safe || !mask_json(safe, token)) {
+		json_decref(safe);
+		return -1;
+	}
+	m.obj = safe;
+	rc = dh_db_tx_run(r->db, merge_tx, &m, NULL);
+	json_decref(safe);
+	if (rc != DH_OK) {
 		json_decref(payload);
 		return -1;
 	}
@@ -253,9 +308,13 @@ static enum dh_step_result run_step(struct run *r, unsigned i, json_t *step, con
 					  (long long)((ctx.deadline_ms - now + 999) / 1000));
 		res = DH_STEP_FAIL;
 	} else if (res == DH_STEP_FAIL) {
+		char token[DH_LINK_TOKEN_LEN];
 		ctx.error[sizeof(ctx.error) - 1] = 0;
 		/* a plugin's snprintf into its fixed buffer may have cut the last character */
 		ctx.error[dh_utf8_trim_partial(ctx.error, strlen(ctx.error))] = 0;
+		/* the error is stored: a service's answer in it may echo the link it was sent */
+		run_token(s, token);
+		dh_link_token_mask(ctx.error, strlen(ctx.error), token);
 		ctx.error_code[sizeof(ctx.error_code) - 1] = 0;
 		*error = dh_session_error(step_code_ok(ctx.error_code) ? ctx.error_code
 								       : "step_failed",

@@ -7,6 +7,7 @@
 #include "webhooks/sender.h"
 
 #include "config.h"
+#include "core/links.h"
 #include "core/text.h"
 #include "core/util.h"
 #include "core/webhook.h"
@@ -144,6 +145,9 @@ static void decide(struct flight *f, CURLcode rc, const char *why_given, struct 
 	res->attempt_us = now;
 	res->status_code = code;
 	if (f->o.answer_len) {
+		/* the delivery log is stored: a receiver that echoes the link it was sent must
+		 * not put the token there (a cut token's end included) */
+		dh_link_token_mask(f->o.answer, f->o.answer_len, f->token);
 		/* what receivers answer goes into JSON: well-formed UTF-8, cut on a character */
 		dh_text_clean(o->excerpt, sizeof(o->excerpt), f->o.answer, f->o.answer_len);
 		res->response = o->excerpt;

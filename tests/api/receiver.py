@@ -8,6 +8,7 @@ on a free 127.0.0.1 port that records every request and answers from a script.
     rx.stop()
 
 Each answer is (status, body) or (status, body, delay_seconds); a delay is cut short by stop().
+A body may be a function of the Request that returns the bytes (e.g. an echo).
 """
 import http.server
 import json
@@ -65,6 +66,8 @@ class Receiver:
                     answer = queue.pop(0) if queue else rx.default
                     rx.lock.notify_all()
                 status, out = answer[0], answer[1]
+                if callable(out):
+                    out = out(req)
                 if len(answer) > 2 and answer[2]:
                     rx.stopping.wait(answer[2])
                 req.answered = time.monotonic()

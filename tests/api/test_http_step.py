@@ -4,6 +4,7 @@ each step's name; an unexpected status and a timeout fail the session naming the
 are checked when the procedure is saved; private destinations are refused at save time and at
 connect time without --webhook-allow-private."""
 import ipaddress
+import json
 import re
 import socket
 import time
@@ -253,3 +254,39 @@ def test_tls_verified_by_default_and_with_webhook_ca(admin, catalog, tmp_path):
             srv.cleanup()
     finally:
         rx.stop()
+
+
+def test_a_service_that_echoes_the_short_link_leaves_no_token_stored(admin, catalog, rx):
+    """The answer goes into the stored payload, an unexpected one into the stored error: a
+    service that echoes the short link it was sent must not put its token there. The step
+    sends the whole link; what is kept shows the token as stars, also where the error's
+    excerpt cut it short."""
+    from test_short_links import stored_text
+
+    def echo(req):
+        return json.dumps({"echo": req.json()["value"]}).encode()
+
+    def echo_cut(req):
+        link = req.json()["value"]
+        lead = '{"pad":"'
+        rest = '","echo":"' + link.rsplit("/d/", 1)[0] + "/d/"
+        # the error keeps the first 203 bytes of an answer: cut 10 characters into the token
+        pad = "x" * (203 - 10 - len(lead) - len(rest))
+        return (lead + pad + rest + link.rsplit("/d/", 1)[1] + '"}').encode()
+
+    rx.script("/write", [(200, echo)])
+    rx.script("/check", [(500, echo_cut)])
+    _, s = run(admin, catalog, state="fail", steps=[
+        {"plugin": "link"},
+        {"plugin": "http", "name": "write", "params": {
+            "url": rx.url("/write"), "body": {"value": "{short_link}"}}},
+        {"plugin": "http", "name": "check", "params": {
+            "url": rx.url("/check"), "body": {"value": "{short_link}"}}}])
+    sent = [r.json()["value"] for r in rx.received("/write") + rx.received("/check")]
+    assert len(sent) == 2 and sent[0] == sent[1]
+    prefix, token = sent[0].rsplit("/d/", 1)
+    assert len(token) == 22
+    assert s["payload"]["write"] == {"echo": prefix + "/d/" + "*" * 22}
+    assert "HTTP 500" in s["error"]["detail"] and prefix + "/d/" + "*" * 10 in s["error"]["detail"]
+    text = stored_text(admin.server)
+    assert token[:10] not in text and prefix + "/d/" in text

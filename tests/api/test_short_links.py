@@ -4,6 +4,7 @@ like the authenticated download link (Range, If-Range, ETag, HEAD, 416), curl fe
 resumes one; in any state but processing/created it answers 404 byte for byte like a token
 that never existed; only the token's hash is stored, and links survive a restart."""
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -383,5 +384,41 @@ def test_events_store_no_token_and_readers_get_the_live_link(tmp_path):
     finally:
         if sse:
             sse.close()
+        rx.stop()
+        srv.cleanup()
+
+
+def test_a_receiver_that_echoes_the_link_leaves_no_token_in_the_delivery_log():
+    """The delivery log keeps an excerpt of each answer: a receiver that echoes the link it
+    got shows it there with the token as stars."""
+    from test_webhook_delivery import FAST
+    from receiver import Receiver
+    from test_delivered import make_catalog
+    srv = Server(extra_args=FAST).start()
+    rx = Receiver(default=(200, lambda req: json.dumps(
+        {"got": req.json()["data"]["payload"].get("short_link")}).encode())).start()
+    try:
+        admin = Client(srv, ADMIN_TOKEN)
+        cat = make_catalog(admin)
+        w = admin.create("/api/v1/webhooks/", {"url": rx.url("/hook"),
+                                               "events": ["session.progress"]})
+        upload_fw(admin, cat, "2.0.0", data=os.urandom(1000))
+        dp = procedure(admin, cat, steps=[{"plugin": "link"}], confirm=True)
+        s = new_session(admin, cat, dp, device_id=unique("dev"))
+        admin.post(FU + s["id"] + "/start")
+        s = wait_state(admin, s["id"], "created")
+        short = s["payload"]["short_link"]
+        token = short.rsplit("/d/", 1)[1]
+        got = rx.wait(lambda q: any(r.json()["data"]["payload"].get("short_link") == short
+                                    for r in q))
+        wid = [r for r in got if r.json()["data"]["payload"].get("short_link")][0].headers[
+            "webhook-id"]
+        from test_webhook_delivery import wait_log
+        log = wait_log(admin, w, lambda got: any(d["id"] == wid and d["last_response"]
+                                                 for d in got))
+        d = [d for d in log if d["id"] == wid][0]
+        assert json.loads(d["last_response"]) == {"got": short.replace(token, "*" * 22)}
+        assert token not in stored_text(srv)
+    finally:
         rx.stop()
         srv.cleanup()

@@ -1,5 +1,6 @@
 /* Short links in core/links.c: tokens (length, alphabet, one per key, session and run), the
- * hash text form with bad inputs, and the link table (put, replace, find, drop, count). */
+ * hash text form with bad inputs, hiding tokens in text, and the link table (put, replace,
+ * find, drop, count). */
 #include "core/links.h"
 
 #include <check.h>
@@ -72,6 +73,39 @@ START_TEST(test_hash_text)
 		dh_link_hash_hex(h, back);
 		ck_assert_str_eq(back, tc->text);
 	}
+}
+END_TEST
+
+struct mask_case {
+	const char *text, *token, *want;
+	size_t hits;
+};
+
+static const struct mask_case mask_cases[] = {
+	{ "", "AbCdEfGh", "", 0 },
+	{ "nothing here", "AbCdEfGh", "nothing here", 0 },
+	{ "http://h/d/AbCdEfGh", "AbCdEfGh", "http://h/d/********", 1 },
+	{ "AbCdEfGh,AbCdEfGhAbCdEfGh", "AbCdEfGh", "********,****************", 3 },
+	{ "{\"v\":\"http://h/d/AbCdEfGh\"}", "AbCdEfGh", "{\"v\":\"http://h/d/********\"}", 1 },
+	/* cut short: an end of 4 or more is hidden, a shorter one is not */
+	{ "x/d/AbCdEfG", "AbCdEfGh", "x/d/*******", 1 },
+	{ "x/d/AbCd", "AbCdEfGh", "x/d/****", 1 },
+	{ "x/d/AbC", "AbCdEfGh", "x/d/AbC", 0 },
+	{ "AbCdEfGh x AbCdE", "AbCdEfGh", "******** x *****", 2 },
+	/* case matters: base64url */
+	{ "abcdefgh", "AbCdEfGh", "abcdefgh", 0 },
+	{ "AbCdEfGh", "", "AbCdEfGh", 0 },
+	{ "Ab", "AbCdEfGh", "Ab", 0 },
+};
+
+START_TEST(test_mask)
+{
+	const struct mask_case *tc = &mask_cases[_i];
+	char buf[128];
+
+	snprintf(buf, sizeof(buf), "%s", tc->text);
+	ck_assert_uint_eq(dh_link_token_mask(buf, strlen(buf), tc->token), tc->hits);
+	ck_assert_str_eq(buf, tc->want);
 }
 END_TEST
 
@@ -163,6 +197,7 @@ static Suite *suite(void)
 
 	tcase_add_test(tc, test_tokens);
 	tcase_add_loop_test(tc, test_hash_text, 0, sizeof(hex_cases) / sizeof(hex_cases[0]));
+	tcase_add_loop_test(tc, test_mask, 0, sizeof(mask_cases) / sizeof(mask_cases[0]));
 	tcase_add_test(tc, test_table);
 	tcase_add_test(tc, test_many_links);
 	suite_add_tcase(s, tc);
