@@ -9,7 +9,7 @@
 const struct dh_event_type dh_event_types[] = {
 	{ "session.created", false },    /* data: the session */
 	{ "session.state", false },      /* id, state, finished, error, expiration_time, ... */
-	{ "session.progress", true },    /* id, state, payload */
+	{ "session.progress", true },    /* id, state, attempts, payload */
 	{ "session.delivered", true },   /* id, state, delivered: each further tenth sent */
 	{ "session.downloaded", false }, /* every byte of the image was sent at least once */
 	{ "firmware.created", false },   /* data: the firmware */
