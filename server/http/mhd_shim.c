@@ -9,11 +9,11 @@
  * queues the page from parse_connection_headers(), then falls through into the normal
  * reply path and writes the status line and headers a second time.
  *
- * Both library functions involved are exported and called from inside the library through
+ * The library functions involved are exported and called from inside the library through
  * its procedure linkage table (readelf -r libmicrohttpd.so.12 lists JUMP_SLOT relocations
- * for MHD_queue_response and MHD_lookup_connection_value_n), so a definition in the
- * executable takes their place for the library's own calls too, the same way a program's
- * malloc replaces libc's. The two definitions below:
+ * for MHD_queue_response, MHD_lookup_connection_value_n and MHD_set_connection_value_n), so
+ * a definition in the executable takes their place for the library's own calls too, the
+ * same way a program's malloc replaces libc's. The three definitions below:
  *
  * - MHD_queue_response: calls from devicehubd pass through unchanged (dh_mhd_queue marks
  *   them). Any other call is MHD answering by itself; the response is swapped for the JSON
@@ -21,7 +21,18 @@
  * - MHD_lookup_connection_value_n: a Content-Length that is not a decimal number below
  *   2^64 is reported as absent. MHD then reads no body and calls our access handler, whose
  *   framing check (http/server.c) sees the real header and answers 400 or 413 with
- *   "Connection: close", once. Every other lookup passes through unchanged.
+ *   "Connection: close", once. A Cookie header is reported as absent too: devicehubd reads
+ *   no cookies, and MHD copied the header into the connection's memory to split it, queued
+ *   its 431 when the copy did not fit and then went on with the request, so that the status
+ *   line and headers went out twice. Every other lookup passes through unchanged.
+ * - MHD_set_connection_value_n: MHD stores each header, query parameter and trailer of a
+ *   request in the connection's memory, where it must later build the answer's head too.
+ *   dh_mhd_shim_may_store (http/server.c) bounds what one request stores, so that room for
+ *   the answer is always left: a head that filled the memory was closed without an answer.
+ *   A header or trailer beyond the bound is refused, and MHD answers 431 itself. A query
+ *   parameter beyond it is dropped (reported as stored): MHD's own refusal of one goes on
+ *   with a half-parsed request line and closes the connection without an answer, so the
+ *   server answers 414 for it instead.
  *
  * What this cannot reach (docs/http.md): a request line that is not "METHOD SP target ..."
  * at all is closed by MHD without any answer, and a build of MHD that binds these calls
@@ -43,34 +54,42 @@
 typedef enum MHD_Result (*queue_fn)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
 typedef enum MHD_Result (*lookup_fn)(struct MHD_Connection *, enum MHD_ValueKind, const char *,
 				     size_t, const char **, size_t *);
+typedef enum MHD_Result (*set_fn)(struct MHD_Connection *, enum MHD_ValueKind, const char *, size_t,
+				  const char *, size_t);
 
 static queue_fn real_queue;
 static lookup_fn real_lookup;
+static set_fn real_set;
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 /* Set while devicehubd itself queues a response on this thread. */
 static _Thread_local int queue_is_ours;
 
 bool (*dh_mhd_shim_may_answer)(struct MHD_Connection *conn);
+bool (*dh_mhd_shim_may_store)(struct MHD_Connection *conn, enum MHD_ValueKind kind, size_t bytes);
 
 static void resolve(void)
 {
 	/* RTLD_NEXT: the next definition after this executable's, i.e. the library's */
 	*(void **)&real_queue = dlsym(RTLD_NEXT, "MHD_queue_response");
 	*(void **)&real_lookup = dlsym(RTLD_NEXT, "MHD_lookup_connection_value_n");
+	*(void **)&real_set = dlsym(RTLD_NEXT, "MHD_set_connection_value_n");
 }
 
 bool dh_mhd_shim_init(void)
 {
 	queue_fn bound_queue;
 	lookup_fn bound_lookup;
+	set_fn bound_set;
 
 	pthread_once(&resolve_once, resolve);
-	if (!real_queue || !real_lookup)
+	if (!real_queue || !real_lookup || !real_set)
 		return false;
 	/* the process-wide binding must be ours, or MHD's internal calls do not reach us */
 	*(void **)&bound_queue = dlsym(RTLD_DEFAULT, "MHD_queue_response");
 	*(void **)&bound_lookup = dlsym(RTLD_DEFAULT, "MHD_lookup_connection_value_n");
-	return bound_queue == MHD_queue_response && bound_lookup == MHD_lookup_connection_value_n;
+	*(void **)&bound_set = dlsym(RTLD_DEFAULT, "MHD_set_connection_value_n");
+	return bound_queue == MHD_queue_response && bound_lookup == MHD_lookup_connection_value_n &&
+	       bound_set == MHD_set_connection_value_n;
 }
 
 enum MHD_Result dh_mhd_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r)
@@ -186,6 +205,7 @@ enum MHD_Result MHD_lookup_connection_value_n(struct MHD_Connection *connection,
 					      size_t *value_size_ptr)
 {
 	static const char cl[] = MHD_HTTP_HEADER_CONTENT_LENGTH;
+	static const char cookie[] = MHD_HTTP_HEADER_COOKIE;
 	const char *v = NULL;
 	size_t n = 0;
 	enum MHD_Result rc;
@@ -193,6 +213,9 @@ enum MHD_Result MHD_lookup_connection_value_n(struct MHD_Connection *connection,
 	pthread_once(&resolve_once, resolve);
 	if (!real_lookup)
 		return MHD_NO;
+	if (key && key_size == sizeof(cookie) - 1 && (kind & MHD_HEADER_KIND) &&
+	    strncasecmp(key, cookie, key_size) == 0)
+		return MHD_NO; /* read by no one; MHD would copy it to split it */
 	if (!key || key_size != sizeof(cl) - 1 || !(kind & MHD_HEADER_KIND) ||
 	    strncasecmp(key, cl, key_size) != 0)
 		return real_lookup(connection, kind, key, key_size, value_ptr, value_size_ptr);
@@ -204,4 +227,17 @@ enum MHD_Result MHD_lookup_connection_value_n(struct MHD_Connection *connection,
 	if (value_size_ptr)
 		*value_size_ptr = n;
 	return MHD_YES;
+}
+
+enum MHD_Result MHD_set_connection_value_n(struct MHD_Connection *connection,
+					   enum MHD_ValueKind kind, const char *key,
+					   size_t key_size, const char *value, size_t value_size)
+{
+	pthread_once(&resolve_once, resolve);
+	if (!real_set)
+		return MHD_NO;
+	if (dh_mhd_shim_may_store &&
+	    !dh_mhd_shim_may_store(connection, kind, key_size + value_size))
+		return kind == MHD_GET_ARGUMENT_KIND ? MHD_YES : MHD_NO;
+	return real_set(connection, kind, key, key_size, value, value_size);
 }

@@ -49,6 +49,8 @@ struct dh_req {
 	const char *raw_target; /* only its address and length are used: MHD decodes it in place */
 	size_t raw_target_len;
 	const char *target_problem; /* why the raw target cannot be served, or NULL */
+	size_t head_cost;           /* what the head holds in MHD's memory so far (server.c) */
+	bool target_too_long;       /* the target's query goes beyond what a head may hold */
 	bool begun;                 /* the access handler ran for this request */
 	bool close_after;           /* answer with Connection: close (the framing is not trusted) */
 	bool has_body;        /* a Content-Length above 0 or a chunked body follows the head */

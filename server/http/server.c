@@ -38,12 +38,30 @@
 #include <unistd.h>
 
 /*
+ * The largest request head served: its bytes and what MHD keeps for each header, query
+ * parameter and trailer besides them (DH_HEAD_ENTRY_COST). Beyond, 431. MHD builds the
+ * answer's status line and headers in the same connection memory as the head
+ * (DH_CONN_MEMORY), so a bound below that memory is what leaves room for an answer: heads
+ * that filled it were closed without any.
+ */
+#define DH_MHD_HEAD_MAX (32 * 1024)
+/* Of that, the request line with its query parameters may take all but 8 KiB; beyond, 414.
+ * So a target refused as too long still leaves its headers (a browser's take 1 to 2 KiB)
+ * room to be read, and the answer is the 414. */
+#define DH_MHD_TARGET_MAX (DH_MHD_HEAD_MAX - 8 * 1024)
+/* What MHD 0.9.75 keeps per header, parameter or trailer besides the bytes of the head: a
+ * list entry of 56 bytes, rounded up to 64 in its memory pool; 8 more for the ": " and CRLF
+ * around a header's name and value, and for the request line's method and version. */
+#define DH_HEAD_ENTRY_COST 72
+/* Room for the head of an answer (ours are under 600 bytes) after the largest request head. */
+#define DH_ANSWER_ROOM (2 * 1024)
+/*
  * Per-connection memory MHD may use for headers and buffers. MHD zeroes the whole pool
  * between keep-alive requests, so its size is paid on every request: 128 KiB made memset
- * a third of the CPU time and halved the rate of 4 KiB range downloads (wrk, c64). 32 KiB
- * is MHD's default and holds any sane request head.
+ * a third of the CPU time and halved the rate of 4 KiB range downloads (wrk, c64). The
+ * largest head and the room for an answer: 34 KiB.
  */
-#define DH_CONN_MEMORY (32 * 1024)
+#define DH_CONN_MEMORY (DH_MHD_HEAD_MAX + DH_ANSWER_ROOM)
 /* JSON answers up to this size are dumped into a per-thread buffer; larger ones (long
  * lists) are dumped a second time into a malloc'd buffer of the size the first dump gave. */
 #define DH_JSON_SMALL (64 * 1024)
@@ -540,8 +558,8 @@ void dh_req_base_url(struct dh_req *req, char *buf, size_t size)
 		snprintf(buf, size, "%s://localhost:%u", scheme, dh_cfg.port);
 }
 
-/* The next page's URL, grown as needed: a query is bounded only by what MHD accepts of a
- * request head (DH_CONN_MEMORY), and every parameter is carried over. */
+/* The next page's URL, grown as needed: a query is bounded only by what a request head
+ * may hold (DH_MHD_TARGET_MAX), and every parameter is carried over. */
 struct page_ctx {
 	char *buf;
 	size_t len, cap;
@@ -934,6 +952,30 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		shutdown(fd->connect_fd, SHUT_RDWR);
 }
 
+/*
+ * MHD is about to store a header, query parameter or trailer of the connection's request:
+ * the head may hold DH_MHD_HEAD_MAX, the request line with its parameters DH_MHD_TARGET_MAX
+ * (a parameter's bytes are the request line's, counted when it arrived). A parameter beyond
+ * makes the target too long (414).
+ */
+static bool shim_may_store(struct MHD_Connection *conn, enum MHD_ValueKind kind, size_t bytes)
+{
+	struct dh_req *req = dh_guard_user(guard_of(conn));
+	bool is_query = kind == MHD_GET_ARGUMENT_KIND;
+	size_t cost = DH_HEAD_ENTRY_COST + (is_query ? 0 : bytes);
+	size_t max = is_query ? DH_MHD_TARGET_MAX : DH_MHD_HEAD_MAX;
+
+	if (!req)
+		return true;
+	if (req->head_cost > max || cost > max - req->head_cost) {
+		if (is_query)
+			req->target_too_long = true;
+		return false;
+	}
+	req->head_cost += cost;
+	return true;
+}
+
 static bool shim_may_answer(struct MHD_Connection *conn)
 {
 	struct dh_guard_conn *g = guard_of(conn);
@@ -964,6 +1006,8 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
 		req->raw_target = uri;
 		req->raw_target_len = strlen(uri);
 		req->target_problem = target_problem(uri);
+		req->head_cost = req->raw_target_len + DH_HEAD_ENTRY_COST;
+		req->target_too_long = req->head_cost > DH_MHD_TARGET_MAX;
 	}
 	return req;
 }
@@ -1162,6 +1206,13 @@ static enum dh_err begin(struct dh_req *req)
 		return dh_error_set(&req->err, DH_E_UNAVAILABLE, "The server is shutting down.");
 	if (req->target_problem)
 		return dh_error_set(&req->err, DH_E_BAD_REQUEST, "%s", req->target_problem);
+	if (req->target_too_long) {
+		req->close_after = true;
+		return dh_error_set(&req->err, DH_E_URI_TOO_LONG,
+				    "The request target, with its query parameters, is longer than "
+				    "the server accepts (%u bytes).",
+				    (unsigned)DH_MHD_TARGET_MAX);
+	}
 	/* a plain head of the direct path has no body headers (http/head.c) */
 	rc = req->head ? DH_OK : check_framing(req);
 	if (rc != DH_OK)
@@ -1571,6 +1622,7 @@ enum dh_err dh_http_start(unsigned *bound_port, struct dh_error *err)
 		return rc;
 	}
 	dh_mhd_shim_may_answer = shim_may_answer;
+	dh_mhd_shim_may_store = shim_may_store;
 	if (direct) {
 		lfd = listen_socket(sa, sa_len, bound_port, err);
 		if (lfd < 0) {

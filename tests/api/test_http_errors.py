@@ -174,6 +174,18 @@ def test_encoded_percent_and_utf8_are_not_control_bytes(server):
 
 # ---- heads that fill the connection's memory ----
 
+def test_a_large_cookie_header_is_answered_once(server):
+    """libmicrohttpd copied a Cookie header into the connection's memory to split it; when
+    that copy did not fit, it queued its 431 and then went on with the request, and the
+    status line and headers went out twice. devicehubd reads no cookies."""
+    for size in (5000, 18000, 28000):
+        r = one_answer(server.port, get(b"/healthz", b"Cookie: " + b"a=b;" * (size // 4) +
+                                        b"\r\n"))
+        assert r.status == 200, (size, r)
+    r = one_answer(server.port, get(b"/healthz", b"Cookie: " + b"a" * 40000 + b"\r\n"))
+    assert_json_error(r, 431, "headers_too_large")
+
+
 def test_a_request_the_library_gives_up_on_is_freed():
     """libmicrohttpd closes a connection without ending its request after a second error in
     one request (here: its memory ran out storing 600 query parameters): the request's
@@ -187,3 +199,29 @@ def test_a_request_the_library_gives_up_on_is_freed():
         assert not s.sanitizer_report(), s.sanitizer_report()[-3000:]
     finally:
         s.cleanup()
+
+
+def test_many_query_parameters_are_refused_with_an_answer(server):
+    """Five hundred query parameters (a 1 KB request) ran the connection's memory out while
+    libmicrohttpd stored them; it went on with a half-parsed request and closed the
+    connection without any answer."""
+    for n in (600, 2000):
+        target = b"/api/v1/products/?" + b"&".join([b"a"] * n)
+        r = one_answer(server.port, get(target, AUTH))
+        assert_json_error(r, 414, "uri_too_long")
+    r = one_answer(server.port, get(b"/api/v1/products/?" + b"&".join([b"a=1"] * 50), AUTH))
+    assert r.status == 200, r
+
+
+def test_every_head_size_gets_one_answer(server):
+    """A head that fit the connection's memory with too little room left for the answer's
+    own status line and headers (about 32 200 to 32 400 bytes) was closed without an
+    answer. Every size now gets one: the answer, or a JSON 431."""
+    seen = set()
+    for size in range(30000, 36000, 40):
+        pad = b"X-Pad: " + b"p" * size + b"\r\n"
+        r = one_answer(server.port, get(b"/healthz", pad + b"X-After: 1\r\n"))
+        if r.status != 200:
+            assert_json_error(r, 431, "headers_too_large")
+        seen.add(r.status)
+    assert seen == {200, 431}
