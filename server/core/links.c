@@ -21,13 +21,15 @@ _Static_assert((DH_LINK_TOKEN_BYTES * 8 + 5) / 6 + 1 == DH_LINK_TOKEN_LEN,
 #define LINKS_BUCKETS 16384
 
 struct entry {
-	struct entry *next;
+	struct entry *next;  /* in its token hash's chain */
+	struct entry *snext; /* in its session's chain */
 	struct dh_link l;
 };
 
 static struct {
 	pthread_rwlock_t lock;
 	struct entry *bucket[LINKS_BUCKETS];
+	struct entry *by_session[LINKS_BUCKETS]; /* the same entries, by session id */
 	size_t n;
 } tab = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
@@ -183,10 +185,34 @@ static struct entry **slot(const uint8_t hash[DH_LINK_HASH_LEN])
 	return pp;
 }
 
+/* The session chain of a session id (FNV-1a: session ids are not secret, any spread does). */
+static struct entry **session_chain(const char *session)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *session; session++)
+		h = (h ^ (uint8_t)*session) * 16777619u;
+	return &tab.by_session[h & (LINKS_BUCKETS - 1)];
+}
+
+/* Takes e out of both chains. Call locked; the caller frees e. */
+static void unlink_entry(struct entry *e)
+{
+	struct entry **pp = slot(e->l.hash);
+
+	if (*pp == e)
+		*pp = e->next;
+	for (pp = session_chain(e->l.session); *pp && *pp != e; pp = &(*pp)->snext)
+		;
+	if (*pp)
+		*pp = e->snext;
+	tab.n--;
+}
+
 enum dh_err dh_links_put(const struct dh_link *l)
 {
 	uint8_t sha[DH_LINK_HASH_LEN];
-	struct entry *e, **pp;
+	struct entry *e, *o, *next, *gone = NULL, **pp;
 
 	if (!dh_link_hash_parse(l->sha256, sha))
 		return DH_E_INVALID;
@@ -196,18 +222,36 @@ enum dh_err dh_links_put(const struct dh_link *l)
 	e->l = *l;
 	memcpy(e->l.etag, sha, DH_LINK_ETAG_LEN);
 	pthread_rwlock_wrlock(&tab.lock);
+	/* a session has one valid link, its current run's: an earlier run's goes now, also on
+	 * a server that learnt of both from others */
+	for (o = *session_chain(l->session); o; o = next) {
+		next = o->snext;
+		if (strcmp(o->l.session, l->session) == 0) {
+			unlink_entry(o);
+			o->next = gone;
+			gone = o;
+		}
+	}
 	pp = slot(l->hash);
 	if (*pp) {
-		struct entry *old = *pp;
-		e->next = old->next;
-		*pp = e;
-		free(old);
-	} else {
-		e->next = NULL;
-		*pp = e;
-		tab.n++;
+		o = *pp;
+		unlink_entry(o);
+		o->next = gone;
+		gone = o;
+		pp = slot(l->hash);
 	}
+	e->next = *pp;
+	*pp = e;
+	pp = session_chain(l->session);
+	e->snext = *pp;
+	*pp = e;
+	tab.n++;
 	pthread_rwlock_unlock(&tab.lock);
+	while (gone) {
+		o = gone;
+		gone = o->next;
+		free(o);
+	}
 	return DH_OK;
 }
 
@@ -219,8 +263,7 @@ void dh_links_drop(const uint8_t hash[DH_LINK_HASH_LEN])
 	pp = slot(hash);
 	if (*pp) {
 		e = *pp;
-		*pp = e->next;
-		tab.n--;
+		unlink_entry(e);
 	}
 	pthread_rwlock_unlock(&tab.lock);
 	free(e);
@@ -269,6 +312,7 @@ void dh_links_clear(void)
 			tab.bucket[b] = e->next;
 			free(e);
 		}
+		tab.by_session[b] = NULL;
 	}
 	tab.n = 0;
 	pthread_rwlock_unlock(&tab.lock);

@@ -96,8 +96,9 @@ bool dh_link_hash_parse(const char *hex, uint8_t out[DH_LINK_HASH_LEN]);
 bool dh_url_host(const char *url, char *out, size_t size);
 
 /*
- * Makes l valid (copied; a link with the same hash is replaced). DH_E_INVALID when l's image
- * hash is not 64 hex digits, DH_E_NOMEM.
+ * Makes l valid (copied; a link with the same hash is replaced, and so is any other link of
+ * l's session: a session's only valid link is its current run's). DH_E_INVALID when l's
+ * image hash is not 64 hex digits, DH_E_NOMEM.
  */
 enum dh_err dh_links_put(const struct dh_link *l);
 /* Makes the link with this hash invalid; nothing when there is none. */

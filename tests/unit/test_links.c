@@ -166,16 +166,46 @@ START_TEST(test_table)
 }
 END_TEST
 
+START_TEST(test_one_link_per_session)
+{
+	struct dh_link run1 = make("run1", S1, SHA_A), run2 = make("run2", S1, SHA_A);
+	struct dh_link other = make("other", S2, SHA_B), out;
+	uint8_t h[DH_LINK_HASH_LEN];
+
+	dh_links_clear();
+	ck_assert_int_eq(dh_links_put(&run1), DH_OK);
+	ck_assert_int_eq(dh_links_put(&other), DH_OK);
+	/* the session's next run: its first link is no longer valid, the other session's is */
+	ck_assert_int_eq(dh_links_put(&run2), DH_OK);
+	ck_assert_uint_eq(dh_links_count(), 2);
+	dh_link_hash("run1", 4, h);
+	ck_assert(!dh_links_find(h, &out));
+	dh_link_hash("run2", 4, h);
+	ck_assert(dh_links_find(h, &out));
+	ck_assert_str_eq(out.session, S1);
+	dh_link_hash("other", 5, h);
+	ck_assert(dh_links_find(h, &out));
+	/* dropping the current run's link leaves the session with none */
+	dh_link_hash("run2", 4, h);
+	dh_links_drop(h);
+	ck_assert_uint_eq(dh_links_count(), 1);
+	ck_assert_int_eq(dh_links_put(&run1), DH_OK);
+	ck_assert_uint_eq(dh_links_count(), 2);
+	dh_links_clear();
+}
+END_TEST
+
 START_TEST(test_many_links)
 {
-	char tok[32];
+	char tok[32], session[DH_UUID_LEN];
 	struct dh_link l, out;
 	uint8_t h[DH_LINK_HASH_LEN];
 
 	dh_links_clear();
 	for (int i = 0; i < 20000; i++) {
 		snprintf(tok, sizeof(tok), "t%d", i);
-		l = make(tok, S1, SHA_A);
+		snprintf(session, sizeof(session), "session-%d", i);
+		l = make(tok, session, SHA_A);
 		l.size = (uint64_t)i;
 		ck_assert_int_eq(dh_links_put(&l), DH_OK);
 	}
@@ -199,6 +229,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, test_hash_text, 0, sizeof(hex_cases) / sizeof(hex_cases[0]));
 	tcase_add_loop_test(tc, test_mask, 0, sizeof(mask_cases) / sizeof(mask_cases[0]));
 	tcase_add_test(tc, test_table);
+	tcase_add_test(tc, test_one_link_per_session);
 	tcase_add_test(tc, test_many_links);
 	suite_add_tcase(s, tc);
 	return s;
