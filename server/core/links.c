@@ -269,6 +269,27 @@ void dh_links_drop(const uint8_t hash[DH_LINK_HASH_LEN])
 	free(e);
 }
 
+void dh_links_drop_session(const char *session)
+{
+	struct entry *o, *next, *gone = NULL;
+
+	pthread_rwlock_wrlock(&tab.lock);
+	for (o = *session_chain(session); o; o = next) {
+		next = o->snext;
+		if (strcmp(o->l.session, session) == 0) {
+			unlink_entry(o);
+			o->next = gone;
+			gone = o;
+		}
+	}
+	pthread_rwlock_unlock(&tab.lock);
+	while (gone) {
+		o = gone;
+		gone = o->next;
+		free(o);
+	}
+}
+
 bool dh_links_find(const uint8_t hash[DH_LINK_HASH_LEN], struct dh_link *out)
 {
 	struct entry **pp;

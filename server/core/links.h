@@ -103,6 +103,8 @@ bool dh_url_host(const char *url, char *out, size_t size);
 enum dh_err dh_links_put(const struct dh_link *l);
 /* Makes the link with this hash invalid; nothing when there is none. */
 void dh_links_drop(const uint8_t hash[DH_LINK_HASH_LEN]);
+/* Makes every link of this session invalid (there is at most one); nothing when none. */
+void dh_links_drop_session(const char *session);
 /* Copies the valid link with this hash into out; false when there is none. */
 bool dh_links_find(const uint8_t hash[DH_LINK_HASH_LEN], struct dh_link *out);
 /*

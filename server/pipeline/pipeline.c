@@ -649,7 +649,8 @@ static void on_remote_event(const char *type, const char *session_id)
 	struct dh_db *db;
 
 	dh_pipeline_kick(); /* it may have queued a session */
-	if (strcmp(type, "session.state") != 0)
+	/* states move links; the link step's merge (a progress event) issues one */
+	if (strcmp(type, "session.state") != 0 && strcmp(type, "session.progress") != 0)
 		return;
 	db = dh_db_thread();
 	if (db)

@@ -138,13 +138,12 @@ static bool link_valid(const struct dh_session *s)
 	return !s->finished && (s->state == DH_ST_PROCESSING || s->state == DH_ST_CREATED);
 }
 
-/* Drops s's link from the table once its state no longer allows downloads through it. */
+/* Drops s's link from the table once its state no longer allows downloads through it: any
+ * link of the session, also one of an earlier run that this server learnt from another. */
 static void link_follow(const struct dh_session *s)
 {
-	uint8_t h[DH_LINK_HASH_LEN];
-
-	if (*s->link_hash && !link_valid(s) && dh_link_hash_parse(s->link_hash, h))
-		dh_links_drop(h);
+	if (!link_valid(s))
+		dh_links_drop_session(s->id);
 }
 
 /* The link table entry of s (scalars as loaded for a download) under hash h. */
@@ -478,9 +477,18 @@ void dh_session_link_recheck(struct dh_db *db, const char *id)
 {
 	struct dh_session s = { 0 };
 	char image_time[DH_TIME_LEN];
+	uint8_t h[DH_LINK_HASH_LEN];
+	struct dh_link l;
 
-	if (dh_db_session_get_download(db, id, &s, image_time) == DH_OK)
-		link_follow(&s);
+	if (dh_db_session_get_download(db, id, &s, image_time) == DH_OK) {
+		/* a link another server issued is served here too: CoAP looks nowhere else */
+		if (link_valid(&s) && *s.target_sha256 && dh_link_hash_parse(s.link_hash, h)) {
+			link_of(&s, image_time, h, &l);
+			dh_links_put(&l);
+		} else {
+			link_follow(&s);
+		}
+	}
 	dh_db_session_release(&s);
 }
 

@@ -101,8 +101,8 @@ enum dh_err dh_session_webhook_body(struct dh_db *db, const char *body, char **o
 enum dh_err dh_session_link_lookup(struct dh_db *db, const uint8_t hash[DH_LINK_HASH_LEN],
 				   struct dh_link *l);
 
-/* Another process changed session id (its event arrived): a link it no longer serves leaves
- * the table. */
+/* Another process changed session id (its event arrived): a link it issued (the link step's
+ * progress) joins the table, one it no longer serves leaves it. */
 void dh_session_link_recheck(struct dh_db *db, const char *id);
 
 /* Fills the link table from the database: every processing or created session's link. */

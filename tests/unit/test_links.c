@@ -191,6 +191,14 @@ START_TEST(test_one_link_per_session)
 	ck_assert_uint_eq(dh_links_count(), 1);
 	ck_assert_int_eq(dh_links_put(&run1), DH_OK);
 	ck_assert_uint_eq(dh_links_count(), 2);
+	/* a session that left the valid states loses its link, whatever its hash */
+	dh_links_drop_session(S1);
+	ck_assert_uint_eq(dh_links_count(), 1);
+	dh_link_hash("run1", 4, h);
+	ck_assert(!dh_links_find(h, &out));
+	dh_links_drop_session(S1); /* twice: nothing */
+	dh_link_hash("other", 5, h);
+	ck_assert(dh_links_find(h, &out));
 	dh_links_clear();
 }
 END_TEST
