@@ -3,7 +3,8 @@ over two servers; one is killed (kill -9) mid-pipeline and the other finishes ev
 a token revoked on A is refused on B within a second (and a session's change on A shows on
 B); an SSE client on B hears of a session created on A; an image uploaded to A downloads
 from B byte for byte, with Range and If-Range; a timeout is applied exactly once although
-both reapers see it; servers given one link.key show one short link."""
+both reapers see it; servers given one link.key show one short link; a CoAP link issued by
+one server downloads from the other, and dies there with its session."""
 import hashlib
 import os
 import shutil
@@ -12,8 +13,11 @@ import time
 
 import pytest
 
+from urllib.parse import urlsplit
+
 from conftest import ADMIN_TOKEN, Client, Server, make_user, unique
 from sessutil import FU, new_session, procedure, upload_fw, wait_state
+from test_coap import coap_port, fetch, raw_get, sha
 from test_events import Sse, is_for
 
 pytestmark = pytest.mark.engines("pg")
@@ -266,3 +270,54 @@ def test_servers_with_one_link_key_show_one_short_link(pair):
             assert cc.get("/d/" + link.rsplit("/d/", 1)[1], token="").content == data
     finally:
         c.cleanup()
+
+
+def coap_catalog_of(admin):
+    cat = catalog_of(admin)
+    cat["method"] = admin.create("/api/v1/delivery-methods/", {
+        "tid": unique("dm"), "name": "CoAP", "kind": "coap"})
+    return cat
+
+
+def coap_code(server, path, block=(0, 6)):
+    """The CoAP answer's code to GET path on server, as (class, detail)."""
+    code = raw_get(f"coap://127.0.0.1:{coap_port(server)}{path}", block=block)[1]
+    return code >> 5, code & 31
+
+
+def test_a_coap_link_issued_by_one_server_downloads_from_the_other():
+    """CoAP answers from the link table alone: a server learns of the links other servers
+    issue from their events (the link step's progress), and forgets them with their
+    session's state."""
+    args = ARGS + ["--workers", "2", "--coap-port", "0"]
+    a = Server(extra_args=args).start()
+    b = second_server(a, args)
+    try:
+        ca = Client(a, ADMIN_TOKEN)
+        cat = coap_catalog_of(ca)
+        data = os.urandom(200 * 1024 + 3)
+        upload_fw(ca, cat, "2.0.0", data=data)
+        dp = procedure(ca, cat, steps=[{"plugin": "link"}])
+        others = set()
+        for i in range(4):  # whichever server runs the step, the other serves the link
+            s = new_session(ca, cat, dp, version=f"1.0.{i}")
+            assert ca.post(FU + s["id"] + "/start").status_code == 200
+            s = wait_state(ca, s["id"], "created")
+            ran = a if f"session.step id={s['id']}" in a.read_log() else b
+            other = b if ran is a else a
+            others.add(other.port)
+            path = urlsplit(s["payload"]["coap_link"]).path
+            t0 = time.monotonic()
+            while coap_code(other, path) != (2, 5) and time.monotonic() - t0 < 10:
+                time.sleep(0.05)  # 5.03 while the image is copied here
+            assert coap_code(other, path) == (2, 5)
+            rc, got, out = fetch(f"coap://127.0.0.1:{coap_port(other)}{path}", block=1024)
+            assert rc == 0 and sha(got) == sha(data), out
+            # finished on the server that ran it: the other answers 4.04 within a second
+            assert ca.post(FU + s["id"] + "/confirm", json={"success": True}).status_code \
+                == 200
+            wait_until(lambda: coap_code(other, path) == (4, 4), PROPAGATION_S)
+        print(f"\nservers that served another's link: {len(others)}")
+    finally:
+        b.cleanup()
+        a.cleanup()
