@@ -27,7 +27,7 @@ enum dh_err dh_api_reauthenticate(struct dh_db *db, struct dh_principal *who, st
  * decided before rights) is also the answer for an object beyond every grant of the caller,
  * so that no token can tell what exists outside its scope (README, "Security model"). Each
  * kind decides as its own handlers do (dh_api_<kind>_visible); paths of kinds this does not
- * know answer true, so that their callers still get 403. Leaves req->err empty.
+ * know answer true, so that their callers still get 403. Leaves req->err as it was.
  */
 bool dh_api_route_id_visible(struct dh_req *req);
 

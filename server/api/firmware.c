@@ -244,11 +244,15 @@ static enum dh_err fw_load(struct dh_req *req, const char *key, bool is_write, j
 
 bool dh_api_firmware_visible(struct dh_req *req, const char *key)
 {
+	struct dh_error kept = req->err; /* what the request found so far stays */
 	json_t *row = NULL;
-	bool seen = fw_load(req, key, false, &row) != DH_E_NOT_FOUND;
+	bool seen;
 
+	memset(&req->err, 0, sizeof(req->err));
+	seen = fw_load(req, key, false, &row) != DH_E_NOT_FOUND;
 	json_decref(row);
 	dh_error_release(&req->err);
+	req->err = kept;
 	return seen;
 }
 

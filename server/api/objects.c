@@ -28,6 +28,19 @@ static const struct dh_field *find_field(const struct dh_resource *res, const ch
 	return NULL;
 }
 
+/* Does the caller see the object id of table (products, models and firmware have a scope;
+ * every other table's objects are seen by all)? */
+static bool ref_visible(struct dh_req *req, const char *table, const char *id)
+{
+	if (strcmp(table, "products") == 0)
+		return dh_api_products_visible(req, id);
+	if (strcmp(table, "models") == 0)
+		return dh_api_models_visible(req, id);
+	if (strcmp(table, "firmware") == 0)
+		return dh_api_firmware_visible(req, id);
+	return true;
+}
+
 enum dh_err dh_api_resolve_ref(struct dh_req *req, const char *name, const char *table,
 			       bool has_tid, json_t *value, char id[DH_UUID_LEN])
 {
@@ -38,6 +51,10 @@ enum dh_err dh_api_resolve_ref(struct dh_req *req, const char *name, const char 
 	if (!key || !*key || strlen(key) > 64)
 		return dh_error_field(&req->err, name, "must be a uuid or tid");
 	rc = dh_db_obj_resolve(req->db, table, key, has_tid, id);
+	/* an object beyond the caller's every grant reads as one that does not exist, so that
+	 * no reference tells what exists outside its scope */
+	if (rc == DH_OK && !ref_visible(req, table, id))
+		rc = DH_E_NOT_FOUND;
 	if (rc == DH_E_NOT_FOUND) {
 		snprintf(what, sizeof(what), "no such object: '%s'", key);
 		return dh_error_field(&req->err, name, what);
@@ -306,9 +323,11 @@ bool dh_api_obj_visible(struct dh_req *req, const struct dh_resource *res, const
 {
 	struct dh_scope s = { 0 };
 	char ids[3][DH_UUID_LEN] = { { 0 } };
+	struct dh_error kept = req->err; /* what the request found so far stays */
 	json_t *row = NULL;
 	bool seen = false;
 
+	memset(&req->err, 0, sizeof(req->err));
 	if (!key || strlen(key) > 64 ||
 	    dh_db_obj_get(req->db, res->table, key, res->has_tid, &row) != DH_OK)
 		goto out;
@@ -319,6 +338,7 @@ bool dh_api_obj_visible(struct dh_req *req, const struct dh_resource *res, const
 out:
 	json_decref(row);
 	dh_error_release(&req->err);
+	req->err = kept;
 	return seen;
 }
 

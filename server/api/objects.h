@@ -139,7 +139,7 @@ enum dh_err dh_api_obj_auth_changed(struct dh_req *req, const char *id, json_t *
 
 /* Does key name an object of res that the caller may see: one in a scope some grant of the
  * caller touches, and that the access hook does not hide (404)? An object outside products
- * is seen by every caller. Leaves req->err empty. */
+ * is seen by every caller. Leaves req->err as it was. */
 bool dh_api_obj_visible(struct dh_req *req, const struct dh_resource *res, const char *key);
 
 /* Defines the five dh_api_<name>_* handlers of api.h over resource res, and

@@ -337,6 +337,9 @@ enum dh_err dh_api_sessions_request(struct dh_req *req)
 	if (json_object_get(body, "target_firmware")) {
 		rc = dh_db_obj_get(req->db, "firmware", jstr(body, "target_firmware"), true,
 				   &fw_row);
+		/* one beyond the caller's grants (or a draft it may not have) does not exist */
+		if (rc == DH_OK && !dh_api_firmware_visible(req, jstr(fw_row, "id")))
+			rc = DH_E_NOT_FOUND;
 		if (rc == DH_E_NOT_FOUND)
 			rc = dh_error_field(&req->err, "target_firmware", "no such firmware");
 		if (rc != DH_OK)
@@ -519,12 +522,15 @@ static enum dh_err load(struct dh_req *req, struct dh_session *s)
 bool dh_api_sessions_visible(struct dh_req *req, const char *key)
 {
 	struct dh_session s = { 0 };
+	struct dh_error kept = req->err; /* what the request found so far stays */
 	bool seen = false;
 
+	memset(&req->err, 0, sizeof(req->err));
 	if (key && dh_uuid_valid(key) && dh_db_session_get(req->db, key, &s) == DH_OK)
 		seen = check_rights(req, &s, true) != DH_E_NOT_FOUND;
 	dh_db_session_release(&s);
 	dh_error_release(&req->err);
+	req->err = kept;
 	return seen;
 }
 

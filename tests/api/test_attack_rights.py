@@ -146,26 +146,37 @@ def test_a_scoped_manager_cannot_widen_anything(server, admin, world):
         "tid": unique("dp"), "name": "x", "delivery_method": a["method"]["tid"],
         "steps": [{"plugin": "exec", "params": {"argv": ["/bin/true"]}}]})
     assert r.status_code == 403, r.text
-    # webhooks: only over its product, never unscoped or another product's model
-    for body in ({}, {"product": b["product"]["tid"]}, {"model": b["model"]["tid"]}):
+    # webhooks: only over its product, never unscoped or another product's model (which it
+    # cannot even name: as if it did not exist)
+    assert_error(mgr.post("/api/v1/webhooks/", json={"url": "https://example.com/hook"}), 403,
+                 "forbidden")
+    for body in ({"product": b["product"]["tid"]}, {"model": b["model"]["tid"]}):
         body["url"] = "https://example.com/hook"
-        assert_error(mgr.post("/api/v1/webhooks/", json=body), 403, "forbidden")
+        assert_error(mgr.post("/api/v1/webhooks/", json=body), 400, "invalid")
     w = mgr.create("/api/v1/webhooks/", {"url": "https://example.com/hook",
                                          "product": a["product"]["tid"]})
-    for change in ({"product": None}, {"model": b["model"]["tid"]},
-                   {"product": b["product"]["tid"]}):
-        assert_error(mgr.patch("/api/v1/webhooks/" + w["id"], json=change), 403, "forbidden")
+    assert_error(mgr.patch("/api/v1/webhooks/" + w["id"], json={"product": None}), 403,
+                 "forbidden")
+    for change in ({"model": b["model"]["tid"]}, {"product": b["product"]["tid"]}):
+        assert_error(mgr.patch("/api/v1/webhooks/" + w["id"], json=change), 400, "invalid")
     # another product's webhook and its deliveries are hidden
     wb = admin.create("/api/v1/webhooks/", {"url": "https://example.com/b",
                                             "product": b["product"]["tid"]})
     assert_error(mgr.get("/api/v1/webhooks/" + wb["id"]), 404, "not_found")
     assert_error(mgr.get(f"/api/v1/webhooks/{wb['id']}/deliveries/"), 404, "not_found")
     assert wb["id"] not in mgr.get("/api/v1/webhooks/").text
-    # moving its model or a device into another product needs a right there too
+    # moving its model or a device into another product needs a right there too: without
+    # one, the product is one it cannot name
     assert_error(mgr.patch("/api/v1/models/" + a["model"]["id"],
-                           json={"product": b["product"]["tid"]}), 403, "forbidden")
+                           json={"product": b["product"]["tid"]}), 400, "invalid")
     assert_error(mgr.post("/api/v1/devices/", json={"device_id": "x",
-                                                    "model": b["model"]["tid"]}), 403)
+                                                    "model": b["model"]["tid"]}), 400)
+    # a product it sees (an update grant there) but may not manage stays 403
+    u, two = make_user(admin, ["manage"], product=a["product"]["id"])
+    admin.create("/api/v1/access-rights/", {"user": u["id"], "action": "update",
+                                            "product": b["product"]["id"]})
+    assert_error(Client(server, two).post("/api/v1/devices/", json={
+        "device_id": "x", "model": b["model"]["tid"]}), 403, "forbidden")
 
 
 def test_tokens_stay_their_users(server, admin, world):
@@ -232,3 +243,45 @@ def test_nothing_beyond_the_scope_can_be_told_from_what_does_not_exist(server, a
                          ("PATCH", "/api/v1/firmware/" + a["fw"]["id"])):
         assert_error(dev.request(method, path, json={}), 403, "forbidden")
     assert_error(Client(server, uploader).get(FU + a["session"]["id"]), 403, "forbidden")
+
+
+def test_a_reference_beyond_the_scope_reads_as_one_that_does_not_exist(server, admin, world):
+    """A body that named another tenant's model or image got 403 ("your rights do not cover
+    it") or "belongs to another model", one that named nothing 400 "no such object": the
+    same oracle as the paths', through references. Both now answer the same 400."""
+    a, b = world["a"], world["b"]
+    _, uploader = make_user(admin, ["upload"], product=a["product"]["id"])
+    dev, mgr = Client(server, world["device"]), Client(server, world["manager"])
+    proc = a["procedure"]["tid"]
+    cases = [  # (client, method, path, body with {ref}, the field named)
+        (dev, "POST", FU + "request", {"model": "{ref}", "delivery_procedure_tid": proc,
+                                       "current_channel": a["channel"]["tid"],
+                                       "current_firmware_version": "1.0.0"}, "model"),
+        (mgr, "POST", "/api/v1/devices/", {"device_id": unique("d"), "model": "{ref}"},
+         "model"),
+        (mgr, "POST", "/api/v1/webhooks/", {"url": "https://example.com/h", "model": "{ref}"},
+         "model"),
+        (mgr, "PATCH", "/api/v1/models/" + a["model"]["id"], {"product": "{ref:product}"},
+         "product"),
+    ]
+    for c, method, path, body, field in cases:
+        answers = []
+        for ref in ({"": b["model"]["tid"], "product": b["product"]["tid"]},
+                    {"": "no-such-model", "product": "no-such-product"}):
+            filled = {k: (ref["product"] if v == "{ref:product}" else
+                          ref[""] if v == "{ref}" else v) for k, v in body.items()}
+            r = c.request(method, path, json=filled)
+            err = assert_error(r, 400, "invalid")
+            assert "no such object" in err["fields"][field], (path, err)
+            answers.append(err["fields"][field].split(":")[0])
+        assert answers[0] == answers[1], (path, answers)
+    # an image: another tenant's, a draft of its own model, none at all
+    for fw in (b["fw"]["id"], a["draft"]["id"], "00000000-0000-4000-8000-000000000000"):
+        r = dev.post(FU + "request", json={"target_firmware": fw, "delivery_procedure_tid": proc,
+                                           "current_channel": a["channel"]["tid"],
+                                           "current_firmware_version": "1.0.0"})
+        assert assert_error(r, 400)["fields"] == {"target_firmware": "no such firmware"}
+    r = Client(server, uploader).request("POST", "/api/v1/firmware/", files=[
+        ("model", (None, b["model"]["tid"])), ("version", (None, "9.9.9")),
+        ("file", ("a.bin", b"x", "application/octet-stream"))])
+    assert "no such object" in assert_error(r, 400)["fields"]["model"]

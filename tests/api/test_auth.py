@@ -117,8 +117,9 @@ def test_model_scope(admin, server, world):
     assert status(c, DEVICES + w["dev"][(w["m1b"]["tid"], w["c1"]["tid"])]["id"]) == 404
     got = {m["id"] for m in c.get(MODELS, params={"limit": 1000}).json()["results"]}
     assert got == {w["m1"]["id"]}
+    # nor can it name it (400 as for a product that does not exist)
     assert_error(c.post(MODELS, json={"tid": unique(), "name": "x",
-                                      "product": w["p1"]["id"]}), 403, "forbidden")
+                                      "product": w["p1"]["id"]}), 400, "invalid")
 
 
 def test_model_channel_scope(admin, server, world):

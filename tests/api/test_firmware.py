@@ -312,8 +312,9 @@ def test_rights(admin, server, catalog):
     fw = upload(admin, b"1" * 100, model=m["id"], version="1.0.0", channels=ch["id"]).json()
     r = upload(admin, b"2" * 100, token=up, model=m["tid"], version="1.0.1")
     assert r.status_code == 201, r.text
+    # another product's model: as if it did not exist
     assert_error(upload(admin, b"3" * 100, token=up, model=other_m["tid"], version="1.0.0"),
-                 403, "forbidden")
+                 400, "invalid")
     # a model+channel grant uploads into its channel only
     assert upload(admin, b"4", token=upc, model=m["tid"], version="1.0.2",
                   channels=ch["tid"]).status_code == 201
