@@ -766,8 +766,8 @@ static enum dh_err migrate_one(struct dh_db *db, const struct dh_migration *m, s
 	return DH_OK;
 }
 
-enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t n,
-			  struct dh_error *err)
+/* Creates the table of applied migrations if it is not there yet. */
+static enum dh_err schema_table(struct dh_db *db, struct dh_error *err)
 {
 	struct dh_error why = { 0 };
 	enum dh_err rc;
@@ -782,6 +782,16 @@ enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t
 		dh_error_release(&why);
 		return DH_E_DB;
 	}
+	return DH_OK;
+}
+
+enum dh_err dh_db_migrate(struct dh_db *db, const struct dh_migration *m, size_t n,
+			  struct dh_error *err)
+{
+	enum dh_err rc = schema_table(db, err);
+
+	if (rc != DH_OK)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && m[i].version <= m[i - 1].version)
 			return dh_error_set(err, DH_E_INTERNAL, "Migrations out of order at %04d",
@@ -800,7 +810,12 @@ static enum dh_err upgrade(struct dh_db *db, const char *what, struct dh_error *
 {
 	size_t n;
 	const struct dh_migration *m = dh_db_migrations(db, &n);
-	int v = dh_db_schema_version(db);
+	int v;
+
+	/* first, so that reading the version of a new database is no failed statement */
+	if (schema_table(db, err) != DH_OK)
+		return DH_E_DB;
+	v = dh_db_schema_version(db);
 
 	if (n && v > m[n - 1].version)
 		return dh_error_set(err, DH_E_INVALID,
