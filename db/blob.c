@@ -410,7 +410,10 @@ static struct map_entry *lookup_locked(const char *sha256, uint64_t size)
 	return NULL;
 }
 
-static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_error *err)
+/* A new mapping of blob sha256; fetch: fill a missing file from the database first, else
+ * *absent says that it is missing. */
+static struct map_entry *map_new(const char *sha256, uint64_t size, bool fetch, bool *absent,
+				 struct dh_error *err)
 {
 	char path[DH_BLOB_PATH_MAX];
 	struct map_entry *e = NULL;
@@ -423,6 +426,11 @@ static struct map_entry *map_new(const char *sha256, uint64_t size, struct dh_er
 		return NULL;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && !fetch) {
+		*absent = true;
+		dh_error_set(err, DH_E_IO, "The image is not in this server's blob store yet.");
+		return NULL;
+	}
 	if (fd < 0 && errno == ENOENT && dh_blob_ensure(sha256, size, NULL) == DH_OK)
 		fd = open(path, O_RDONLY | O_CLOEXEC); /* filled from the database */
 	if (fd < 0 || fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != size || size > SIZE_MAX) {
@@ -461,7 +469,8 @@ out:
 	return e;
 }
 
-struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh_error *err)
+static struct dh_blob_map *map_get(const char *sha256, uint64_t size, bool fetch, bool *absent,
+				   struct dh_error *err)
 {
 	struct map_entry *e, *mine, *evicted = NULL;
 	size_t slot = DH_BLOB_MAP_SLOTS;
@@ -471,7 +480,7 @@ struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh
 	pthread_mutex_unlock(&map_lock);
 	if (e)
 		return &e->pub;
-	mine = map_new(sha256, size, err);
+	mine = map_new(sha256, size, fetch, absent, err);
 	if (!mine)
 		return NULL;
 	pthread_mutex_lock(&map_lock);
@@ -503,6 +512,20 @@ struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh
 	entry_free(mine);
 	entry_free(evicted);
 	return &e->pub;
+}
+
+struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh_error *err)
+{
+	bool absent = false;
+
+	return map_get(sha256, size, true, &absent, err);
+}
+
+struct dh_blob_map *dh_blob_map_get_local(const char *sha256, uint64_t size, bool *absent,
+					  struct dh_error *err)
+{
+	*absent = false;
+	return map_get(sha256, size, false, absent, err);
 }
 
 void dh_blob_map_put(void *map)
@@ -548,4 +571,169 @@ void dh_blob_map_forget(const char *sha256)
 void dh_blob_map_clear(void)
 {
 	drop_cached(NULL);
+}
+
+/* ---- filling in the background ---- */
+
+enum fill_state {
+	FILL_FREE,
+	FILL_QUEUED,
+	FILL_RUNNING,
+	FILL_FAILED,
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t th;
+	bool is_running; /* between start and stop: asks are taken */
+	bool stop;
+	uint64_t next_seq; /* fills start in the order they were asked for */
+	struct {
+		enum fill_state state;
+		char sha256[DH_SHA256_HEX];
+		uint64_t size;
+		uint64_t seq;
+		int64_t failed_ms;
+	} slot[DH_BLOB_FILL_SLOTS];
+} filler = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+
+/* Is blob sha256 here, whole? (a stat: no database, no reading) */
+static bool blob_here(const char *sha256, uint64_t size)
+{
+	char path[DH_BLOB_PATH_MAX];
+	struct stat sb;
+
+	return dh_blob_path(sha256, path, sizeof(path)) && stat(path, &sb) == 0 &&
+	       (uint64_t)sb.st_size == size;
+}
+
+enum dh_err dh_blob_fill_later(const char *sha256, uint64_t size)
+{
+	int64_t now = dh_mono_ms(), forget = now - DH_BLOB_FILL_RETRY_S * 1000LL;
+	size_t room = DH_BLOB_FILL_SLOTS;
+	enum dh_err rc = DH_E_BUSY;
+
+	if (!dh_blob_sha_valid(sha256))
+		return DH_E_INVALID;
+	if (blob_here(sha256, size))
+		return DH_OK;
+	pthread_mutex_lock(&filler.lock);
+	if (!filler.is_running) {
+		rc = DH_E_IO;
+		goto out;
+	}
+	for (size_t i = 0; i < DH_BLOB_FILL_SLOTS; i++) {
+		if (filler.slot[i].state != FILL_FREE && filler.slot[i].size == size &&
+		    strcmp(filler.slot[i].sha256, sha256) == 0) {
+			if (filler.slot[i].state != FILL_FAILED) {
+				rc = DH_OK; /* on its way */
+				goto out;
+			}
+			if (filler.slot[i].failed_ms > forget) {
+				rc = DH_E_IO; /* failed a moment ago: not again yet */
+				goto out;
+			}
+			room = i;
+			break;
+		}
+		if (room == DH_BLOB_FILL_SLOTS &&
+		    (filler.slot[i].state == FILL_FREE ||
+		     (filler.slot[i].state == FILL_FAILED && filler.slot[i].failed_ms <= forget)))
+			room = i;
+	}
+	if (room < DH_BLOB_FILL_SLOTS) {
+		filler.slot[room].state = FILL_QUEUED;
+		snprintf(filler.slot[room].sha256, DH_SHA256_HEX, "%s", sha256);
+		filler.slot[room].size = size;
+		filler.slot[room].seq = filler.next_seq++;
+		pthread_cond_signal(&filler.wake);
+		dh_debug("blob.fill_queued", "sha256=%s size=%llu", sha256,
+			 (unsigned long long)size);
+		rc = DH_OK;
+	}
+out:
+	pthread_mutex_unlock(&filler.lock);
+	return rc;
+}
+
+/* The oldest queued fill, or DH_BLOB_FILL_SLOTS. Call locked. */
+static size_t next_fill(void)
+{
+	size_t pick = DH_BLOB_FILL_SLOTS;
+
+	for (size_t i = 0; i < DH_BLOB_FILL_SLOTS; i++) {
+		if (filler.slot[i].state == FILL_QUEUED &&
+		    (pick == DH_BLOB_FILL_SLOTS || filler.slot[i].seq < filler.slot[pick].seq))
+			pick = i;
+	}
+	return pick;
+}
+
+static void *filler_main(void *arg)
+{
+	char sha256[DH_SHA256_HEX];
+	uint64_t size;
+	size_t i;
+
+	(void)arg;
+	pthread_mutex_lock(&filler.lock);
+	while (!filler.stop) {
+		enum dh_err rc;
+
+		i = next_fill();
+		if (i == DH_BLOB_FILL_SLOTS) {
+			pthread_cond_wait(&filler.wake, &filler.lock);
+			continue;
+		}
+		filler.slot[i].state = FILL_RUNNING;
+		memcpy(sha256, filler.slot[i].sha256, sizeof(sha256));
+		size = filler.slot[i].size;
+		pthread_mutex_unlock(&filler.lock);
+		/* the copy from the database: logs blob.filled, or blob.missing */
+		rc = dh_blob_ensure(sha256, size, NULL);
+		pthread_mutex_lock(&filler.lock);
+		if (rc == DH_OK) {
+			filler.slot[i].state = FILL_FREE;
+		} else {
+			filler.slot[i].state = FILL_FAILED;
+			filler.slot[i].failed_ms = dh_mono_ms();
+		}
+	}
+	pthread_mutex_unlock(&filler.lock);
+	dh_db_thread_close();
+	return NULL;
+}
+
+enum dh_err dh_blob_filler_start(struct dh_error *err)
+{
+	pthread_mutex_lock(&filler.lock);
+	if (filler.is_running) {
+		pthread_mutex_unlock(&filler.lock);
+		return DH_OK;
+	}
+	memset(filler.slot, 0, sizeof(filler.slot));
+	filler.stop = false;
+	if (pthread_create(&filler.th, NULL, filler_main, NULL) != 0) {
+		pthread_mutex_unlock(&filler.lock);
+		return dh_error_set(err, DH_E_INTERNAL, "Cannot start the blob filler thread.");
+	}
+	filler.is_running = true;
+	pthread_mutex_unlock(&filler.lock);
+	return DH_OK;
+}
+
+void dh_blob_filler_stop(void)
+{
+	pthread_mutex_lock(&filler.lock);
+	if (!filler.is_running) {
+		pthread_mutex_unlock(&filler.lock);
+		return;
+	}
+	filler.is_running = false;
+	filler.stop = true;
+	pthread_cond_signal(&filler.wake);
+	pthread_mutex_unlock(&filler.lock);
+	/* a fill under way ends first: at most one image's copy */
+	pthread_join(filler.th, NULL);
 }

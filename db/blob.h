@@ -104,11 +104,44 @@ struct dh_blob_map {
  * Thread-safe; each get needs one dh_blob_map_put.
  */
 struct dh_blob_map *dh_blob_map_get(const char *sha256, uint64_t size, struct dh_error *err);
+/*
+ * The same without ever touching the database, for threads that must not wait on it (the
+ * CoAP thread): when the blob's file is not here, NULL with *absent true (and err filled);
+ * dh_blob_fill_later brings it.
+ */
+struct dh_blob_map *dh_blob_map_get_local(const char *sha256, uint64_t size, bool *absent,
+					  struct dh_error *err);
 /* Drops a reference (cls-style signature so that it can be a release callback). */
 void dh_blob_map_put(void *map);
 /* Drops the cache's own reference to blob sha256 (after its file was removed). */
 void dh_blob_map_forget(const char *sha256);
 /* Drops every cached mapping not in use (at shutdown, and in tests). */
 void dh_blob_map_clear(void);
+
+/*
+ * Fills in the background: one thread of its own copies blobs from the database
+ * (dh_blob_ensure), for callers that must not wait (the CoAP thread answers 5.03 meanwhile)
+ * and ahead of need (a server that learns of another's link). Started only on a shared
+ * database; nothing else can fill a missing blob.
+ */
+/* Blobs queued, being copied, or failed a moment ago, at once; more asks hear DH_E_BUSY (a
+ * CoAP device asks again a second later). One slot is a few dozen bytes. */
+#define DH_BLOB_FILL_SLOTS 64
+/* Seconds a failed copy is remembered: asks meanwhile hear DH_E_IO instead of starting
+ * another copy of an image the database does not have. */
+#define DH_BLOB_FILL_RETRY_S 10
+
+/*
+ * Asks for blob sha256 (size bytes) to be copied here; returns at once, without touching the
+ * database. DH_OK: it is here, queued or being copied (look again later); DH_E_IO: its last
+ * copy failed less than DH_BLOB_FILL_RETRY_S ago, or the filler is not running (a database
+ * of its own: what is missing stays missing); DH_E_BUSY: DH_BLOB_FILL_SLOTS copies wait
+ * already; DH_E_INVALID: not a blob hash. Thread-safe.
+ */
+enum dh_err dh_blob_fill_later(const char *sha256, uint64_t size);
+/* Starts the filler thread (from main, after dh_blob_setup); stop ends it, after the copy
+ * under way if any. */
+enum dh_err dh_blob_filler_start(struct dh_error *err);
+void dh_blob_filler_stop(void);
 
 #endif

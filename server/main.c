@@ -186,19 +186,23 @@ int main(int argc, char **argv)
 		dh_error_release(&err);
 		return 2;
 	}
-	if (dh_blob_setup(dh_cfg.data_dir, &err) != DH_OK) {
+	if (dh_blob_setup(dh_cfg.data_dir, &err) != DH_OK ||
+	    (dh_db_is_shared() && dh_blob_filler_start(&err) != DH_OK)) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		return 1;
 	}
-	if (bootstrap_admin() != 0)
+	if (bootstrap_admin() != 0) {
+		dh_blob_filler_stop();
 		return 1;
+	}
 	/* CoAP before the workers, whose link steps put its port into coap_link; it answers
 	 * 5.03 until the pipeline has loaded the valid links */
 	if (dh_plugins_load(dh_cfg.plugin_dir, &err) != DH_OK ||
 	    dh_coap_start(&coap_port, &coaps_port, &err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
+		dh_blob_filler_stop();
 		return 1;
 	}
 	if (coap_port || coaps_port)
@@ -210,12 +214,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		dh_coap_stop();
+		dh_blob_filler_stop();
 		return 1;
 	}
 	if (dh_webhook_sender_start(&err) != DH_OK) {
 		fprintf(stderr, "devicehubd: %s\n", dh_error_detail(&err));
 		dh_error_release(&err);
 		dh_pipeline_stop();
+		dh_blob_filler_stop();
 		return 1;
 	}
 	if (dh_http_start(&port, &err) != DH_OK) {
@@ -224,6 +230,7 @@ int main(int argc, char **argv)
 		dh_coap_stop();
 		dh_pipeline_stop();
 		dh_webhook_sender_stop();
+		dh_blob_filler_stop();
 		return 1;
 	}
 	dh_info("http.listening", "address=%s port=%u tls=%s data_dir=%s workers=%u database=%s",
@@ -245,6 +252,7 @@ int main(int argc, char **argv)
 	dh_coap_stop();
 	dh_pipeline_stop();
 	dh_webhook_sender_stop();
+	dh_blob_filler_stop();
 	dh_plugins_unload();
 	dh_api_auth_cache_clear();
 	dh_db_thread_close();

@@ -2,7 +2,8 @@
  * libcoap glue of the CoAP image server (server.h): the context and its UDP endpoint, the
  * resources (/.well-known/core, and every other path through libcoap's "unknown resource",
  * which coap/answer.c sorts out), the duplicate cache, the thread, and the bridges from an
- * answer to the link table, the blob mappings and the delivery tracker. The only file
+ * answer to the link table, the blob mappings (and the blob filler, for an image that is
+ * not here yet) and the delivery tracker. The only file
  * besides coap/answer.c that includes libcoap.
  */
 #include "coap/server.h"
@@ -59,6 +60,7 @@ static int resolve(void *cls, const uint8_t *token, size_t len, struct dh_coap_i
 	struct served *sv = cls;
 	uint8_t h[DH_LINK_HASH_LEN];
 	struct dh_error err = { 0 };
+	bool absent = false;
 
 	if (!dh_links_ready())
 		return DH_COAP_NOT_YET;
@@ -70,7 +72,13 @@ static int resolve(void *cls, const uint8_t *token, size_t len, struct dh_coap_i
 	    (sv->identity->length != strlen(sv->link.device_name) ||
 	     memcmp(sv->identity->s, sv->link.device_name, sv->identity->length) != 0))
 		return DH_COAP_UNKNOWN;
-	sv->map = dh_blob_map_get(sv->link.sha256, sv->link.size, &err);
+	sv->map = dh_blob_map_get_local(sv->link.sha256, sv->link.size, &absent, &err);
+	/* not copied to this server yet (another one took the upload): never from here, the
+	 * filler thread copies it while the device hears 5.03 and asks again after Max-Age */
+	if (!sv->map && absent && dh_blob_fill_later(sv->link.sha256, sv->link.size) != DH_E_IO) {
+		dh_error_release(&err);
+		return DH_COAP_NOT_YET;
+	}
 	if (!sv->map) {
 		dh_error("coap.image", "session=%s sha256=%s detail=\"%s\"", sv->link.session,
 			 sv->link.sha256, dh_error_detail(&err));

@@ -4,6 +4,7 @@
  */
 #include "pipeline/session.h"
 
+#include "blob.h"
 #include "core/text.h"
 #include "core/util.h"
 #include "log.h"
@@ -437,6 +438,14 @@ struct load_ctx {
 	enum dh_err rc;
 };
 
+/* The image of a link this server did not issue: copied here in the background (a shared
+ * database), so that the first block a device asks for finds it. */
+static void prefetch(const struct dh_session *s)
+{
+	if (dh_db_is_shared() && s->target_size >= 0)
+		dh_blob_fill_later(s->target_sha256, (uint64_t)s->target_size);
+}
+
 static void load_one(void *cls, const struct dh_session *s, const char *image_time)
 {
 	struct load_ctx *c = cls;
@@ -446,6 +455,7 @@ static void load_one(void *cls, const struct dh_session *s, const char *image_ti
 	if (!dh_link_hash_parse(s->link_hash, h) || !*s->target_sha256)
 		return;
 	link_of(s, image_time, h, &l);
+	prefetch(s);
 	if (dh_links_put(&l) == DH_OK)
 		c->n++;
 	else
@@ -485,6 +495,7 @@ void dh_session_link_recheck(struct dh_db *db, const char *id)
 		if (link_valid(&s) && *s.target_sha256 && dh_link_hash_parse(s.link_hash, h)) {
 			link_of(&s, image_time, h, &l);
 			dh_links_put(&l);
+			prefetch(&s);
 		} else {
 			link_follow(&s);
 		}
