@@ -4,18 +4,21 @@ a token revoked on A is refused on B within a second (and a session's change on 
 B); an SSE client on B hears of a session created on A; an image uploaded to A downloads
 from B byte for byte, with Range and If-Range; a timeout is applied exactly once although
 both reapers see it; servers given one link.key show one short link; a CoAP link issued by
-one server downloads from the other, and dies there with its session."""
+one server downloads from the other, and dies there with its session; CoAP answers 5.03
+(never waits) while an image is copied from the database."""
 import hashlib
 import os
+import select
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 
 from urllib.parse import urlsplit
 
-from conftest import ADMIN_TOKEN, Client, Server, make_user, unique
+from conftest import ADMIN_TOKEN, Client, Server, make_user, pg_cluster, unique
 from sessutil import FU, new_session, procedure, upload_fw, wait_state
 from test_coap import coap_port, fetch, raw_get, sha
 from test_events import Sse, is_for
@@ -320,4 +323,66 @@ def test_a_coap_link_issued_by_one_server_downloads_from_the_other():
         print(f"\nservers that served another's link: {len(others)}")
     finally:
         b.cleanup()
+        a.cleanup()
+
+
+def hold_lock(db, table):
+    """A psql session that holds ACCESS EXCLUSIVE on table (every read of it waits) until
+    release_lock."""
+    c = pg_cluster()
+    p = subprocess.Popen([os.path.join(c.bindir, "psql"), "-X", "-q", "-At", "-h", c.sock,
+                          "-p", str(c.port), "-U", "postgres", "-d", db],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p.stdin.write(f"BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+    p.stdin.flush()
+    ready, _, _ = select.select([p.stdout], [], [], 20)
+    assert ready and p.stdout.readline().strip() == "locked"
+    return p
+
+
+def release_lock(p):
+    if p.poll() is None:
+        p.stdin.write("ROLLBACK;\n")
+        p.stdin.close()
+        p.wait(20)
+
+
+def test_coap_never_waits_for_an_image_copied_from_the_database():
+    """A server that did not take the upload copies the image from the database before it
+    can send it. Not on the CoAP thread: while the copy waits (here on a table lock), the
+    image's link answers 5.03 with Max-Age 1 and every other request is answered; once the
+    copy is done the link serves the image."""
+    args = ARGS + ["--workers", "2", "--coap-port", "0"]
+    a = Server(extra_args=args).start()
+    b = lock = None
+    try:
+        ca = Client(a, ADMIN_TOKEN)
+        cat = coap_catalog_of(ca)
+        data = os.urandom(2 * 1024 * 1024 + 5)
+        upload_fw(ca, cat, "2.0.0", data=data)
+        dp = procedure(ca, cat, steps=[{"plugin": "link"}])
+        s = new_session(ca, cat, dp)
+        assert ca.post(FU + s["id"] + "/start").status_code == 200
+        s = wait_state(ca, s["id"], "created")  # run by A, the only server yet
+        path = urlsplit(s["payload"]["coap_link"]).path
+        lock = hold_lock(a.db_name, "blob_chunks")
+        b = second_server(a, args)  # loads A's links, and starts copying the image
+        base = f"coap://127.0.0.1:{coap_port(b)}"
+        for _ in range(3):
+            _, code, _, _, opts, payload = raw_get(base + path, block=(0, 6))
+            assert (code >> 5, code & 31) == (5, 3) and opts.get(14) == [b"\x01"], code
+            assert payload == b""
+            assert coap_code(b, "/.well-known/core", block=None) == (2, 5)
+            assert coap_code(b, "/d/" + "A" * 22) == (4, 4)
+        assert "blob.filled" not in b.read_log()
+        release_lock(lock)
+        wait_until(lambda: coap_code(b, path) == (2, 5), 20)
+        rc, got, out = fetch(base + path, block=1024)
+        assert rc == 0 and sha(got) == sha(data), out
+        assert "blob.filled" in b.read_log()
+    finally:
+        if lock:
+            release_lock(lock)
+        if b:
+            b.cleanup()
         a.cleanup()
