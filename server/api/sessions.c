@@ -102,10 +102,20 @@ static const char *jstr(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-/* Finds the twin of device_id (within model when given). *twin NULL when there is none. */
+/* Every action a grant can hold: any grant of the caller's, whatever it allows. */
+#define ANY_GRANT                                                                                  \
+	((1u << DH_ACT_UPDATE) | (1u << DH_ACT_DRAFT) | (1u << DH_ACT_UPLOAD) |                    \
+	 (1u << DH_ACT_MANAGE) | (1u << DH_ACT_ADMIN))
+
+/*
+ * Finds the twin of device_id: within model when given (one the caller sees), else among the
+ * twins of the models the caller sees, so that another tenant's device of that name is as
+ * unknown as one that does not exist. *twin NULL when there is none.
+ */
 static enum dh_err find_twin(struct dh_req *req, const char *model, const char *device_id,
 			     json_t **twin)
 {
+	struct dh_api_visibility vis = { 0 };
 	struct dh_db_where w[2];
 	size_t nw = 0;
 	json_t *rows = NULL;
@@ -113,15 +123,25 @@ static enum dh_err find_twin(struct dh_req *req, const char *model, const char *
 	enum dh_err rc;
 
 	*twin = NULL;
+	if (!model) {
+		rc = dh_api_visibility(req, ANY_GRANT, 0, &vis);
+		if (rc != DH_OK)
+			return rc;
+		/* a channel-narrowed grant sees its model's objects (dh_rights_sees) */
+		for (size_t i = 0; i < vis.v.nany; i++)
+			vis.grants[i].channel[0] = 0;
+	}
 	w[nw].column = "device_id";
 	w[nw++].value = json_string(device_id);
 	if (model) {
 		w[nw].column = "model_id";
 		w[nw++].value = json_string(model);
 	}
-	rc = dh_db_obj_list(req->db, "devices", w, nw, NULL, 2, 0, &rows, &count);
+	rc = dh_db_obj_list(req->db, "devices", w, nw, model ? NULL : dh_api_visibility_db(&vis), 2,
+			    0, &rows, &count);
 	for (size_t i = 0; i < nw; i++)
 		json_decref(w[i].value);
+	dh_api_visibility_release(&vis);
 	if (rc != DH_OK)
 		return rc;
 	if (count > 1)

@@ -281,6 +281,15 @@ def test_a_reference_beyond_the_scope_reads_as_one_that_does_not_exist(server, a
                                            "current_channel": a["channel"]["tid"],
                                            "current_firmware_version": "1.0.0"})
         assert assert_error(r, 400)["fields"] == {"target_firmware": "no such firmware"}
+    # a device twin of another tenant, named without a model: as unknown as no twin at all
+    twin = admin.get("/api/v1/devices/" + b["session"]["device"]).json()["device_id"]
+    answers = []
+    for name in (twin, unique("no-such-device")):
+        r = dev.post(FU + "request", json={"device_id": name, "delivery_procedure_tid": proc,
+                                           "current_channel": a["channel"]["tid"],
+                                           "current_firmware_version": "1.0.0"})
+        answers.append(assert_error(r, 400, "invalid")["fields"])
+    assert answers[0] == answers[1] and "model" in answers[0], answers
     r = Client(server, uploader).request("POST", "/api/v1/firmware/", files=[
         ("model", (None, b["model"]["tid"])), ("version", (None, "9.9.9")),
         ("file", ("a.bin", b"x", "application/octet-stream"))])
