@@ -205,7 +205,8 @@ def test_short_link_downloads_count_as_delivered(admin, anon, linked):
 def test_valid_while_processing_and_a_new_run_gets_a_new_link():
     """The link works while later steps run; the server dies; the session runs again with a
     new link and the old one is gone. The progress event carries the whole link."""
-    srv = Server(extra_args=FAST_ARGS).start()
+    # a lease of 3 s, not 10: the next start takes the killed run's session up sooner
+    srv = Server(extra_args=FAST_ARGS + ["--lease-ms", "3000"]).start()
     try:
         admin = Client(srv, ADMIN_TOKEN)
         from test_delivered import make_catalog
