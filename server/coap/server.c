@@ -18,11 +18,13 @@
 
 #include <arpa/inet.h>
 #include <coap3/coap.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* How long the loop waits for a datagram before it looks at the stop flag again. */
 #define COAP_POLL_MS 200
@@ -360,7 +362,51 @@ static void undo_start(void)
 	atomic_store(&srv.dtls_port, 0);
 }
 
-/* A bound endpoint of proto on addr:port; its port into *bound. */
+/*
+ * libcoap binds its UDP sockets with SO_REUSEADDR, and Linux then lets any other socket with
+ * SO_REUSEADDR bind the same address and port, even one that asked for port 0, and hands it
+ * the datagrams: a second devicehubd (or any libcoap server) would silently take our
+ * devices' requests (seen as a 4.04 in the middle of a test's download when two test runs
+ * shared a port). Cleared on our bound socket, every later bind of the port fails with
+ * EADDRINUSE. libcoap does not show an endpoint's socket: it is the datagram socket of this
+ * process bound to the port (a port is one socket's until then, so no other matches).
+ */
+static void own_port(unsigned port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int zero = 0;
+
+	if (!d) {
+		dh_warn("coap.port", "port=%u detail=\"cannot read /proc/self/fd\"", port);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd, type = 0;
+		socklen_t tlen = sizeof(type);
+		unsigned bound = 0;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		fd = (int)strtol(e->d_name, NULL, 10);
+		if (fd == dirfd(d) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+		    type != SOCK_DGRAM || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+			continue;
+		if (ss.ss_family == AF_INET)
+			bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			bound = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		if (bound == port &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero)) != 0)
+			dh_warn("coap.port", "port=%u detail=\"cannot clear SO_REUSEADDR\"", port);
+	}
+	closedir(d);
+}
+
+/* A bound endpoint of proto on addr:port, its port no other socket may bind; the port into
+ * *bound. */
 static bool endpoint(const char *addr, unsigned port, coap_proto_t proto, atomic_uint *bound)
 {
 	coap_endpoint_t *ep;
@@ -372,6 +418,7 @@ static bool endpoint(const char *addr, unsigned port, coap_proto_t proto, atomic
 	if (!ep)
 		return false;
 	atomic_store(bound, endpoint_port(ep));
+	own_port(atomic_load(bound));
 	return true;
 }
 

@@ -2,7 +2,9 @@
 method, fetched block-wise by two independent clients (libcoap's coap-client and node-coap)
 at several block sizes, resumed from a block number after an interruption, 4.04 once the
 session is finished, the options of each block, 4.05/4.04/4.02/4.00, /.well-known/core,
-non-confirmable requests, duplicates answered from the cache, and the bytes counted."""
+non-confirmable requests, duplicates answered from the cache, the bytes counted, and a port
+no other socket can take."""
+import errno
 import hashlib
 import json
 import os
@@ -155,6 +157,25 @@ def test_node_coap_downloads_and_resumes(sess, image, admin):
             assert info["size2"] == SIZE and info["format"] == "application/octet-stream"
             got = open(out, "rb").read()
             assert got == image[start * (16 << szx):], (szx, start)
+
+
+def test_no_other_socket_takes_the_coap_port(server):
+    """libcoap binds with SO_REUSEADDR, with which Linux lets another such socket bind the
+    same port (even one asking for port 0) and hands it the datagrams: the port stays the
+    server's alone, and a second server asking for it exits with a message."""
+    port = coap_port(server)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError) as e:
+            s.bind(("127.0.0.1", port))
+        assert e.value.errno == errno.EADDRINUSE
+    second = Server(extra_args=["--coap-port", str(port)])
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            second.start()
+        assert "Cannot listen for CoAP" in second.read_log()
+    finally:
+        second.cleanup()
 
 
 def test_a_finished_session_gives_4_04(sess, image, admin):
