@@ -194,8 +194,14 @@ def test_beyond_the_reserve_a_connection_is_closed_at_accept():
         for _ in range(17):
             held.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
         closed = False
-        for _ in range(20):  # the 17 may still be on their way into the guard's count
-            with socket.create_connection(("127.0.0.1", s.port), timeout=0.5) as sock:
+        # The 17 may still be on their way into the guard's count. A probe waits long enough
+        # for a slow server (ThreadSanitizer on a loaded machine) to reach it: one given up
+        # too soon is closed before the server refuses it, and so is every later one.
+        deadline = time.monotonic() + 30
+        for _ in range(10):
+            if time.monotonic() > deadline:
+                break
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
                 try:
                     closed = sock.recv(1) == b""
                 except ConnectionResetError:
