@@ -701,6 +701,7 @@ static void accept_some(struct dthread *t, int64_t now)
 		socklen_t plen = sizeof(peer);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
 		struct dconn *c;
+		struct dh_guard_conn *guard;
 		int one = 1;
 		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &plen,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -718,13 +719,12 @@ static void accept_some(struct dthread *t, int64_t now)
 			return; /* EAGAIN: another thread took it; ECONNABORTED and the like: gone
 				 */
 		}
-		if (!dh_guard_has_room() ||
-		    !dh_guard_address_allowed((const struct sockaddr *)&peer)) {
-			close(fd);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
+		guard = dh_guard_admit(fd, (const struct sockaddr *)&peer, false, NULL);
+		c = guard ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
+			/* refused, or out of memory: without a record it would escape every
+			 * limit */
+			dh_guard_close(guard);
 			close(fd);
 			continue;
 		}
@@ -733,13 +733,12 @@ static void accept_some(struct dthread *t, int64_t now)
 		c->file_fd = -1;
 		c->peer = peer;
 		c->peer_len = plen;
-		c->guard = dh_guard_open(fd, (const struct sockaddr *)&peer, false);
+		c->guard = guard;
 		/* answers leave whole (writev, MSG_MORE): Nagle would only hold their last segment
 		 */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		ev.data.ptr = c;
-		if (!c->guard || epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			/* without a record it would escape every limit */
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
 			dh_guard_close(c->guard);
 			close(fd);
 			free(c);

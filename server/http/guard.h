@@ -91,12 +91,6 @@ void dh_guard_stop(void);
  * as refused_address; the caller closes the socket). */
 bool dh_guard_address_allowed(const struct sockaddr *sa);
 
-/* Whether a connection may be accepted at all: false when max_connections and the reserve
- * are all open (counted as refused_full; the caller closes the new socket at once). The
- * direct path asks before dh_guard_open; libmicrohttpd has the same bound as its own
- * connection limit. */
-bool dh_guard_has_room(void);
-
 /*
  * A connection was accepted: fd is its socket (still owned by the caller), sa the peer,
  * is_tls whether the socket carries TLS (the guard then never writes to it). Returns the
@@ -104,6 +98,17 @@ bool dh_guard_has_room(void);
  * the connection down).
  */
 struct dh_guard_conn *dh_guard_open(int fd, const struct sockaddr *sa, bool is_tls);
+
+/*
+ * dh_guard_open with the accept policy in the same step, so that threads accepting at once
+ * cannot pass a bound together: NULL with *refused set when max_connections and the reserve
+ * are all open (counted as refused_full) or the address already holds per_address
+ * connections (refused_address); the caller closes the socket at once. NULL with *refused
+ * false: out of memory. refused may be NULL. The direct path accepts with it;
+ * libmicrohttpd has the total bound as its own connection limit and asks
+ * dh_guard_address_allowed first.
+ */
+struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls, bool *refused);
 
 /*
  * The request head arrived. Returns false when the guard already cut the connection (the

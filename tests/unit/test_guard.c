@@ -2,13 +2,17 @@
  * The connection guard's bookkeeping without sockets: client keys, admission beyond the
  * cap, the per-address limit, and the per-address table against a plain array under many
  * opens and closes in random order (the table deletes by backward shift, which is easy to
- * get wrong). The deadlines are tried with real sockets in tests/api/test_http_limits.py.
+ * get wrong), and admission by threads accepting at once. The deadlines are tried with real sockets
+ * in tests/api/test_http_limits.py.
  */
 #include "http/guard.h"
 
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +162,91 @@ START_TEST(test_address_table_against_reference)
 }
 END_TEST
 
+START_TEST(test_admit_refuses_when_full_or_the_address_is_full)
+{
+	struct sockaddr_in a = v4("192.0.2.1"), b = v4("192.0.2.2");
+	struct dh_guard_conn *c[4];
+	struct dh_guard_stats st;
+	bool refused;
+
+	start(1, 2, 2);
+	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused);
+	ck_assert(c[0] && !refused);
+	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused);
+	ck_assert(c[1] && !refused);
+	/* a third of a's: its address is full, though one place of the reserve is free */
+	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused) && refused);
+	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false, &refused);
+	ck_assert(c[2] && !refused);
+	/* 1 + 2 are open: full for everyone */
+	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&b, false, &refused) && refused);
+	dh_guard_stats_get(&st);
+	ck_assert_int_eq(st.open, 3);
+	ck_assert_int_eq(st.refused_address, 1);
+	ck_assert_int_eq(st.refused_full, 1);
+	dh_guard_close(c[0]);
+	c[3] = dh_guard_admit(-1, (struct sockaddr *)&b, false, NULL);
+	ck_assert(c[3]);
+	for (int i = 1; i < 4; i++)
+		dh_guard_close(c[i]);
+	dh_guard_stop();
+}
+END_TEST
+
+/* Threads that admit at once never hold more than max_connections and the reserve: each
+ * reads the guard's own count of open connections while it holds one. */
+enum {
+	RACERS = 8,
+	RACE_TRIES = 2000,
+	RACE_MAX = 3,
+	RACE_RESERVE = 2
+};
+static atomic_ullong race_peak;
+
+static void *racer(void *arg)
+{
+	struct sockaddr_in a = v4("192.0.2.9");
+
+	(void)arg;
+	for (int i = 0; i < RACE_TRIES; i++) {
+		struct dh_guard_conn *c = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
+		struct dh_guard_stats st;
+		unsigned long long peak;
+
+		if (!c)
+			continue;
+		dh_guard_stats_get(&st);
+		peak = atomic_load(&race_peak);
+		while (st.open > peak && !atomic_compare_exchange_weak(&race_peak, &peak, st.open))
+			;
+		/* held a while, so that the count stays at its bound while others try */
+		for (int y = 0; y < 3; y++)
+			sched_yield();
+		dh_guard_close(c);
+	}
+	return NULL;
+}
+
+START_TEST(test_admit_holds_its_bound_across_threads)
+{
+	pthread_t t[RACERS];
+	struct dh_guard_stats st;
+	unsigned long long peak;
+
+	start(RACE_MAX, RACE_RESERVE, 0);
+	for (int i = 0; i < RACERS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, racer, NULL), 0);
+	for (int i = 0; i < RACERS; i++)
+		pthread_join(t[i], NULL);
+	peak = atomic_load(&race_peak);
+	ck_assert_uint_le(peak, RACE_MAX + RACE_RESERVE);
+	ck_assert_uint_gt(peak, 0);
+	dh_guard_stats_get(&st);
+	ck_assert_int_eq(st.open, 0);
+	dh_guard_stop();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guard");
@@ -169,6 +258,8 @@ int main(void)
 	tcase_add_test(tc, test_beyond_cap_is_refused_until_a_place_frees);
 	tcase_add_test(tc, test_per_address_limit);
 	tcase_add_test(tc, test_address_table_against_reference);
+	tcase_add_test(tc, test_admit_refuses_when_full_or_the_address_is_full);
+	tcase_add_test(tc, test_admit_holds_its_bound_across_threads);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
