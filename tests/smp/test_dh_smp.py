@@ -178,7 +178,10 @@ def test_image_list_before_and_after_upload(smp, sim, tmp_path):
 def test_upload_over_udp(smp, sims, tmp_path, fault):
     sim = sims(*fault)
     data = make_image(tmp_path / "fw.img", "1.2.3", IMAGE_SIZE, seed=3)
-    res = smp("--udp", sim.udp, "upload", tmp_path / "fw.img")
+    # on the clean link a retransmission means a lost or unanswered request, not a simulator
+    # that a loaded machine left waiting for longer than the default 30 ms floor
+    rto = ("--rto-ms", "2000", "--rto-min-ms", "2000") if not fault else ()
+    res = smp("--udp", sim.udp, *rto, "upload", tmp_path / "fw.img")
     body, snap = check_uploaded(smp, sim, res, data)
     assert body["window"] >= 1 and body["chunk_first"] > 0 and body["chunk_next"] > 0
     assert body["resumed_from"] == body["chunk_first"]  # fresh device: no earlier part
