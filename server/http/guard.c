@@ -629,42 +629,19 @@ bool dh_guard_address_allowed(const struct sockaddr *sa)
 	return ok;
 }
 
-/* Counts c in and starts its head phase; the caller holds the lock. */
-static void enter_locked(struct dh_guard_conn *c)
-{
-	c->over_cap = served >= lim.max_connections;
-	if (c->over_cap)
-		extra++;
-	else
-		served++;
-	if (slots)
-		slot_add(c->key);
-	stats.open++;
-	head_begin(c, dh_mono_ms());
-}
-
-static struct dh_guard_conn *record_new(int fd, const struct sockaddr *sa, bool is_tls)
-{
-	struct dh_guard_conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->fd = fd;
-	c->is_tls = is_tls;
-	c->list = L_NONE;
-	dh_client_key(sa, c->key);
-	return c;
-}
-
 struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls, bool *refused)
 {
-	struct dh_guard_conn *c = record_new(fd, sa, is_tls);
+	struct dh_guard_conn *c = calloc(1, sizeof(*c));
 	bool ok;
 
 	if (refused)
 		*refused = false;
 	if (!c)
 		return NULL;
+	c->fd = fd;
+	c->is_tls = is_tls;
+	c->list = L_NONE;
+	dh_client_key(sa, c->key);
 	pthread_mutex_lock(&lock);
 	ok = served + extra < lim.max_connections + lim.reserve;
 	if (!ok)
@@ -673,8 +650,17 @@ struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_
 		ok = false;
 		stats.refused_address++;
 	}
-	if (ok)
-		enter_locked(c);
+	if (ok) {
+		c->over_cap = served >= lim.max_connections;
+		if (c->over_cap)
+			extra++;
+		else
+			served++;
+		if (slots)
+			slot_add(c->key);
+		stats.open++;
+		head_begin(c, dh_mono_ms());
+	}
 	pthread_mutex_unlock(&lock);
 	if (ok)
 		return c;
@@ -682,18 +668,6 @@ struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_
 	if (refused)
 		*refused = true;
 	return NULL;
-}
-
-struct dh_guard_conn *dh_guard_open(int fd, const struct sockaddr *sa, bool is_tls)
-{
-	struct dh_guard_conn *c = record_new(fd, sa, is_tls);
-
-	if (!c)
-		return NULL;
-	pthread_mutex_lock(&lock);
-	enter_locked(c);
-	pthread_mutex_unlock(&lock);
-	return c;
 }
 
 bool dh_guard_head_done(struct dh_guard_conn *c, bool *refuse)

@@ -8,7 +8,7 @@
  *   at once instead of waiting in the listen queue or being reset.
  * - Per client address (an IPv4 address, or an IPv6 /64, since one host holds a whole /64):
  *   at most per_address connections are open at once; beyond, a new connection is closed
- *   as soon as it is accepted (dh_guard_address_allowed).
+ *   as soon as it is accepted (dh_guard_admit).
  * - Head deadline: a request head must be complete within head_timeout_ms, counted from
  *   the accept, or from the end of the previous answer on a kept-alive connection; when
  *   the kernel was still sending that answer during the window (a device on a slow link
@@ -67,7 +67,7 @@ struct dh_guard_limits {
 	void (*request_id)(char out[17]);
 };
 
-/* One open connection, owned by the guard between dh_guard_open and dh_guard_close. */
+/* One open connection, owned by the guard between dh_guard_admit and dh_guard_close. */
 struct dh_guard_conn;
 
 struct dh_guard_stats {
@@ -87,26 +87,20 @@ enum dh_err dh_guard_start(const struct dh_guard_limits *limits, struct dh_error
 /* Stops the thread; call after every connection was closed (the daemon stopped). */
 void dh_guard_stop(void);
 
-/* Accept policy: false when the address already holds per_address connections (counted
- * as refused_address; the caller closes the socket). */
+/* The per-address limit alone, asked by libmicrohttpd of each accepted socket before it
+ * makes a connection of it: false when the address already holds per_address connections
+ * (counted as refused_address; the socket is closed). dh_guard_admit asks again. */
 bool dh_guard_address_allowed(const struct sockaddr *sa);
 
 /*
  * A connection was accepted: fd is its socket (still owned by the caller), sa the peer,
- * is_tls whether the socket carries TLS (the guard then never writes to it). Returns the
- * guard's record, in the head phase, or NULL when out of memory (the caller should shut
- * the connection down).
- */
-struct dh_guard_conn *dh_guard_open(int fd, const struct sockaddr *sa, bool is_tls);
-
-/*
- * dh_guard_open with the accept policy in the same step, so that threads accepting at once
- * cannot pass a bound together: NULL with *refused set when max_connections and the reserve
- * are all open (counted as refused_full) or the address already holds per_address
- * connections (refused_address); the caller closes the socket at once. NULL with *refused
- * false: out of memory. refused may be NULL. The direct path accepts with it;
- * libmicrohttpd has the total bound as its own connection limit and asks
- * dh_guard_address_allowed first.
+ * is_tls whether the socket carries TLS (the guard then never writes to it). Checks the
+ * bounds and counts the connection in under one lock, so that threads accepting at once
+ * cannot pass a bound together. Returns the guard's record, in the head phase; or NULL with
+ * *refused set when max_connections and the reserve are all open (counted as refused_full)
+ * or the address already holds per_address connections (refused_address), and NULL with
+ * *refused false when out of memory. Either way the caller closes the connection at once,
+ * without an answer. refused may be NULL.
  */
 struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls, bool *refused);
 

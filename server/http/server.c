@@ -946,9 +946,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	*socket_context = dh_direct_take_guard(fd->connect_fd);
 	if (*socket_context)
 		return;
-	*socket_context = dh_guard_open(fd->connect_fd, addr ? addr->client_addr : NULL,
-					*dh_cfg.tls_cert != 0);
-	if (!*socket_context) /* out of memory: without a record it would escape every limit */
+	/* on_accept asked for the address first, but pool threads accept at once: the guard
+	 * admits under its lock. Refused, or out of memory (without a record it would escape
+	 * every limit): closed without an answer. */
+	*socket_context = dh_guard_admit(fd->connect_fd, addr ? addr->client_addr : NULL,
+					 *dh_cfg.tls_cert != 0, NULL);
+	if (!*socket_context)
 		shutdown(fd->connect_fd, SHUT_RDWR);
 }
 

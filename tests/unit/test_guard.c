@@ -75,7 +75,7 @@ START_TEST(test_beyond_cap_is_refused_until_a_place_frees)
 
 	start(2, 4, 0);
 	for (int i = 0; i < 4; i++)
-		c[i] = dh_guard_open(-1, (struct sockaddr *)&a, false);
+		c[i] = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
 	ck_assert(dh_guard_head_done(c[0], &refuse) && !refuse);
 	ck_assert(dh_guard_head_done(c[1], &refuse) && !refuse);
 	ck_assert(dh_guard_head_done(c[2], &refuse) && refuse);
@@ -102,11 +102,11 @@ START_TEST(test_per_address_limit)
 
 	start(100, 10, 2);
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&a));
-	c[0] = dh_guard_open(-1, (struct sockaddr *)&a, false);
-	c[1] = dh_guard_open(-1, (struct sockaddr *)&a6, false);
+	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
+	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a6, false, NULL);
 	ck_assert(!dh_guard_address_allowed((struct sockaddr *)&a));
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&b));
-	c[2] = dh_guard_open(-1, (struct sockaddr *)&b, false);
+	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false, NULL);
 	dh_guard_close(c[0]);
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&a));
 	dh_guard_stats_get(&st);
@@ -148,10 +148,10 @@ START_TEST(test_address_table_against_reference)
 			ck_assert_msg(dh_guard_address_allowed((struct sockaddr *)&sa) ==
 					      (count[a] < 3),
 				      "round %d address %d count %d", r, a, count[a]);
-			if (count[a] >= 3)
+			open[s] = dh_guard_admit(-1, (struct sockaddr *)&sa, false, NULL);
+			ck_assert((open[s] != NULL) == (count[a] < 3));
+			if (!open[s])
 				continue;
-			open[s] = dh_guard_open(-1, (struct sockaddr *)&sa, false);
-			ck_assert_ptr_nonnull(open[s]);
 			owner[s] = a;
 			count[a]++;
 		}
