@@ -193,6 +193,33 @@ static void end_with(struct sub *s, const struct dh_error *err)
 	json_decref(data);
 }
 
+/*
+ * An image is in several channels, so a firmware event carries none: a grant narrowed to
+ * a channel sees it when the channel is one of the image's (data.channels), as it sees the
+ * image itself on GET. Parsed only for such events when the scope alone did not allow.
+ */
+static bool sees_by_channel(const struct dh_principal *who, const struct dh_event *ev,
+			    struct dh_scope sc)
+{
+	json_t *data, *c;
+	size_t i;
+	bool ok = false;
+
+	if (strncmp(ev->type, "firmware.", 9) != 0 || *ev->channel || !ev->data)
+		return false;
+	data = json_loads(ev->data, 0, NULL);
+	json_array_foreach(json_object_get(data, "channels"), i, c)
+	{
+		sc.channel = json_string_value(c);
+		if (sc.channel && dh_rights_allow(who, ev->need, &sc)) {
+			ok = true;
+			break;
+		}
+	}
+	json_decref(data);
+	return ok;
+}
+
 /* Formats what the ring holds after s->after and the caller may see; a heartbeat when
  * nothing else was written and one is due. The token is checked first, at every event and
  * heartbeat: one that no longer authenticates ends the stream instead. */
@@ -219,7 +246,8 @@ static void fill(struct sub *s)
 				       .channel = *ev[i].channel ? ev[i].channel : NULL };
 		if (s->len < DH_SSE_BUF_HIGH) {
 			s->after = ev[i].seq;
-			if (dh_rights_allow(&s->who, ev[i].need, &sc))
+			if (dh_rights_allow(&s->who, ev[i].need, &sc) ||
+			    sees_by_channel(&s->who, &ev[i], sc))
 				format_event(s, &ev[i]);
 		}
 		dh_event_release(&ev[i]);

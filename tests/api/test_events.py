@@ -219,6 +219,33 @@ def test_events_follow_access_rights(server, admin, catalog):
         s.close()
 
 
+def test_firmware_events_reach_a_grant_on_one_of_the_images_channels(server, admin, catalog):
+    """An image is in several channels: a grant over the model narrowed to a channel sees
+    the firmware events of images in that channel, as it sees the images on GET, and not
+    those of images only in other channels."""
+    other = admin.create("/api/v1/channels/", {"tid": unique("chan"), "name": "beta"})
+    _, tok = make_user(admin, ["update"], model=catalog["model"]["id"],
+                       channel=catalog["channel"]["id"])
+    s = Sse(server, token=tok, query="?heartbeat=200")
+    try:
+        hidden = upload_fw(admin, dict(catalog, channel=other), version="7.0.0")
+        both = upload_fw(admin, dict(catalog, channel={
+            "tid": f"{other['tid']},{catalog['channel']['tid']}"}), version="7.0.1")
+        got = []
+        for block in s.blocks(5):
+            ev = parse_block(block)
+            if ev.get("event") == "firmware.created":
+                got.append(json.loads(ev["data"])["id"])
+            if both["id"] in got:
+                break
+        assert both["id"] in got and hidden["id"] not in got, got
+        c = Client(server, tok)
+        assert c.get(f"/api/v1/firmware/{both['id']}").status_code == 200
+        assert c.get(f"/api/v1/firmware/{hidden['id']}").status_code == 403
+    finally:
+        s.close()
+
+
 def test_sessions_of_draft_targets_reach_draft_holders_only(server, admin, catalog):
     parts = [("model", (None, catalog["model"]["tid"])), ("version", (None, "5.0.0")),
              ("channels", (None, catalog["channel"]["tid"])), ("draft", (None, "true")),
