@@ -719,7 +719,7 @@ static void accept_some(struct dthread *t, int64_t now)
 			return; /* EAGAIN: another thread took it; ECONNABORTED and the like: gone
 				 */
 		}
-		guard = dh_guard_admit(fd, (const struct sockaddr *)&peer, false, NULL);
+		guard = dh_guard_admit(fd, (const struct sockaddr *)&peer, false);
 		c = guard ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
 			/* refused, or out of memory: without a record it would escape every

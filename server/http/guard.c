@@ -629,13 +629,11 @@ bool dh_guard_address_allowed(const struct sockaddr *sa)
 	return ok;
 }
 
-struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls, bool *refused)
+struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls)
 {
 	struct dh_guard_conn *c = calloc(1, sizeof(*c));
 	bool ok;
 
-	if (refused)
-		*refused = false;
 	if (!c)
 		return NULL;
 	c->fd = fd;
@@ -665,8 +663,6 @@ struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_
 	if (ok)
 		return c;
 	free(c);
-	if (refused)
-		*refused = true;
 	return NULL;
 }
 

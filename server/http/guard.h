@@ -96,13 +96,12 @@ bool dh_guard_address_allowed(const struct sockaddr *sa);
  * A connection was accepted: fd is its socket (still owned by the caller), sa the peer,
  * is_tls whether the socket carries TLS (the guard then never writes to it). Checks the
  * bounds and counts the connection in under one lock, so that threads accepting at once
- * cannot pass a bound together. Returns the guard's record, in the head phase; or NULL with
- * *refused set when max_connections and the reserve are all open (counted as refused_full)
- * or the address already holds per_address connections (refused_address), and NULL with
- * *refused false when out of memory. Either way the caller closes the connection at once,
- * without an answer. refused may be NULL.
+ * cannot pass a bound together. Returns the guard's record, in the head phase; or NULL when
+ * max_connections and the reserve are all open (counted as refused_full), when the address
+ * already holds per_address connections (refused_address), or when out of memory. The
+ * caller then closes the connection at once, without an answer.
  */
-struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls, bool *refused);
+struct dh_guard_conn *dh_guard_admit(int fd, const struct sockaddr *sa, bool is_tls);
 
 /*
  * The request head arrived. Returns false when the guard already cut the connection (the

@@ -950,7 +950,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	 * admits under its lock. Refused, or out of memory (without a record it would escape
 	 * every limit): closed without an answer. */
 	*socket_context = dh_guard_admit(fd->connect_fd, addr ? addr->client_addr : NULL,
-					 *dh_cfg.tls_cert != 0, NULL);
+					 *dh_cfg.tls_cert != 0);
 	if (!*socket_context)
 		shutdown(fd->connect_fd, SHUT_RDWR);
 }

@@ -75,7 +75,7 @@ START_TEST(test_beyond_cap_is_refused_until_a_place_frees)
 
 	start(2, 4, 0);
 	for (int i = 0; i < 4; i++)
-		c[i] = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
+		c[i] = dh_guard_admit(-1, (struct sockaddr *)&a, false);
 	ck_assert(dh_guard_head_done(c[0], &refuse) && !refuse);
 	ck_assert(dh_guard_head_done(c[1], &refuse) && !refuse);
 	ck_assert(dh_guard_head_done(c[2], &refuse) && refuse);
@@ -102,11 +102,11 @@ START_TEST(test_per_address_limit)
 
 	start(100, 10, 2);
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&a));
-	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
-	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a6, false, NULL);
+	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false);
+	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a6, false);
 	ck_assert(!dh_guard_address_allowed((struct sockaddr *)&a));
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&b));
-	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false, NULL);
+	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false);
 	dh_guard_close(c[0]);
 	ck_assert(dh_guard_address_allowed((struct sockaddr *)&a));
 	dh_guard_stats_get(&st);
@@ -148,7 +148,7 @@ START_TEST(test_address_table_against_reference)
 			ck_assert_msg(dh_guard_address_allowed((struct sockaddr *)&sa) ==
 					      (count[a] < 3),
 				      "round %d address %d count %d", r, a, count[a]);
-			open[s] = dh_guard_admit(-1, (struct sockaddr *)&sa, false, NULL);
+			open[s] = dh_guard_admit(-1, (struct sockaddr *)&sa, false);
 			ck_assert((open[s] != NULL) == (count[a] < 3));
 			if (!open[s])
 				continue;
@@ -167,25 +167,27 @@ START_TEST(test_admit_refuses_when_full_or_the_address_is_full)
 	struct sockaddr_in a = v4("192.0.2.1"), b = v4("192.0.2.2");
 	struct dh_guard_conn *c[4];
 	struct dh_guard_stats st;
-	bool refused;
 
 	start(1, 2, 2);
-	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused);
-	ck_assert(c[0] && !refused);
-	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused);
-	ck_assert(c[1] && !refused);
+	c[0] = dh_guard_admit(-1, (struct sockaddr *)&a, false);
+	ck_assert(c[0]);
+	c[1] = dh_guard_admit(-1, (struct sockaddr *)&a, false);
+	ck_assert(c[1]);
 	/* a third of a's: its address is full, though one place of the reserve is free */
-	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&a, false, &refused) && refused);
-	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false, &refused);
-	ck_assert(c[2] && !refused);
+	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&a, false));
+	dh_guard_stats_get(&st);
+	ck_assert_int_eq(st.refused_address, 1);
+	ck_assert_int_eq(st.refused_full, 0);
+	c[2] = dh_guard_admit(-1, (struct sockaddr *)&b, false);
+	ck_assert(c[2]);
 	/* 1 + 2 are open: full for everyone */
-	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&b, false, &refused) && refused);
+	ck_assert(!dh_guard_admit(-1, (struct sockaddr *)&b, false));
 	dh_guard_stats_get(&st);
 	ck_assert_int_eq(st.open, 3);
 	ck_assert_int_eq(st.refused_address, 1);
 	ck_assert_int_eq(st.refused_full, 1);
 	dh_guard_close(c[0]);
-	c[3] = dh_guard_admit(-1, (struct sockaddr *)&b, false, NULL);
+	c[3] = dh_guard_admit(-1, (struct sockaddr *)&b, false);
 	ck_assert(c[3]);
 	for (int i = 1; i < 4; i++)
 		dh_guard_close(c[i]);
@@ -209,7 +211,7 @@ static void *racer(void *arg)
 
 	(void)arg;
 	for (int i = 0; i < RACE_TRIES; i++) {
-		struct dh_guard_conn *c = dh_guard_admit(-1, (struct sockaddr *)&a, false, NULL);
+		struct dh_guard_conn *c = dh_guard_admit(-1, (struct sockaddr *)&a, false);
 		struct dh_guard_stats st;
 		unsigned long long peak;
 
