@@ -107,7 +107,8 @@ def test_a_device_with_an_unfinished_session_cannot_be_deleted(admin, catalog):
     once all are finished it may go, and its sessions keep their history: the device's
     name, device null."""
     upload_fw(admin, catalog, "2.0.0")
-    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
+    # 3 s: the delete and get below come before the session finishes on a loaded machine
+    dp = procedure(admin, catalog, ready_timeout=3, retention=1)
     name = unique("dev")
     s = new_session(admin, catalog, dp, "1.0.0", device_id=name)
     body = assert_error(admin.delete(BASE + s["device"]), 409, "referenced")

@@ -192,14 +192,20 @@ def test_step_failure_names_the_step(admin, catalog):
 
 def test_409_and_410(admin, catalog):
     upload_fw(admin, catalog, "1.6.0")
-    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
-    s = new_session(admin, catalog, dp, "1.0.0")
+    # the 409s on sessions that cannot time out meanwhile (a 1 s timeout could pass before
+    # the second request on a loaded machine), the 410s on sessions that do so at once
+    lasting = procedure(admin, catalog)
+    s = new_session(admin, catalog, lasting, "1.0.0")
     body = assert_error(admin.post(FU + s["id"] + "/confirm", json={"success": True}), 409,
                         "invalid_state")
     assert "ready" in body["detail"]
-    s2 = new_session(admin, catalog, dp, "1.6.0")
+    s2 = new_session(admin, catalog, lasting, "1.6.0")
     assert s2["state"] == "up_to_date"
     assert "up_to_date" in assert_error(admin.post(FU + s2["id"] + "/start"), 409)["detail"]
+    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
+    s = new_session(admin, catalog, dp, "1.0.0")
+    s2 = new_session(admin, catalog, dp, "1.6.0")
+    assert s2["state"] == "up_to_date"
     for sid in (s["id"], s2["id"]):
         done = wait_for(admin, sid, lambda x: x["finished"], timeout=10)
         assert done["expiration_time"] is None
@@ -241,7 +247,9 @@ def test_timeouts_walk_the_table(admin, catalog):
     assert s["finished"] is False and s["expiration_time"]
     s = wait_for(admin, s["id"], lambda x: x["finished"], timeout=10)
     assert s["state"] == "unconfirmed"
-    # success and fail are finished after retention too
+    # success and fail are finished after retention too (confirmed in a procedure whose
+    # confirm_timeout cannot pass before the confirmation on a loaded machine)
+    dp = procedure(admin, catalog, retention=1)
     for ok in (True, False):
         s = new_session(admin, catalog, dp, "1.0.0")
         admin.post(FU + s["id"] + "/start")
@@ -518,7 +526,8 @@ def test_a_literal_path_segment_wins_over_an_id(admin):
 
 def test_firmware_an_unfinished_session_targets_cannot_be_deleted(admin, catalog):
     fw = upload_fw(admin, catalog, "2.5.0")
-    dp = procedure(admin, catalog, ready_timeout=1, retention=1)
+    # 3 s: the delete below comes before the session finishes even on a loaded machine
+    dp = procedure(admin, catalog, ready_timeout=3, retention=1)
     s = new_session(admin, catalog, dp, "1.0.0")
     assert s["target_firmware"] == fw["id"]
     assert_error(admin.delete("/api/v1/firmware/" + fw["id"]), 409, "referenced")
