@@ -26,7 +26,9 @@ def created_session(admin, catalog, data, **timeouts):
 
 def test_cached_answers_follow_every_change(admin, catalog):
     data = bytes(range(256)) * 64
-    s = created_session(admin, catalog, data, retention=1)
+    # a retention of 3 s: the reads after the confirmation come before the session is
+    # finished, also on a loaded machine
+    s = created_session(admin, catalog, data, retention=3)
     link = s["payload"]["download_link"]
     def same(a, b):
         # the reaper flushes the bytes the ranges below delivered (every 100 ms here): that

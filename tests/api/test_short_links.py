@@ -146,7 +146,8 @@ def test_wrong_method_is_405(anon, linked):
 
 def test_a_failed_or_expired_session_closes_its_link(server, admin, anon, catalog):
     upload_fw(admin, catalog, "2.0.0", data=os.urandom(1000))
-    dp = procedure(admin, catalog, steps=[{"plugin": "link"}], confirm=True, confirm_timeout=1)
+    # 3 s: the link is tried before the session times out, also on a loaded machine
+    dp = procedure(admin, catalog, steps=[{"plugin": "link"}], confirm=True, confirm_timeout=3)
     s = new_session(admin, catalog, dp, device_id=unique("dev"))
     admin.post(FU + s["id"] + "/start")
     s = wait_state(admin, s["id"], "created")
