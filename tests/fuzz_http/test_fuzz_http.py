@@ -5,9 +5,10 @@ truncations and stray bytes) are sent on fresh connections, the client half-clos
 the server's bytes are checked.
 
 The property, for every example:
-- whatever the server sends within 2 s is a sequence of well-formed HTTP/1.1 responses and
+- whatever the server sends within 10 s is a sequence of well-formed HTTP/1.1 responses and
   nothing else (no HTML, no second status line inside an answer, no stray bytes), and it
-  has closed the connection by then;
+  has closed the connection by then (a server that waited for more bytes would wait for its
+  30 s head timeout; a quick answer may take seconds on a loaded machine);
 - an error answer (4xx, 5xx) has a JSON body with "code" and "detail"; a JSON success is
   valid JSON; no answer is a 500 (a client's bytes are never the server's fault);
 - a well-framed request gets exactly one answer; a mangled one may get none only when the
@@ -34,7 +35,10 @@ from conftest import api
 from rawhttp import Malformed, parse
 
 EXAMPLES = int(os.environ.get("DH_FUZZ_HTTP_EXAMPLES", "500"))
-ANSWER_WITHIN = 2.0  # seconds, from the last byte sent to the server's close
+# seconds, from the last byte sent to the server's close: a third of the default 30 s
+# --head-timeout, which a server waiting for bytes after the half-close would take; not the
+# 2 s that one of a thousand examples exceeded now and then on a loaded machine
+ANSWER_WITHIN = 10.0
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much,
