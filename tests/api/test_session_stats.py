@@ -75,12 +75,15 @@ def test_counts_per_state_hour_and_firmware(admin):
     t = catalogue(admin, ["1.1.0", "1.2.0"])
     before = stats(admin, model=t["model"])
     assert before["states"] == {s: 0 for s in STATES} and before["firmware"] == []
-    session(admin, t, "1.0.0")                                    # ready, target 1.2.0
-    session(admin, t, "1.2.0")                                    # up_to_date, no target
-    run_to(admin, session(admin, t, "1.0.0"), True)               # success on 1.2.0
-    run_to(admin, session(admin, t, "1.0.0"), True)               # success on 1.2.0
-    run_to(admin, session(admin, t, "1.0.0", "1.1.0"), False)     # fail on 1.1.0
-    run_to(admin, session(admin, t, "1.0.0", "1.1.0"), None)      # created on 1.1.0
+    made = []  # (session, the state it ends in)
+    made.append((session(admin, t, "1.0.0"), "ready"))            # target 1.2.0
+    made.append((session(admin, t, "1.2.0"), "up_to_date"))       # no target
+    for target, outcome, state in ((None, True, "success"),       # on 1.2.0
+                                   (None, True, "success"),       # on 1.2.0
+                                   ("1.1.0", False, "fail"),
+                                   ("1.1.0", None, "created")):
+        made.append((session(admin, t, "1.0.0", target), state))
+        run_to(admin, made[-1][0], outcome)
     got = stats(admin, model=t["model"])
     want = {s: 0 for s in STATES}
     want.update({"ready": 1, "up_to_date": 1, "success": 2, "fail": 1, "created": 1})
@@ -106,8 +109,15 @@ def test_counts_per_state_hour_and_firmware(admin):
     assert all(f["model"] == model_id for f in got["firmware"])
     # by tid or id alike; another window
     assert stats(admin, model=model_id)["states"] == want
+    # the current hour only: the sessions created since it began (all of them, unless the
+    # test ran across the turn of an hour)
     one = stats(admin, model=t["model"], hours=1)
-    assert one["hours"] == 1 and len(one["timeline"]) == 1 and one["states"] == want
+    since = datetime.datetime.fromisoformat(one["since"])
+    want_one = {s: 0 for s in STATES}
+    for x, state in made:
+        if datetime.datetime.fromisoformat(x["create_time"]) >= since:
+            want_one[state] += 1
+    assert one["hours"] == 1 and len(one["timeline"]) == 1 and one["states"] == want_one
 
 
 def test_window_leaves_out_older_sessions(admin, server):
@@ -118,13 +128,18 @@ def test_window_leaves_out_older_sessions(admin, server):
     old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2))
     server.db_exec(f"UPDATE sessions SET create_time = '{old.isoformat(timespec='microseconds')}'"
                    f" WHERE id = '{s['id']}'")
-    session(admin, t, "1.0.0")
+    new = session(admin, t, "1.0.0")
     assert stats(admin, model=t["model"])["states"]["ready"] == 1
     assert stats(admin, model=t["model"], hours=72)["states"]["ready"] == 2
     line = stats(admin, model=t["model"], hours=72)["timeline"]
-    # 48 h ago is in the first half of the 72 hourly buckets, now in the last one
+    # 48 h ago is in the first half of the 72 hourly buckets, the new one in the bucket of
+    # its hour: the last one, or the one before if an hour began since it was created
     assert sum(b["states"]["ready"] for b in line[:36]) == 1
-    assert sum(b["states"]["ready"] for b in line[36:]) == 1 == line[-1]["states"]["ready"]
+    assert sum(b["states"]["ready"] for b in line[36:]) == 1
+    hour = datetime.datetime.fromisoformat(new["create_time"]).replace(minute=0, second=0,
+                                                                        microsecond=0)
+    at = [i for i, b in enumerate(line) if datetime.datetime.fromisoformat(b["start"]) == hour]
+    assert at and at[0] >= len(line) - 2 and line[at[0]]["states"]["ready"] == 1, (at, line)
 
 
 def test_scoped_caller_counts_what_it_may_see(admin, server):
