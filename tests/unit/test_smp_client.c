@@ -483,8 +483,10 @@ START_TEST(timeout_retransmits)
 	char out[16];
 
 	dh_smp_client_opts_default(&o);
-	o.rto_ms = 20;
-	o.timeout_ms = 1500;
+	/* The five retransmissions are due 310 ms in (10, 20, 40, 80, 160 ms apart): 2.7 s
+	 * before the timeout, which a loaded machine's delays do not use up. */
+	o.rto_ms = 10;
+	o.timeout_ms = 3000;
 	fixture_open(&fx, &o);
 	fx.p->mute = true;
 	fixture_go(&fx);
