@@ -172,6 +172,9 @@ def test_server_serves_on_after_lingering(server):
         for _ in range(20):
             r = requests.get(server.url + "/healthz", timeout=10)
             assert r.status_code == 200
+            # the client goes on sending meanwhile: a slow run does not reach the drain's
+            # 5 s without a byte, after which the server would close the socket
+            s.sendall(b"x" * 1024)
         assert time.monotonic() - t0 < 10
         assert metric(server, "devicehub_http_lingering") >= 1
         s.sendall(b"x" * CHUNK)  # still read and dropped: no reset
