@@ -44,8 +44,10 @@ class Receiver:
         self.httpd = None
         self.thread = None
 
-    def start(self, port=0, tls=None):
-        """tls: (certificate file, key file) to serve HTTPS."""
+    def start(self, port=0, tls=None, sock=None):
+        """tls: (certificate file, key file) to serve HTTPS. sock: a TCP socket bound (and
+        not listening) to serve on instead of port, so that its port stays the test's
+        between the bind and the start."""
         rx = self
         self.scheme = "https" if tls else "http"
 
@@ -82,7 +84,15 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if sock is None:
+            self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        else:
+            self.httpd = http.server.ThreadingHTTPServer(sock.getsockname(), Handler,
+                                                         bind_and_activate=False)
+            self.httpd.socket.close()
+            self.httpd.socket = sock
+            self.httpd.server_address = sock.getsockname()
+            self.httpd.server_activate()
         self.httpd.daemon_threads = True
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -244,11 +244,12 @@ def test_failing_delivery_shows_why_then_failed(admin, server, rx):
 def test_max_age_ends_in_failed(rx, tmp_path):
     s = Server(extra_args=FAST + ["--webhook-max-age", "1"])
     s.start()
+    # a port where nothing listens: bound, and so kept from any other process, until the end
+    sock = socket.socket()
     try:
         a = Client(s, ADMIN_TOKEN)
-        with socket.socket() as sock:  # a port where nothing listens
-            sock.bind(("127.0.0.1", 0))
-            dead = sock.getsockname()[1]
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
         w = a.create(WH, {"url": f"http://127.0.0.1:{dead}/x", "events": ["object.created"]})
         a.create("/api/v1/products/", {"tid": unique("p"), "name": "P"})
         log = wait_log(a, w, lambda got: got and got[0]["status"] == "failed")
@@ -256,6 +257,7 @@ def test_max_age_ends_in_failed(rx, tmp_path):
         assert "cannot connect" in log[0]["last_error"], log
         assert log[0]["last_status_code"] is None
     finally:
+        sock.close()
         s.cleanup()
 
 
@@ -453,9 +455,11 @@ def test_connect_timeout_for_a_receiver_that_never_accepts(rx):
 
 
 def test_kill9_with_50_undelivered_then_all_arrive(tmp_path):
-    with socket.socket() as sock:  # the receiver's port, closed until after the crash
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    # the receiver's port, bound (so no other process takes it) and closed to connections
+    # until the receiver listens on it after the crash
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     s = Server(data_dir=str(tmp_path / "var"), extra_args=FAST)
     s.start()
     rx = None
@@ -469,7 +473,7 @@ def test_kill9_with_50_undelivered_then_all_arrive(tmp_path):
         wait_log(a, w, lambda got: any(d["attempts"] >= 1 for d in got))
         assert all(d["status"] == "pending" for d in deliveries(a, w))
         s.kill9()
-        rx = Receiver().start(port=port)
+        rx = Receiver().start(sock=sock)
         s.start()
         reqs = rx.wait(lambda q: {r.json()["data"]["object"]["tid"] for r in q} >= set(tids),
                        path="/k", timeout=60)
@@ -486,6 +490,8 @@ def test_kill9_with_50_undelivered_then_all_arrive(tmp_path):
     finally:
         if rx:
             rx.stop()
+        else:
+            sock.close()
         s.cleanup()
 
 
