@@ -23,21 +23,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+class PortTaken(Exception):
+    """The server could not listen on the port asked for: another process took it."""
+
+
 def run_until_banner(tmp_path, args, env_extra=None):
-    """Starts scripts/run with DEVICEHUB_BIN (no build); returns (process, banner match)."""
+    """Starts scripts/run with DEVICEHUB_BIN (no build); returns (process, banner match).
+    Raises PortTaken when the server exits because its port is in use."""
     env = dict(os.environ, DEVICEHUB_BIN=BIN, DEVICEHUB_ADMIN_TOKEN="run-admin-token-0123456789")
     env.pop("DEVICEHUB_PORT", None)
     env.update(env_extra or {})
-    out = tmp_path / "run.out"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen([RUN] + args, stdout=f, stderr=subprocess.DEVNULL, env=env)
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    with open(out, "wb") as f, open(err, "wb") as e:
+        proc = subprocess.Popen([RUN] + args, stdout=f, stderr=e, env=env)
     deadline = time.monotonic() + START_TIMEOUT
     try:
         while time.monotonic() < deadline:
             m = BANNER.search(out.read_text())
             if m:
                 return proc, m
-            assert proc.poll() is None, out.read_text()
+            if proc.poll() is not None and "Cannot listen" in err.read_text():
+                raise PortTaken(err.read_text())
+            assert proc.poll() is None, out.read_text() + err.read_text()
             time.sleep(0.02)
         raise AssertionError("no banner: " + out.read_text())
     except BaseException:
@@ -53,17 +60,25 @@ def stop(proc):
 
 @pytest.mark.parametrize("how", ["flag", "env", "zero"])
 def test_banner_shows_the_real_port(tmp_path, how):
-    port = free_port()
     data = tmp_path / "var"
-    args = ["--listen", "127.0.0.1", "--data-dir", str(data)]
-    env = {}
-    if how == "flag":
-        args += ["--port", str(port)]
-    elif how == "env":
-        env["DEVICEHUB_PORT"] = str(port)
-    else:
-        args += ["--port", "0"]
-    proc, m = run_until_banner(tmp_path, args, env)
+    # a port chosen free may be taken by another process before the server binds it: then
+    # the server says so and exits, and it is tried again on another
+    for attempt in range(3):
+        port = free_port()
+        args = ["--listen", "127.0.0.1", "--data-dir", str(data)]
+        env = {}
+        if how == "flag":
+            args += ["--port", str(port)]
+        elif how == "env":
+            env["DEVICEHUB_PORT"] = str(port)
+        else:
+            args += ["--port", "0"]
+        try:
+            proc, m = run_until_banner(tmp_path, args, env)
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     try:
         scheme, host, shown, shown_dir = m.groups()
         assert (scheme, host, shown_dir) == ("http", "127.0.0.1", str(data))
