@@ -238,9 +238,12 @@ def test_body_above_the_rate_is_not_cut(slow_server):
     step = MIN_BODY_RATE // 2  # every 0.25 s: 2 x the minimum rate
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=30) as s:
         s.sendall(head)
-        for i in range(0, len(body), step):
+        t0 = time.monotonic()
+        for n, i in enumerate(range(0, len(body), step)):
+            # on a schedule from the start: a late wake-up is made up by the next send, not
+            # added to every later one (which would take the rate below the minimum)
+            time.sleep(max(0.0, t0 + n * 0.25 - time.monotonic()))
             s.sendall(body[i:i + step])
-            time.sleep(0.25)
         answers, rest, _ = read_answers(s, time.monotonic() + 20)
     assert [a.status for a in answers] == [201], answers
 
