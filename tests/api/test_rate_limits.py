@@ -13,7 +13,10 @@ from rawhttp import assert_json_error, one_answer
 # 3 * BURST requests in a row must outrun the refill of RATE a second: at 5 a second they
 # may take 8 s (ThreadSanitizer on a loaded machine), not the 2 s that 20 a second allowed
 RATE, BURST = 5, 20
-FAILS = 60  # per minute: a failure comes back every second
+# per minute: a failure comes back every 3 s. The FAILS failures that empty the bucket, and
+# the two requests after a failure came back, must each come within that time: 3 s, not the
+# 1 s of 60 a minute, which the ThreadSanitizer stage on a loaded machine could exceed
+FAILS = 20
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def test_token_guessing_is_slowed_to_a_crawl(limited):
     # the bucket is empty: wrong and right tokens alike get 429 without being looked at
     r = one_answer(limited.port, get(b"/api/v1/products/", "guess-next"), source=src)
     assert_json_error(r, 429, "rate_limited")
-    assert 1 <= int(r.header("retry-after")) <= 2
+    assert 1 <= int(r.header("retry-after")) <= 60 // FAILS  # when the next one comes back
     r = one_answer(limited.port, get(b"/api/v1/products/", ADMIN_TOKEN), source=src)
     assert_json_error(r, 429, "rate_limited")
     # without credentials nothing is guessed: the usual 401
@@ -95,7 +98,7 @@ def test_token_guessing_is_slowed_to_a_crawl(limited):
     r = one_answer(limited.port, get(b"/api/v1/products/", ADMIN_TOKEN), source="127.0.0.4")
     assert r.status == 200
     assert metric(limited, 'devicehub_http_rate_limited_total{limit="auth_failures"}') >= 2
-    # one failure a second comes back, and one more failure empties the bucket again
+    # one failure comes back every 3 s, and one more failure empties the bucket again
     wait_until(lambda: one_answer(limited.port, get(b"/api/v1/products/", "guess-again"),
                                   source=src).status == 401)
     r = one_answer(limited.port, get(b"/api/v1/products/", ADMIN_TOKEN), source=src)
