@@ -319,7 +319,12 @@ def test_interrupt_cancels_a_hanging_upload(sims, tmp_path):
                              str(tmp_path / "fw.img")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        # the device has its first request: dh-smp is past its start (its SIGINT handler
+        # set), however slow the machine, and waits for the answer
+        deadline = time.monotonic() + 20
+        while not sim.snapshot()["stats"].get("rx_ignored"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+            time.sleep(0.02)
         assert proc.poll() is None  # still waiting for the silent device
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
