@@ -412,7 +412,9 @@ def test_webhook_endpoint_concurrency_above_one(rx):
     s = Server(extra_args=FAST + ["--webhook-endpoint-concurrency", "3"]).start()
     try:
         a = Client(s, ADMIN_TOKEN)
-        rx.script("/par", [(200, b"{}", 0.6)] * 7)
+        # the first three answers take 2 s: the first three events are made meanwhile, however
+        # slowly a loaded machine makes them, and so are in flight together
+        rx.script("/par", [(200, b"{}", 2.0)] * 3 + [(200, b"{}", 0.6)] * 4)
         w = a.create(WH, {"url": rx.url("/par"), "events": ["object.created"]})
         for _ in range(7):
             a.create("/api/v1/products/", {"tid": unique("p"), "name": "E"})
